@@ -1,0 +1,1 @@
+"""ferrodicom.cli."""

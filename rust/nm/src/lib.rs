@@ -1,0 +1,1 @@
+//! NM multi-frame reorganisation (PS3.3 C.8.4.8). Filled in by the NM issue.
