@@ -293,3 +293,20 @@ def test_extraction_script_data_up_to_date():
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "data files are up to date" in out.stdout
+
+
+def test_profiles_catalog_matches_dictionary_detection():
+    from ferrodicom.profiles import catalog
+
+    assert set(catalog.systems()) == set(fd.PRODUCTS)
+    for product, rec in catalog.systems().items():
+        uid = rec["implementation_class_uid"]["value"]
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.ImplementationClassUID = uid
+        assert fd.product_for_dataset(ds) == product
+    assert catalog.status_meaning("xeleris", 0xA780) == "Sender is not defined on remote DICOM station"
+    assert catalog.status_meaning("entegra", 0xA770) is None
+    assert catalog.system("entegra")["private_sop_classes"][0]["uid"] == "1.2.840.113619.4.27"
+    with pytest.raises(KeyError):
+        catalog.system("orthanc")
