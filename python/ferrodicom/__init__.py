@@ -4,6 +4,7 @@ Bytes belong to Rust (``ferrodicom._core``); this package holds the meaning: AE 
 roles, services, archive, private dictionaries, device profiles and the command line.
 """
 
+from ferrodicom import dictionaries as dictionaries  # registers the private dictionaries with pydicom
 from ferrodicom._core import (
     AssociationError,
     CodecError,

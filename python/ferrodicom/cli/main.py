@@ -8,6 +8,7 @@ import click
 
 #: command name -> module under ferrodicom.cli that defines ``command`` (a click.Command)
 COMMANDS = {
+    "dump": "dump",
     "echo": "echo",
     "serve": "serve",
 }
