@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "python" / "ferrodicom" / "dictionaries" / "data"
-SEED_DIR = Path("/work/shared/seeds")
+SEED_DIR = ROOT.parent / "shared" / "seeds"
 
 SEEDS = {
     "000": ("000_ddd31ef9ac4a902e.txt", "entegra", "GE eNTEGRA P&R 1.0 DICOM Conformance Statement"),

@@ -73,9 +73,7 @@ def test_dump_rejects_non_dicom(tmp_path):
 
 
 def test_dump_through_installed_script(tmp_path):
-    exe = shutil.which(
-        "ferrodicom", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    )
+    exe = shutil.which("ferrodicom", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     assert exe, "the ferrodicom console script is not installed"
     out = subprocess.run([exe, "dump", str(_file(tmp_path))], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

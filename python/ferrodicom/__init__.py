@@ -5,6 +5,7 @@ roles, services, archive, private dictionaries, device profiles and the command 
 """
 
 from ferrodicom import dictionaries as dictionaries  # registers the private dictionaries with pydicom
+from ferrodicom import events as evt
 from ferrodicom._core import (
     AssociationError,
     CodecError,
@@ -15,8 +16,13 @@ from ferrodicom._core import (
     PduError,
 )
 from ferrodicom._core import __version__ as __version__
+from ferrodicom.ae import AE
+from ferrodicom.association import Association
+from ferrodicom.status import Status
 
 __all__ = [
+    "AE",
+    "Association",
     "AssociationError",
     "CodecError",
     "DicomError",
@@ -24,4 +30,6 @@ __all__ = [
     "DimseError",
     "NmError",
     "PduError",
+    "Status",
+    "evt",
 ]

@@ -151,10 +151,7 @@ def register(product: Optional[str] = None) -> int:
     for creator, keys in _table(product).items():
         add_private_dict_entries(
             creator,
-            {
-                (int(k[:4], 16) << 16) | 0x1000 | int(k[6:], 16): (v[0], v[1], v[2], v[3])
-                for k, v in keys.items()
-            },
+            {(int(k[:4], 16) << 16) | 0x1000 | int(k[6:], 16): (v[0], v[1], v[2], v[3]) for k, v in keys.items()},
         )
         n += len(keys)
     _registered[0] = product

@@ -141,7 +141,10 @@ pub struct Association {
 }
 
 fn io_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 impl Association {
@@ -165,7 +168,10 @@ impl Association {
 
     /// Fires an event through the state machine and returns the action PS3.8 prescribes.
     fn fire(&mut self, event: Event, rq_acceptable: bool) -> Result<Action, AssocError> {
-        let cond = Conditions { rq_acceptable, is_requestor: self.role == Role::Requestor };
+        let cond = Conditions {
+            rq_acceptable,
+            is_requestor: self.role == Role::Requestor,
+        };
         match transition(self.state, event, cond) {
             Some((action, next)) => {
                 self.state = next;
@@ -204,7 +210,11 @@ impl Association {
     // -----------------------------------------------------------------------------------------
 
     /// Requestor: connects, sends A-ASSOCIATE-RQ and waits for the answer (AE-1 … AE-4).
-    pub fn request(addr: impl ToSocketAddrs, cfg: &RequestorConfig, timeouts: Timeouts) -> Result<Association, AssocError> {
+    pub fn request(
+        addr: impl ToSocketAddrs,
+        cfg: &RequestorConfig,
+        timeouts: Timeouts,
+    ) -> Result<Association, AssocError> {
         let rq = cfg.build_request().map_err(AssocError::Config)?;
         let mut last_err = None;
         let mut stream = None;
@@ -223,65 +233,72 @@ impl Association {
         }
         let stream = match stream {
             Some(s) => s,
-            None => return Err(last_err.unwrap_or_else(|| io::Error::other("no address to connect to")).into()),
+            None => {
+                return Err(last_err
+                    .unwrap_or_else(|| io::Error::other("no address to connect to"))
+                    .into())
+            }
         };
         let mut assoc = Association::new(stream, Role::Requestor, timeouts)?;
         assoc.fire(Event::Evt1, true)?; // AE-1 (the connect above)
         assoc.fire(Event::Evt2, true)?; // AE-2: send A-ASSOCIATE-RQ
         assoc.send_pdu(&Pdu::AssociateRq(rq.clone()))?;
         let deadline = timeouts.acse.map(|t| Instant::now() + t);
-        loop {
-            let (ty, body_len) = match assoc.read_pdu_header(deadline, "A-ASSOCIATE response") {
-                Ok(h) => h,
-                Err(e) => return Err(assoc.fail_on_read(e)),
-            };
-            let body = assoc.read_body(body_len)?;
-            let pdu = match Pdu::decode_body(ty, &body) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = assoc.fire(Event::Evt19, true);
-                    assoc.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
-                    return Err(e.into());
-                }
-            };
-            match pdu {
-                Pdu::AssociateAc(ac) => {
-                    assoc.fire(Event::Evt3, true)?; // AE-3
-                    match cfg.interpret(&rq, &ac) {
-                        Ok(n) => {
-                            assoc.negotiated = n;
-                            assoc.rx_limit = cfg.max_pdu_limit();
-                            return Ok(assoc);
-                        }
-                        Err(msg) => {
-                            let _ = assoc.abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
-                            return Err(AssocError::Protocol(msg));
-                        }
+        let (ty, body_len) = match assoc.read_pdu_header(deadline, "A-ASSOCIATE response") {
+            Ok(h) => h,
+            Err(e) => return Err(assoc.fail_on_read(e)),
+        };
+        let body = assoc.read_body(body_len)?;
+        let pdu = match Pdu::decode_body(ty, &body) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = assoc.fire(Event::Evt19, true);
+                assoc.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
+                return Err(e.into());
+            }
+        };
+        match pdu {
+            Pdu::AssociateAc(ac) => {
+                assoc.fire(Event::Evt3, true)?; // AE-3
+                match cfg.interpret(&rq, &ac) {
+                    Ok(n) => {
+                        assoc.negotiated = n;
+                        assoc.rx_limit = cfg.max_pdu_limit();
+                        Ok(assoc)
+                    }
+                    Err(msg) => {
+                        let _ = assoc.abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
+                        Err(AssocError::Protocol(msg))
                     }
                 }
-                Pdu::AssociateRj(rj) => {
-                    assoc.fire(Event::Evt4, true)?; // AE-4: close
-                    let _ = assoc.writer.shutdown(Shutdown::Both);
-                    return Err(AssocError::Rejected(rj));
-                }
-                Pdu::Abort(a) => {
-                    assoc.fire(Event::Evt16, true)?;
-                    let _ = assoc.writer.shutdown(Shutdown::Both);
-                    return Err(AssocError::Aborted(a));
-                }
-                other => {
-                    let ev = pdu_event(&other);
-                    let _ = assoc.fire(ev, true);
-                    assoc.provider_abort(abort_reason::UNEXPECTED_PDU);
-                    return Err(AssocError::Protocol(format!("unexpected PDU type 0x{:02X} during negotiation", other.pdu_type())));
-                }
+            }
+            Pdu::AssociateRj(rj) => {
+                assoc.fire(Event::Evt4, true)?; // AE-4: close
+                let _ = assoc.writer.shutdown(Shutdown::Both);
+                Err(AssocError::Rejected(rj))
+            }
+            Pdu::Abort(a) => {
+                assoc.fire(Event::Evt16, true)?;
+                let _ = assoc.writer.shutdown(Shutdown::Both);
+                Err(AssocError::Aborted(a))
+            }
+            other => {
+                let _ = assoc.fire(pdu_event(&other), true);
+                assoc.provider_abort(abort_reason::UNEXPECTED_PDU);
+                Err(AssocError::Protocol(format!(
+                    "unexpected PDU type 0x{:02X} during negotiation",
+                    other.pdu_type()
+                )))
             }
         }
     }
 
     /// Acceptor, step 1: takes an accepted TCP connection and waits (under ARTIM) for the
     /// A-ASSOCIATE-RQ (AE-5, AE-6). Returns the request for the caller to decide on.
-    pub fn accept_transport(stream: TcpStream, timeouts: Timeouts) -> Result<(Association, AssociateRq), AssocError> {
+    pub fn accept_transport(
+        stream: TcpStream,
+        timeouts: Timeouts,
+    ) -> Result<(Association, AssociateRq), AssocError> {
         let mut assoc = Association::new(stream, Role::Acceptor, timeouts)?;
         assoc.fire(Event::Evt5, true)?; // AE-5: start ARTIM
         let deadline = Some(Instant::now() + timeouts.artim);
@@ -295,9 +312,13 @@ impl Association {
                 let acceptable = rq.protocol_version & 1 == 1;
                 assoc.fire(Event::Evt6, acceptable)?; // AE-6
                 if !acceptable {
-                    assoc.send_pdu(&Pdu::AssociateRj(crate::negotiate::reject::PROTOCOL_VERSION_NOT_SUPPORTED))?;
+                    assoc.send_pdu(&Pdu::AssociateRj(
+                        crate::negotiate::reject::PROTOCOL_VERSION_NOT_SUPPORTED,
+                    ))?;
                     assoc.await_close();
-                    return Err(AssocError::Rejected(crate::negotiate::reject::PROTOCOL_VERSION_NOT_SUPPORTED));
+                    return Err(AssocError::Rejected(
+                        crate::negotiate::reject::PROTOCOL_VERSION_NOT_SUPPORTED,
+                    ));
                 }
                 Ok((assoc, rq))
             }
@@ -308,7 +329,10 @@ impl Association {
                     assoc.send_abort(0, 0);
                 }
                 assoc.await_close();
-                Err(AssocError::Protocol(format!("expected A-ASSOCIATE-RQ, received PDU type 0x{:02X}", other.pdu_type())))
+                Err(AssocError::Protocol(format!(
+                    "expected A-ASSOCIATE-RQ, received PDU type 0x{:02X}",
+                    other.pdu_type()
+                )))
             }
             Err(e) => {
                 assoc.fire(Event::Evt19, true)?; // AA-1 in Sta2
@@ -325,7 +349,11 @@ impl Association {
             Ok((ac, negotiated)) => {
                 self.fire(Event::Evt7, true)?; // AE-7
                 self.send_pdu(&Pdu::AssociateAc(ac))?;
-                self.rx_limit = if cfg.max_pdu == 0 { usize::MAX } else { cfg.max_pdu as usize };
+                self.rx_limit = if cfg.max_pdu == 0 {
+                    usize::MAX
+                } else {
+                    cfg.max_pdu as usize
+                };
                 self.negotiated = negotiated;
                 Ok(())
             }
@@ -400,9 +428,15 @@ impl Association {
                 Action::Aa8 => {
                     self.send_abort(2, abort_reason::UNEXPECTED_PDU);
                     self.await_close();
-                    return Err(AssocError::Protocol("unexpected PDU while releasing".into()));
+                    return Err(AssocError::Protocol(
+                        "unexpected PDU while releasing".into(),
+                    ));
                 }
-                other => return Err(AssocError::Protocol(format!("unexpected action {other:?} while releasing"))),
+                other => {
+                    return Err(AssocError::Protocol(format!(
+                        "unexpected action {other:?} while releasing"
+                    )))
+                }
             }
         }
     }
@@ -424,7 +458,10 @@ impl Association {
     }
 
     fn send_abort(&mut self, source: u8, reason: u8) {
-        let _ = self.send_pdu(&Pdu::Abort(Abort { source, reason: if source == 2 { reason } else { 0 } }));
+        let _ = self.send_pdu(&Pdu::Abort(Abort {
+            source,
+            reason: if source == 2 { reason } else { 0 },
+        }));
     }
 
     /// Sta13: waits (under ARTIM) for the peer to close, then closes our side.
@@ -438,7 +475,7 @@ impl Association {
             }
             let _ = self.reader.get_ref().set_read_timeout(Some(deadline - now));
             match self.reader.read(&mut sink) {
-                Ok(0) => break, // Evt17 -> AR-5
+                Ok(0) => break,    // Evt17 -> AR-5
                 Ok(_) => continue, // PDUs in Sta13 are ignored (AA-6)
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -461,14 +498,27 @@ impl Association {
 
     /// Reads a PDU header with a deadline; errors of the header (unknown type, too long) are
     /// returned as `ReadFail::Invalid` so the caller fires Evt19.
-    fn read_pdu_header(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<(u8, usize), ReadFail> {
+    fn read_pdu_header(
+        &mut self,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<(u8, usize), ReadFail> {
         let mut h = [0u8; PDU_HEADER_LEN];
         self.read_exact_deadline(&mut h, deadline, what)?;
-        let limit = if h[0] == pdu_type::P_DATA_TF { self.rx_limit } else { ASSOCIATION_PDU_LIMIT };
+        let limit = if h[0] == pdu_type::P_DATA_TF {
+            self.rx_limit
+        } else {
+            ASSOCIATION_PDU_LIMIT
+        };
         parse_header(&h, limit).map_err(ReadFail::Invalid)
     }
 
-    fn read_exact_deadline(&mut self, buf: &mut [u8], deadline: Option<Instant>, what: &'static str) -> Result<(), ReadFail> {
+    fn read_exact_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<(), ReadFail> {
         let mut done = 0;
         while done < buf.len() {
             let timeout = match deadline {
@@ -483,7 +533,10 @@ impl Association {
             };
             // Only touch the socket option when the buffer is empty and we will block.
             if self.reader.buffer().is_empty() {
-                self.reader.get_ref().set_read_timeout(timeout).map_err(ReadFail::Io)?;
+                self.reader
+                    .get_ref()
+                    .set_read_timeout(timeout)
+                    .map_err(ReadFail::Io)?;
             }
             match self.reader.read(&mut buf[done..]) {
                 Ok(0) => return Err(ReadFail::Closed),
@@ -498,7 +551,11 @@ impl Association {
 
     fn read_body(&mut self, len: usize) -> Result<Vec<u8>, AssocError> {
         let mut body = vec![0u8; len];
-        match self.read_exact_deadline(&mut body, self.timeouts.dimse.map(|t| Instant::now() + t), "PDU body") {
+        match self.read_exact_deadline(
+            &mut body,
+            self.timeouts.dimse.map(|t| Instant::now() + t),
+            "PDU body",
+        ) {
             Ok(()) => Ok(body),
             Err(e) => Err(self.fail_on_read(e)),
         }
@@ -570,12 +627,19 @@ impl Association {
         }
         match self.negotiated.context(context_id) {
             Some(c) if c.accepted() => Ok(()),
-            _ => Err(AssocError::Config(format!("presentation context {context_id} was not accepted"))),
+            _ => Err(AssocError::Config(format!(
+                "presentation context {context_id} was not accepted"
+            ))),
         }
     }
 
     /// Sends the fragments of one PDV stream (command or data set) as P-DATA-TF PDUs.
-    fn send_fragments(&mut self, context_id: u8, command: bool, data: &[u8]) -> Result<(), AssocError> {
+    fn send_fragments(
+        &mut self,
+        context_id: u8,
+        command: bool,
+        data: &[u8],
+    ) -> Result<(), AssocError> {
         let max = self.max_pdv_data();
         let mut chunks = data.chunks(max).peekable();
         if data.is_empty() {
@@ -585,7 +649,11 @@ impl Association {
         }
         while let Some(chunk) = chunks.next() {
             let last = chunks.peek().is_none();
-            self.write_pdv(context_id, command as u8 | if last { 0x02 } else { 0 }, chunk)?;
+            self.write_pdv(
+                context_id,
+                command as u8 | if last { 0x02 } else { 0 },
+                chunk,
+            )?;
         }
         Ok(())
     }
@@ -596,7 +664,8 @@ impl Association {
         self.tx.clear();
         self.tx.push(pdu_type::P_DATA_TF);
         self.tx.push(0);
-        self.tx.extend_from_slice(&((pdv_len + 4) as u32).to_be_bytes());
+        self.tx
+            .extend_from_slice(&((pdv_len + 4) as u32).to_be_bytes());
         self.tx.extend_from_slice(&(pdv_len as u32).to_be_bytes());
         self.tx.push(context_id);
         self.tx.push(control);
@@ -611,7 +680,12 @@ impl Association {
     }
 
     /// Sends one DIMSE message: the command set, then the data set if given.
-    pub fn send_message(&mut self, context_id: u8, command: &Command, data_set: Option<&[u8]>) -> Result<(), AssocError> {
+    pub fn send_message(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        data_set: Option<&[u8]>,
+    ) -> Result<(), AssocError> {
         self.check_send(context_id)?;
         let bytes = command.encode();
         let max = self.max_pdv_data();
@@ -622,9 +696,11 @@ impl Association {
                 self.tx.clear();
                 self.tx.push(pdu_type::P_DATA_TF);
                 self.tx.push(0);
-                self.tx.extend_from_slice(&((bytes.len() + ds.len() + 12) as u32).to_be_bytes());
+                self.tx
+                    .extend_from_slice(&((bytes.len() + ds.len() + 12) as u32).to_be_bytes());
                 for (ctl, part) in [(0x03u8, bytes.as_slice()), (0x02u8, ds)] {
-                    self.tx.extend_from_slice(&((part.len() + 2) as u32).to_be_bytes());
+                    self.tx
+                        .extend_from_slice(&((part.len() + 2) as u32).to_be_bytes());
                     self.tx.push(context_id);
                     self.tx.push(ctl);
                     self.tx.extend_from_slice(part);
@@ -642,7 +718,12 @@ impl Association {
 
     /// Sends a command whose data set is streamed from `reader` (of `len` bytes if known) in
     /// fragments no larger than the peer's maximum PDU.
-    pub fn send_message_streamed(&mut self, context_id: u8, command: &Command, mut reader: impl Read) -> Result<u64, AssocError> {
+    pub fn send_message_streamed(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+        mut reader: impl Read,
+    ) -> Result<u64, AssocError> {
         self.check_send(context_id)?;
         let bytes = command.encode();
         self.send_fragments(context_id, true, &bytes)?;
@@ -683,7 +764,11 @@ impl Association {
 
     /// Ensures `self.rx` holds a P-DATA-TF body with unread PDVs, reading PDUs as needed and
     /// handling release and abort from the peer. Returns `Ok(None)` when the association ended.
-    fn next_pdata(&mut self, deadline: Option<Instant>, what: &'static str) -> Result<Option<Incoming>, AssocError> {
+    fn next_pdata(
+        &mut self,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<Option<Incoming>, AssocError> {
         while self.rx_pos >= self.rx.len() {
             let (ty, len) = match self.read_pdu_header(deadline, what) {
                 Ok(h) => h,
@@ -702,7 +787,9 @@ impl Association {
                     Action::Dt2 | Action::Ar6 => {}
                     Action::Aa8 => {
                         self.provider_abort(abort_reason::UNEXPECTED_PDU);
-                        return Err(AssocError::Protocol("P-DATA-TF received in the wrong state".into()));
+                        return Err(AssocError::Protocol(
+                            "P-DATA-TF received in the wrong state".into(),
+                        ));
                     }
                     _ => {}
                 }
@@ -740,7 +827,10 @@ impl Association {
                 }
                 (Action::Aa8, p) => {
                     self.provider_abort(abort_reason::UNEXPECTED_PDU);
-                    return Err(AssocError::Protocol(format!("unexpected PDU type 0x{:02X} on an established association", p.pdu_type())));
+                    return Err(AssocError::Protocol(format!(
+                        "unexpected PDU type 0x{:02X} on an established association",
+                        p.pdu_type()
+                    )));
                 }
                 (a, _) => return Err(AssocError::Protocol(format!("unexpected action {a:?}"))),
             }
@@ -785,20 +875,30 @@ impl Association {
             if control & 0x01 == 0 {
                 let _ = self.fire(Event::Evt19, true);
                 self.provider_abort(abort_reason::UNEXPECTED_PDU_PARAMETER);
-                return Err(AssocError::Protocol("data set fragment received where a command was expected".into()));
+                return Err(AssocError::Protocol(
+                    "data set fragment received where a command was expected".into(),
+                ));
             }
             if cmd_ctx.is_some_and(|c| c != ctx) {
                 self.provider_abort(abort_reason::UNEXPECTED_PDU_PARAMETER);
-                return Err(AssocError::Protocol("command fragments on different presentation contexts".into()));
+                return Err(AssocError::Protocol(
+                    "command fragments on different presentation contexts".into(),
+                ));
             }
             if !self.negotiated.context(ctx).is_some_and(|c| c.accepted()) {
                 self.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
-                return Err(AssocError::Protocol(format!("PDV on presentation context {ctx}, which was not accepted")));
+                return Err(AssocError::Protocol(format!(
+                    "PDV on presentation context {ctx}, which was not accepted"
+                )));
             }
             cmd_ctx = Some(ctx);
             if cmd_buf.len() + len > MAX_COMMAND_SET {
                 self.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
-                return Err(DimseError::TooLarge { size: cmd_buf.len() + len, limit: MAX_COMMAND_SET }.into());
+                return Err(DimseError::TooLarge {
+                    size: cmd_buf.len() + len,
+                    limit: MAX_COMMAND_SET,
+                }
+                .into());
             }
             cmd_buf.extend_from_slice(&self.rx[start..start + len]);
             if control & 0x02 != 0 {
@@ -812,14 +912,20 @@ impl Association {
                 if command.has_data_set() {
                     self.data = DataState::Pending(ctx);
                 }
-                return Ok(Incoming::Command { context_id: ctx, command });
+                return Ok(Incoming::Command {
+                    context_id: ctx,
+                    command,
+                });
             }
         }
     }
 
     /// Streams the pending data set's fragments to `sink` without buffering the whole data set.
     /// Returns the number of bytes delivered.
-    pub fn read_data_set(&mut self, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> Result<u64, AssocError> {
+    pub fn read_data_set(
+        &mut self,
+        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<u64, AssocError> {
         let ctx = match self.data {
             DataState::Pending(c) => c,
             DataState::None => return Err(AssocError::Protocol("no data set is pending".into())),
@@ -832,14 +938,18 @@ impl Association {
                 self.data = DataState::None;
                 return match inc {
                     Incoming::Aborted(a) => Err(AssocError::Aborted(a)),
-                    _ => Err(AssocError::Protocol("association released in the middle of a data set".into())),
+                    _ => Err(AssocError::Protocol(
+                        "association released in the middle of a data set".into(),
+                    )),
                 };
             }
             let (c, control, start, len) = self.take_pdv()?;
             if control & 0x01 != 0 || c != ctx {
                 self.data = DataState::None;
                 self.provider_abort(abort_reason::UNEXPECTED_PDU_PARAMETER);
-                return Err(AssocError::Protocol("expected a data set fragment on the command's presentation context".into()));
+                return Err(AssocError::Protocol(
+                    "expected a data set fragment on the command's presentation context".into(),
+                ));
             }
             sink(&self.rx[start..start + len])?;
             total += len as u64;
@@ -855,7 +965,9 @@ impl Association {
         let mut v = Vec::new();
         self.read_data_set(|chunk| {
             if v.len() + chunk.len() > limit {
-                return Err(io::Error::other(format!("data set larger than {limit} bytes")));
+                return Err(io::Error::other(format!(
+                    "data set larger than {limit} bytes"
+                )));
             }
             v.extend_from_slice(chunk);
             Ok(())
@@ -900,7 +1012,13 @@ pub struct AbortHandle(TcpStream);
 impl AbortHandle {
     pub fn abort(&self) {
         let mut w = &self.0;
-        let _ = w.write_all(&Pdu::Abort(Abort { source: 0, reason: 0 }).encode());
+        let _ = w.write_all(
+            &Pdu::Abort(Abort {
+                source: 0,
+                reason: 0,
+            })
+            .encode(),
+        );
         let _ = self.0.shutdown(Shutdown::Both);
     }
 }

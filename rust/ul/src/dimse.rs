@@ -110,9 +110,10 @@ pub fn command_vr(element: u16) -> CommandVr {
     use tag::*;
     match element {
         COMMAND_GROUP_LENGTH => CommandVr::UL,
-        AFFECTED_SOP_CLASS_UID | REQUESTED_SOP_CLASS_UID | AFFECTED_SOP_INSTANCE_UID | REQUESTED_SOP_INSTANCE_UID => {
-            CommandVr::UI
-        }
+        AFFECTED_SOP_CLASS_UID
+        | REQUESTED_SOP_CLASS_UID
+        | AFFECTED_SOP_INSTANCE_UID
+        | REQUESTED_SOP_INSTANCE_UID => CommandVr::UI,
         COMMAND_FIELD
         | MESSAGE_ID
         | MESSAGE_ID_BEING_RESPONDED_TO
@@ -174,7 +175,10 @@ impl Command {
     }
     /// Element numbers present, in ascending order (group length excluded).
     pub fn elements(&self) -> impl Iterator<Item = (u16, &[u8])> {
-        self.elements.iter().filter(|(k, _)| **k != 0).map(|(k, v)| (*k, v.as_slice()))
+        self.elements
+            .iter()
+            .filter(|(k, _)| **k != 0)
+            .map(|(k, v)| (*k, v.as_slice()))
     }
 
     pub fn get_us(&self, element: u16) -> Option<u16> {
@@ -192,7 +196,11 @@ impl Command {
     pub fn get_str(&self, element: u16) -> Option<String> {
         let v = self.elements.get(&element)?;
         let s = String::from_utf8_lossy(v);
-        Some(s.trim_end_matches(['\0', ' ']).trim_start_matches(' ').to_string())
+        Some(
+            s.trim_end_matches(['\0', ' '])
+                .trim_start_matches(' ')
+                .to_string(),
+        )
     }
     pub fn set_str(&mut self, element: u16, value: &str) {
         self.set_raw(element, value.as_bytes().to_vec());
@@ -202,7 +210,10 @@ impl Command {
         let v = self.elements.get(&element)?;
         Some(
             v.chunks_exact(4)
-                .map(|c| ((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) | u16::from_le_bytes([c[2], c[3]]) as u32)
+                .map(|c| {
+                    ((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)
+                        | u16::from_le_bytes([c[2], c[3]]) as u32
+                })
                 .collect(),
         )
     }
@@ -226,7 +237,8 @@ impl Command {
     }
     /// True when a data set follows this command (Command Data Set Type ≠ 0x0101).
     pub fn has_data_set(&self) -> bool {
-        self.get_us(tag::COMMAND_DATA_SET_TYPE).is_some_and(|v| v != NO_DATA_SET)
+        self.get_us(tag::COMMAND_DATA_SET_TYPE)
+            .is_some_and(|v| v != NO_DATA_SET)
     }
     pub fn is_request(&self) -> bool {
         self.command_field().is_some_and(|f| f & 0x8000 == 0)
@@ -252,7 +264,10 @@ impl Command {
     /// buffer is tolerated (some peers miscount) but the elements themselves are bounds-checked.
     pub fn decode(bytes: &[u8]) -> Result<Command, DimseError> {
         if bytes.len() > MAX_COMMAND_SET {
-            return Err(DimseError::TooLarge { size: bytes.len(), limit: MAX_COMMAND_SET });
+            return Err(DimseError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_COMMAND_SET,
+            });
         }
         let mut elements = BTreeMap::new();
         let mut pos = 0usize;
@@ -263,15 +278,31 @@ impl Command {
             }
             let group = u16::from_le_bytes([bytes[pos], bytes[pos + 1]]);
             let element = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
-            let length = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
+            let length = u32::from_le_bytes([
+                bytes[pos + 4],
+                bytes[pos + 5],
+                bytes[pos + 6],
+                bytes[pos + 7],
+            ]);
             if group != 0 {
-                return Err(DimseError::WrongGroup { offset: pos, group, element });
+                return Err(DimseError::WrongGroup {
+                    offset: pos,
+                    group,
+                    element,
+                });
             }
             if last.is_some_and(|l| element <= l) {
-                return Err(DimseError::OutOfOrder { offset: pos, element });
+                return Err(DimseError::OutOfOrder {
+                    offset: pos,
+                    element,
+                });
             }
             if length as usize > bytes.len() - pos - 8 {
-                return Err(DimseError::LengthOverrun { offset: pos, element, length });
+                return Err(DimseError::LengthOverrun {
+                    offset: pos,
+                    element,
+                    length,
+                });
             }
             let value = &bytes[pos + 8..pos + 8 + length as usize];
             elements.insert(element, value.to_vec());
@@ -280,7 +311,10 @@ impl Command {
         }
         let cmd = Command { elements };
         if cmd.command_field().is_none() {
-            return Err(DimseError::Missing { element: tag::COMMAND_FIELD, name: "Command Field" });
+            return Err(DimseError::Missing {
+                element: tag::COMMAND_FIELD,
+                name: "Command Field",
+            });
         }
         Ok(cmd)
     }
@@ -294,9 +328,10 @@ impl Command {
 pub fn request(field: u16, message_id: u16, sop_class_uid: &str, has_data_set: bool) -> Command {
     let mut c = Command::new();
     let class_tag = match field {
-        command_field::N_GET_RQ | command_field::N_SET_RQ | command_field::N_ACTION_RQ | command_field::N_DELETE_RQ => {
-            tag::REQUESTED_SOP_CLASS_UID
-        }
+        command_field::N_GET_RQ
+        | command_field::N_SET_RQ
+        | command_field::N_ACTION_RQ
+        | command_field::N_DELETE_RQ => tag::REQUESTED_SOP_CLASS_UID,
         _ => tag::AFFECTED_SOP_CLASS_UID,
     };
     if !sop_class_uid.is_empty() {
@@ -304,7 +339,14 @@ pub fn request(field: u16, message_id: u16, sop_class_uid: &str, has_data_set: b
     }
     c.set_us(tag::COMMAND_FIELD, field);
     c.set_us(tag::MESSAGE_ID, message_id);
-    c.set_us(tag::COMMAND_DATA_SET_TYPE, if has_data_set { DATA_SET_PRESENT } else { NO_DATA_SET });
+    c.set_us(
+        tag::COMMAND_DATA_SET_TYPE,
+        if has_data_set {
+            DATA_SET_PRESENT
+        } else {
+            NO_DATA_SET
+        },
+    );
     c
 }
 
@@ -313,17 +355,34 @@ pub fn request(field: u16, message_id: u16, sop_class_uid: &str, has_data_set: b
 pub fn response_to(rq: &Command, status: u16, has_data_set: bool) -> Command {
     let mut c = Command::new();
     let field = rq.command_field().unwrap_or(0) | 0x8000;
-    let class = rq.get_raw(tag::AFFECTED_SOP_CLASS_UID).or_else(|| rq.get_raw(tag::REQUESTED_SOP_CLASS_UID));
+    let class = rq
+        .get_raw(tag::AFFECTED_SOP_CLASS_UID)
+        .or_else(|| rq.get_raw(tag::REQUESTED_SOP_CLASS_UID));
     if let Some(v) = class {
         c.set_raw(tag::AFFECTED_SOP_CLASS_UID, v.to_vec());
     }
     c.set_us(tag::COMMAND_FIELD, field);
-    c.set_us(tag::MESSAGE_ID_BEING_RESPONDED_TO, rq.message_id().unwrap_or(0));
-    c.set_us(tag::COMMAND_DATA_SET_TYPE, if has_data_set { DATA_SET_PRESENT } else { NO_DATA_SET });
+    c.set_us(
+        tag::MESSAGE_ID_BEING_RESPONDED_TO,
+        rq.message_id().unwrap_or(0),
+    );
+    c.set_us(
+        tag::COMMAND_DATA_SET_TYPE,
+        if has_data_set {
+            DATA_SET_PRESENT
+        } else {
+            NO_DATA_SET
+        },
+    );
     c.set_us(tag::STATUS, status);
-    let inst = rq.get_raw(tag::AFFECTED_SOP_INSTANCE_UID).or_else(|| rq.get_raw(tag::REQUESTED_SOP_INSTANCE_UID));
+    let inst = rq
+        .get_raw(tag::AFFECTED_SOP_INSTANCE_UID)
+        .or_else(|| rq.get_raw(tag::REQUESTED_SOP_INSTANCE_UID));
     if let Some(v) = inst {
-        if field != command_field::C_FIND_RSP && field != command_field::C_GET_RSP && field != command_field::C_MOVE_RSP {
+        if field != command_field::C_FIND_RSP
+            && field != command_field::C_GET_RSP
+            && field != command_field::C_MOVE_RSP
+        {
             c.set_raw(tag::AFFECTED_SOP_INSTANCE_UID, v.to_vec());
         }
     }

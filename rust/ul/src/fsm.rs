@@ -156,7 +156,8 @@ pub fn transition(state: State, event: Event, cond: Conditions) -> Option<(Actio
     use Event::*;
     use State::*;
     // States in which an association exists or is being released: most PDUs there are handled alike.
-    let established_or_releasing = matches!(state, Sta6 | Sta7 | Sta8 | Sta9 | Sta10 | Sta11 | Sta12);
+    let established_or_releasing =
+        matches!(state, Sta6 | Sta7 | Sta8 | Sta9 | Sta10 | Sta11 | Sta12);
     let r = match (event, state) {
         (Evt1, Sta1) => (Ae1, Sta4),
         (Evt2, Sta4) => (Ae2, Sta5),
@@ -189,7 +190,7 @@ pub fn transition(state: State, event: Event, cond: Conditions) -> Option<(Actio
 
         (Evt15, Sta4) => (Aa2, Sta1),
         (Evt15, Sta3 | Sta5) => (Aa1, Sta13),
-        (Evt15, s) if matches!(s, Sta6 | Sta7 | Sta8 | Sta9 | Sta10 | Sta11 | Sta12) => (Aa1, Sta13),
+        (Evt15, Sta6 | Sta7 | Sta8 | Sta9 | Sta10 | Sta11 | Sta12) => (Aa1, Sta13),
         (Evt16, Sta2 | Sta13) => (Aa2, Sta1),
         (Evt16, Sta3 | Sta5) => (Aa3, Sta1),
         (Evt16, _) if established_or_releasing => (Aa3, Sta1),
@@ -201,7 +202,9 @@ pub fn transition(state: State, event: Event, cond: Conditions) -> Option<(Actio
 
         // Any other PDU, or an invalid one, while negotiating or associated: abort (AA-8).
         (Evt3 | Evt4 | Evt6 | Evt10 | Evt12 | Evt13 | Evt19, Sta3 | Sta5) => (Aa8, Sta13),
-        (Evt3 | Evt4 | Evt6 | Evt10 | Evt12 | Evt13 | Evt19, _) if established_or_releasing => (Aa8, Sta13),
+        (Evt3 | Evt4 | Evt6 | Evt10 | Evt12 | Evt13 | Evt19, _) if established_or_releasing => {
+            (Aa8, Sta13)
+        }
         _ => return None,
     };
     Some(r)
@@ -214,7 +217,10 @@ mod tests {
     use Event::*;
     use State::*;
 
-    const C: Conditions = Conditions { rq_acceptable: true, is_requestor: true };
+    const C: Conditions = Conditions {
+        rq_acceptable: true,
+        is_requestor: true,
+    };
 
     #[test]
     fn establishment_paths() {
@@ -224,7 +230,10 @@ mod tests {
         assert_eq!(transition(Sta5, Evt4, C), Some((Ae4, Sta1)));
         assert_eq!(transition(Sta1, Evt5, C), Some((Ae5, Sta2)));
         assert_eq!(transition(Sta2, Evt6, C), Some((Ae6, Sta3)));
-        let bad = Conditions { rq_acceptable: false, ..C };
+        let bad = Conditions {
+            rq_acceptable: false,
+            ..C
+        };
         assert_eq!(transition(Sta2, Evt6, bad), Some((Ae6, Sta13)));
         assert_eq!(transition(Sta3, Evt7, C), Some((Ae7, Sta6)));
         assert_eq!(transition(Sta3, Evt8, C), Some((Ae8, Sta13)));
@@ -241,7 +250,10 @@ mod tests {
         assert_eq!(transition(Sta9, Evt14, C), Some((Ar9, Sta11)));
         assert_eq!(transition(Sta11, Evt13, C), Some((Ar3, Sta1)));
         // Collision, acceptor side: Sta7 -> Sta10 -> Sta12 -> Sta13.
-        let acc = Conditions { is_requestor: false, ..C };
+        let acc = Conditions {
+            is_requestor: false,
+            ..C
+        };
         assert_eq!(transition(Sta7, Evt12, acc), Some((Ar8, Sta10)));
         assert_eq!(transition(Sta10, Evt13, acc), Some((Ar10, Sta12)));
         assert_eq!(transition(Sta12, Evt14, acc), Some((Ar4, Sta13)));

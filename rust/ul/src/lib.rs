@@ -10,5 +10,8 @@ pub mod pdu;
 pub use assoc::{AbortHandle, AssocError, Association, Incoming, Role, Timeouts};
 pub use dimse::Command;
 pub use error::{DimseError, PduError};
-pub use negotiate::{AcceptorConfig, Negotiated, NegotiatedContext, ProposedContext, RequestorConfig, SupportedContext};
+pub use negotiate::{
+    AcceptorConfig, Negotiated, NegotiatedContext, ProposedContext, RequestorConfig,
+    SupportedContext,
+};
 pub use pdu::Pdu;

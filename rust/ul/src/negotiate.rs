@@ -8,7 +8,12 @@ use std::collections::HashMap;
 /// Implementation Class UID of ferrodicom (a 2.25 UUID-derived UID, generated once; PS3.5 §B.2).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3988075651491133059190005823922452769";
 /// Implementation Version Name of ferrodicom (at most 16 characters, PS3.7 D.3.3.2.3).
-pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("FERRODICOM_", env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"), env!("CARGO_PKG_VERSION_PATCH"));
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
+    "FERRODICOM_",
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    env!("CARGO_PKG_VERSION_MINOR"),
+    env!("CARGO_PKG_VERSION_PATCH")
+);
 /// Default maximum PDU length we receive.
 pub const DEFAULT_MAX_PDU: u32 = 262_144;
 /// Most presentation contexts one association can carry (odd IDs 1..=255, PS3.8 §9.3.2.2).
@@ -17,13 +22,41 @@ pub const MAX_PRESENTATION_CONTEXTS: usize = 128;
 /// A-ASSOCIATE-RJ reasons used by the acceptor (PS3.8 §9.3.4, Table 9-21).
 pub mod reject {
     use crate::pdu::AssociateRj;
-    pub const NO_REASON: AssociateRj = AssociateRj { result: 1, source: 1, reason: 1 };
-    pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = AssociateRj { result: 1, source: 1, reason: 2 };
-    pub const CALLING_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj { result: 1, source: 1, reason: 3 };
-    pub const CALLED_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj { result: 1, source: 1, reason: 7 };
-    pub const PROTOCOL_VERSION_NOT_SUPPORTED: AssociateRj = AssociateRj { result: 1, source: 2, reason: 2 };
-    pub const TEMPORARY_CONGESTION: AssociateRj = AssociateRj { result: 2, source: 3, reason: 1 };
-    pub const LOCAL_LIMIT_EXCEEDED: AssociateRj = AssociateRj { result: 2, source: 3, reason: 2 };
+    pub const NO_REASON: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 1,
+    };
+    pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 2,
+    };
+    pub const CALLING_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 3,
+    };
+    pub const CALLED_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 7,
+    };
+    pub const PROTOCOL_VERSION_NOT_SUPPORTED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 2,
+        reason: 2,
+    };
+    pub const TEMPORARY_CONGESTION: AssociateRj = AssociateRj {
+        result: 2,
+        source: 3,
+        reason: 1,
+    };
+    pub const LOCAL_LIMIT_EXCEEDED: AssociateRj = AssociateRj {
+        result: 2,
+        source: 3,
+        reason: 2,
+    };
 }
 
 /// Presentation context results (PS3.8 Table 9-18).
@@ -123,13 +156,22 @@ impl Negotiated {
         self.contexts.iter().find(|c| c.id == id)
     }
     /// The first accepted context for an abstract syntax, preferring `transfer_syntax` if given.
-    pub fn find_context(&self, abstract_syntax: &str, transfer_syntax: Option<&str>) -> Option<&NegotiatedContext> {
-        let mut it = self.contexts.iter().filter(|c| c.accepted() && c.abstract_syntax == abstract_syntax);
+    pub fn find_context(
+        &self,
+        abstract_syntax: &str,
+        transfer_syntax: Option<&str>,
+    ) -> Option<&NegotiatedContext> {
+        let mut it = self
+            .contexts
+            .iter()
+            .filter(|c| c.accepted() && c.abstract_syntax == abstract_syntax);
         match transfer_syntax {
             Some(ts) => self
                 .contexts
                 .iter()
-                .find(|c| c.accepted() && c.abstract_syntax == abstract_syntax && c.transfer_syntax == ts)
+                .find(|c| {
+                    c.accepted() && c.abstract_syntax == abstract_syntax && c.transfer_syntax == ts
+                })
                 .or_else(|| it.next()),
             None => it.next(),
         }
@@ -137,7 +179,10 @@ impl Negotiated {
 }
 
 /// The acceptor's answer to an A-ASSOCIATE-RQ: accept with this AC and summary, or reject.
-pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(AssociateAc, Negotiated), AssociateRj> {
+pub fn accept_or_reject(
+    cfg: &AcceptorConfig,
+    rq: &AssociateRq,
+) -> Result<(AssociateAc, Negotiated), AssociateRj> {
     if rq.protocol_version & 0x0001 == 0 {
         return Err(reject::PROTOCOL_VERSION_NOT_SUPPORTED);
     }
@@ -160,14 +205,19 @@ pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(Assoc
         .items
         .iter()
         .filter_map(|i| match i {
-            UserItem::RoleSelection { sop_class_uid, scu_role, scp_role } => {
-                Some((trim_uid(sop_class_uid), (*scu_role, *scp_role)))
-            }
+            UserItem::RoleSelection {
+                sop_class_uid,
+                scu_role,
+                scp_role,
+            } => Some((trim_uid(sop_class_uid), (*scu_role, *scp_role))),
             _ => None,
         })
         .collect();
-    let supported: HashMap<&str, &SupportedContext> =
-        cfg.contexts.iter().map(|c| (c.abstract_syntax.as_str(), c)).collect();
+    let supported: HashMap<&str, &SupportedContext> = cfg
+        .contexts
+        .iter()
+        .map(|c| (c.abstract_syntax.as_str(), c))
+        .collect();
 
     let mut negotiated = Vec::with_capacity(rq.presentation_contexts.len());
     let mut ac_pcs = Vec::with_capacity(rq.presentation_contexts.len());
@@ -181,7 +231,11 @@ pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(Assoc
         if pc.id % 2 == 0 || !seen_ids.insert(pc.id) {
             result = pc_result::NO_REASON;
         } else if let Some(sup) = supported.get(abs) {
-            match pc.transfer_syntaxes.iter().find(|ts| sup.transfer_syntaxes.iter().any(|s| s == trim_uid(ts))) {
+            match pc
+                .transfer_syntaxes
+                .iter()
+                .find(|ts| sup.transfer_syntaxes.iter().any(|s| s == trim_uid(ts)))
+            {
                 None => result = pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED,
                 Some(ts) => {
                     ts_chosen = trim_uid(ts).to_string();
@@ -243,7 +297,10 @@ pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(Assoc
         });
     }
 
-    let mut items = vec![UserItem::MaximumLength(cfg.max_pdu), UserItem::ImplementationClassUid(cfg.implementation_class_uid.clone())];
+    let mut items = vec![
+        UserItem::MaximumLength(cfg.max_pdu),
+        UserItem::ImplementationClassUid(cfg.implementation_class_uid.clone()),
+    ];
     items.extend(role_replies);
     if let Some(v) = &cfg.implementation_version_name {
         items.push(UserItem::ImplementationVersionName(v.clone()));
@@ -255,22 +312,40 @@ pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(Assoc
         match item {
             UserItem::SopClassExtended { sop_class_uid, .. } => {
                 if let Some(reply) = cfg.extended_negotiation.get(trim_uid(sop_class_uid)) {
-                    items.push(UserItem::SopClassExtended { sop_class_uid: sop_class_uid.clone(), info: reply.clone() });
+                    items.push(UserItem::SopClassExtended {
+                        sop_class_uid: sop_class_uid.clone(),
+                        info: reply.clone(),
+                    });
                     extended.push((trim_uid(sop_class_uid).to_string(), reply.clone()));
                 }
             }
-            UserItem::SopClassCommonExtended { sop_class_uid, service_class_uid, related_general_sop_classes, .. } => {
+            UserItem::SopClassCommonExtended {
+                sop_class_uid,
+                service_class_uid,
+                related_general_sop_classes,
+                ..
+            } => {
                 common_extended.push((
                     trim_uid(sop_class_uid).to_string(),
                     trim_uid(service_class_uid).to_string(),
-                    related_general_sop_classes.iter().map(|s| trim_uid(s).to_string()).collect(),
+                    related_general_sop_classes
+                        .iter()
+                        .map(|s| trim_uid(s).to_string())
+                        .collect(),
                 ));
             }
-            UserItem::UserIdentityRq { identity_type, positive_response_requested, primary, secondary } => {
+            UserItem::UserIdentityRq {
+                identity_type,
+                positive_response_requested,
+                primary,
+                secondary,
+            } => {
                 user_identity = Some((*identity_type, primary.clone(), secondary.clone()));
                 if *positive_response_requested == 1 {
                     // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
-                    items.push(UserItem::UserIdentityAc { server_response: Vec::new() });
+                    items.push(UserItem::UserIdentityAc {
+                        server_response: Vec::new(),
+                    });
                 }
             }
             _ => {}
@@ -290,8 +365,13 @@ pub fn accept_or_reject(cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(Assoc
         contexts: negotiated,
         peer_max_pdu: ui.max_length().unwrap_or(0),
         local_max_pdu: cfg.max_pdu,
-        peer_implementation_class_uid: ui.implementation_class_uid().map(|s| trim_uid(s).to_string()).unwrap_or_default(),
-        peer_implementation_version_name: ui.implementation_version_name().map(|s| s.trim_end().to_string()),
+        peer_implementation_class_uid: ui
+            .implementation_class_uid()
+            .map(|s| trim_uid(s).to_string())
+            .unwrap_or_default(),
+        peer_implementation_version_name: ui
+            .implementation_version_name()
+            .map(|s| s.trim_end().to_string()),
         user_identity,
         extended_negotiation: extended,
         common_extended,
@@ -361,7 +441,10 @@ impl RequestorConfig {
         for (i, c) in self.contexts.iter().enumerate() {
             check_uid(&c.abstract_syntax)?;
             if c.transfer_syntaxes.is_empty() {
-                return Err(format!("context for {} has no transfer syntax", c.abstract_syntax));
+                return Err(format!(
+                    "context for {} has no transfer syntax",
+                    c.abstract_syntax
+                ));
             }
             for ts in &c.transfer_syntaxes {
                 check_uid(ts)?;
@@ -372,7 +455,10 @@ impl RequestorConfig {
                 transfer_syntaxes: c.transfer_syntaxes.clone(),
             });
         }
-        let mut items = vec![UserItem::MaximumLength(self.max_pdu), UserItem::ImplementationClassUid(self.implementation_class_uid.clone())];
+        let mut items = vec![
+            UserItem::MaximumLength(self.max_pdu),
+            UserItem::ImplementationClassUid(self.implementation_class_uid.clone()),
+        ];
         if let Some((invoked, performed)) = self.async_window {
             items.push(UserItem::AsyncOperationsWindow { invoked, performed });
         }
@@ -380,18 +466,27 @@ impl RequestorConfig {
         for c in &self.contexts {
             if let Some((scu, scp)) = c.roles {
                 if role_seen.insert(c.abstract_syntax.clone()) {
-                    items.push(UserItem::RoleSelection { sop_class_uid: c.abstract_syntax.clone(), scu_role: scu as u8, scp_role: scp as u8 });
+                    items.push(UserItem::RoleSelection {
+                        sop_class_uid: c.abstract_syntax.clone(),
+                        scu_role: scu as u8,
+                        scp_role: scp as u8,
+                    });
                 }
             }
         }
         if let Some(v) = &self.implementation_version_name {
             if v.is_empty() || v.len() > 16 {
-                return Err(format!("implementation version name {v:?} must be 1 to 16 characters"));
+                return Err(format!(
+                    "implementation version name {v:?} must be 1 to 16 characters"
+                ));
             }
             items.push(UserItem::ImplementationVersionName(v.clone()));
         }
         for (uid, info) in &self.extended_negotiation {
-            items.push(UserItem::SopClassExtended { sop_class_uid: uid.clone(), info: info.clone() });
+            items.push(UserItem::SopClassExtended {
+                sop_class_uid: uid.clone(),
+                info: info.clone(),
+            });
         }
         for (sop, service, related) in &self.common_extended {
             items.push(UserItem::SopClassCommonExtended {
@@ -426,30 +521,53 @@ impl RequestorConfig {
             .items
             .iter()
             .filter_map(|i| match i {
-                UserItem::RoleSelection { sop_class_uid, scu_role, scp_role } => {
-                    Some((trim_uid(sop_class_uid), (*scu_role, *scp_role)))
-                }
+                UserItem::RoleSelection {
+                    sop_class_uid,
+                    scu_role,
+                    scp_role,
+                } => Some((trim_uid(sop_class_uid), (*scu_role, *scp_role))),
                 _ => None,
             })
             .collect();
         let mut contexts = Vec::with_capacity(ac.presentation_contexts.len());
         for pc in &ac.presentation_contexts {
             let idx = (pc.id as usize).wrapping_sub(1) / 2;
-            let (prop, conf) = match (rq.presentation_contexts.iter().find(|p| p.id == pc.id), self.contexts.get(idx)) {
+            let (prop, conf) = match (
+                rq.presentation_contexts.iter().find(|p| p.id == pc.id),
+                self.contexts.get(idx),
+            ) {
                 (Some(p), Some(c)) => (p, c),
-                _ => return Err(format!("acceptor answered presentation context {} that was not proposed", pc.id)),
+                _ => {
+                    return Err(format!(
+                        "acceptor answered presentation context {} that was not proposed",
+                        pc.id
+                    ))
+                }
             };
             let accepted = pc.result == pc_result::ACCEPTANCE;
-            let ts = pc.transfer_syntax.as_deref().map(trim_uid).unwrap_or("").to_string();
+            let ts = pc
+                .transfer_syntax
+                .as_deref()
+                .map(trim_uid)
+                .unwrap_or("")
+                .to_string();
             if accepted && !prop.transfer_syntaxes.iter().any(|t| trim_uid(t) == ts) {
-                return Err(format!("acceptor chose transfer syntax {ts:?} for context {} that was not proposed", pc.id));
+                return Err(format!(
+                    "acceptor chose transfer syntax {ts:?} for context {} that was not proposed",
+                    pc.id
+                ));
             }
             let (local_scu, local_scp) = if !accepted {
                 (false, false)
             } else {
-                match (conf.roles, role_replies.get(trim_uid(&prop.abstract_syntax))) {
+                match (
+                    conf.roles,
+                    role_replies.get(trim_uid(&prop.abstract_syntax)),
+                ) {
                     // Replies say whether the acceptor accepts *us* as SCU / SCP.
-                    (Some((want_scu, want_scp)), Some(&(scu, scp))) => (want_scu && scu != 0, want_scp && scp != 0),
+                    (Some((want_scu, want_scp)), Some(&(scu, scp))) => {
+                        (want_scu && scu != 0, want_scp && scp != 0)
+                    }
                     // No reply to a role proposal: default roles apply (PS3.7 D.3.3.4).
                     _ => (true, false),
                 }
@@ -467,7 +585,10 @@ impl RequestorConfig {
             .items
             .iter()
             .filter_map(|i| match i {
-                UserItem::SopClassExtended { sop_class_uid, info } => Some((trim_uid(sop_class_uid).to_string(), info.clone())),
+                UserItem::SopClassExtended {
+                    sop_class_uid,
+                    info,
+                } => Some((trim_uid(sop_class_uid).to_string(), info.clone())),
                 _ => None,
             })
             .collect();
@@ -477,8 +598,13 @@ impl RequestorConfig {
             contexts,
             peer_max_pdu: ui.max_length().unwrap_or(0),
             local_max_pdu: self.max_pdu,
-            peer_implementation_class_uid: ui.implementation_class_uid().map(|s| trim_uid(s).to_string()).unwrap_or_default(),
-            peer_implementation_version_name: ui.implementation_version_name().map(|s| s.trim_end().to_string()),
+            peer_implementation_class_uid: ui
+                .implementation_class_uid()
+                .map(|s| trim_uid(s).to_string())
+                .unwrap_or_default(),
+            peer_implementation_version_name: ui
+                .implementation_version_name()
+                .map(|s| s.trim_end().to_string()),
             user_identity: None,
             extended_negotiation: extended,
             common_extended: Vec::new(),
@@ -491,7 +617,11 @@ pub fn check_uid(uid: &str) -> Result<(), String> {
     if uid.is_empty() || uid.len() > 64 {
         return Err(format!("UID {uid:?} must be 1 to 64 characters"));
     }
-    if !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') || uid.starts_with('.') || uid.ends_with('.') || uid.contains("..") {
+    if !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        || uid.starts_with('.')
+        || uid.ends_with('.')
+        || uid.contains("..")
+    {
         return Err(format!("UID {uid:?} is not a valid DICOM UID"));
     }
     Ok(())

@@ -61,8 +61,13 @@ impl AeTitle {
         if title.len() > 16 {
             return Err(format!("AE title {title:?} is longer than 16 characters"));
         }
-        if !title.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
-            return Err(format!("AE title {title:?} has characters outside the AE repertoire"));
+        if !title
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+        {
+            return Err(format!(
+                "AE title {title:?} has characters outside the AE repertoire"
+            ));
         }
         let mut raw = [b' '; 16];
         raw[..title.len()].copy_from_slice(title.as_bytes());
@@ -71,7 +76,9 @@ impl AeTitle {
     /// The title with leading and trailing spaces (and NUL padding) removed: PS3.8 §9.3.2 says
     /// they are not significant.
     pub fn trimmed(&self) -> String {
-        String::from_utf8_lossy(&self.0).trim_matches(|c| c == ' ' || c == '\0').to_string()
+        String::from_utf8_lossy(&self.0)
+            .trim_matches(|c| c == ' ' || c == '\0')
+            .to_string()
     }
 }
 
@@ -183,11 +190,18 @@ pub enum UserItem {
     /// Asynchronous Operations Window (PS3.7 D.3.3.3).
     AsyncOperationsWindow { invoked: u16, performed: u16 },
     /// SCP/SCU Role Selection (PS3.7 D.3.3.4).
-    RoleSelection { sop_class_uid: String, scu_role: u8, scp_role: u8 },
+    RoleSelection {
+        sop_class_uid: String,
+        scu_role: u8,
+        scp_role: u8,
+    },
     /// Implementation Version Name (PS3.7 D.3.3.2).
     ImplementationVersionName(String),
     /// SOP Class Extended Negotiation (PS3.7 D.3.3.5).
-    SopClassExtended { sop_class_uid: String, info: Vec<u8> },
+    SopClassExtended {
+        sop_class_uid: String,
+        info: Vec<u8>,
+    },
     /// SOP Class Common Extended Negotiation (PS3.7 D.3.3.6).
     SopClassCommonExtended {
         version: u8,
@@ -196,7 +210,12 @@ pub enum UserItem {
         related_general_sop_classes: Vec<String>,
     },
     /// User Identity Negotiation request (PS3.7 D.3.3.7.1).
-    UserIdentityRq { identity_type: u8, positive_response_requested: u8, primary: Vec<u8>, secondary: Vec<u8> },
+    UserIdentityRq {
+        identity_type: u8,
+        positive_response_requested: u8,
+        primary: Vec<u8>,
+        secondary: Vec<u8>,
+    },
     /// User Identity Negotiation acceptance (PS3.7 D.3.3.7.2).
     UserIdentityAc { server_response: Vec<u8> },
     /// A sub-item type this implementation does not know; kept so it can be re-encoded.
@@ -258,7 +277,11 @@ impl<'a> Cursor<'a> {
     }
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], PduError> {
         if self.remaining() < n {
-            return Err(PduError::Truncated { offset: self.offset(), needed: n - self.remaining(), what });
+            return Err(PduError::Truncated {
+                offset: self.offset(),
+                needed: n - self.remaining(),
+                what,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -283,7 +306,12 @@ impl<'a> Cursor<'a> {
         let reserved = self.u8("item reserved byte")?;
         let len = self.u16("item length")? as usize;
         if len > self.remaining() {
-            return Err(PduError::ItemOverrun { offset: start, item_type, length: len, available: self.remaining() });
+            return Err(PduError::ItemOverrun {
+                offset: start,
+                item_type,
+                length: len,
+                available: self.remaining(),
+            });
         }
         let base = self.offset();
         let body = self.take(len, "item value")?;
@@ -305,7 +333,11 @@ fn text(bytes: &[u8], offset: usize, field: &'static str) -> Result<String, PduE
     // UIDs, names and AE titles are ASCII (PS3.5 §6.1.2); anything else is rejected rather
     // than silently altered, so a decoded PDU always re-encodes to the same bytes.
     if !bytes.is_ascii() {
-        return Err(PduError::InvalidField { offset, field, reason: "non-ASCII bytes".into() });
+        return Err(PduError::InvalidField {
+            offset,
+            field,
+            reason: "non-ASCII bytes".into(),
+        });
     }
     Ok(String::from_utf8(bytes.to_vec()).expect("ASCII is UTF-8"))
 }
@@ -314,15 +346,26 @@ fn text(bytes: &[u8], offset: usize, field: &'static str) -> Result<String, PduE
 /// (the negotiated maximum for P-DATA-TF, [`ASSOCIATION_PDU_LIMIT`] for others is typical).
 pub fn parse_header(header: &[u8], limit: usize) -> Result<(u8, usize), PduError> {
     if header.len() < PDU_HEADER_LEN {
-        return Err(PduError::Truncated { offset: header.len(), needed: PDU_HEADER_LEN - header.len(), what: "PDU header" });
+        return Err(PduError::Truncated {
+            offset: header.len(),
+            needed: PDU_HEADER_LEN - header.len(),
+            what: "PDU header",
+        });
     }
     let pdu_type = header[0];
     if !(pdu_type::ASSOCIATE_RQ..=pdu_type::ABORT).contains(&pdu_type) {
-        return Err(PduError::UnknownPduType { offset: 0, pdu_type });
+        return Err(PduError::UnknownPduType {
+            offset: 0,
+            pdu_type,
+        });
     }
     let length = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as u64;
     if length > limit as u64 {
-        return Err(PduError::TooLong { offset: 2, length, limit });
+        return Err(PduError::TooLong {
+            offset: 2,
+            length,
+            limit,
+        });
     }
     Ok((pdu_type, length as usize))
 }
@@ -333,7 +376,11 @@ impl Pdu {
         let (pdu_type, length) = parse_header(bytes, limit)?;
         let avail = bytes.len() - PDU_HEADER_LEN;
         if length > avail {
-            return Err(PduError::Truncated { offset: bytes.len(), needed: length - avail, what: "PDU body" });
+            return Err(PduError::Truncated {
+                offset: bytes.len(),
+                needed: length - avail,
+                what: "PDU body",
+            });
         }
         if length < avail {
             return Err(PduError::InvalidField {
@@ -363,13 +410,21 @@ impl Pdu {
                 let source = c.u8("source")?;
                 let reason = c.u8("reason")?;
                 expect_end(&c, "A-ASSOCIATE-RJ")?;
-                Ok(Pdu::AssociateRj(AssociateRj { result, source, reason }))
+                Ok(Pdu::AssociateRj(AssociateRj {
+                    result,
+                    source,
+                    reason,
+                }))
             }
             pdu_type::P_DATA_TF => {
                 let mut pdvs = Vec::new();
                 for pdv in PdvIter::new(body) {
                     let pdv = pdv?;
-                    pdvs.push(Pdv { context_id: pdv.context_id, control: pdv.control, data: pdv.data.to_vec() });
+                    pdvs.push(Pdv {
+                        context_id: pdv.context_id,
+                        control: pdv.control,
+                        data: pdv.data.to_vec(),
+                    });
                 }
                 if pdvs.is_empty() {
                     return Err(PduError::InvalidField {
@@ -383,7 +438,11 @@ impl Pdu {
             pdu_type::RELEASE_RQ | pdu_type::RELEASE_RP => {
                 c.take(4, "reserved")?;
                 expect_end(&c, "A-RELEASE")?;
-                Ok(if pdu_type == pdu_type::RELEASE_RQ { Pdu::ReleaseRq } else { Pdu::ReleaseRp })
+                Ok(if pdu_type == pdu_type::RELEASE_RQ {
+                    Pdu::ReleaseRq
+                } else {
+                    Pdu::ReleaseRp
+                })
             }
             pdu_type::ABORT => {
                 c.take(2, "reserved")?;
@@ -392,7 +451,10 @@ impl Pdu {
                 expect_end(&c, "A-ABORT")?;
                 Ok(Pdu::Abort(Abort { source, reason }))
             }
-            other => Err(PduError::UnknownPduType { offset: 0, pdu_type: other }),
+            other => Err(PduError::UnknownPduType {
+                offset: 0,
+                pdu_type: other,
+            }),
         }
     }
 
@@ -430,7 +492,11 @@ fn decode_associate(c: &mut Cursor<'_>, is_rq: bool) -> Result<Assoc, PduError> 
     let protocol_version = c.u16("protocol version")?;
     c.take(2, "reserved")?;
     let called_ae = AeTitle(c.take(16, "called AE title")?.try_into().expect("16 bytes"));
-    let calling_ae = AeTitle(c.take(16, "calling AE title")?.try_into().expect("16 bytes"));
+    let calling_ae = AeTitle(
+        c.take(16, "calling AE title")?
+            .try_into()
+            .expect("16 bytes"),
+    );
     c.take(32, "reserved")?;
     let mut application_context = None;
     let mut pcs_rq = Vec::new();
@@ -442,15 +508,28 @@ fn decode_associate(c: &mut Cursor<'_>, is_rq: bool) -> Result<Assoc, PduError> 
         match ty {
             item_type::APPLICATION_CONTEXT => {
                 if application_context.is_some() {
-                    return Err(PduError::UnexpectedItem { offset: start, item_type: ty, context: "second application context item" });
+                    return Err(PduError::UnexpectedItem {
+                        offset: start,
+                        item_type: ty,
+                        context: "second application context item",
+                    });
                 }
-                application_context = Some(text(item.rest(), start + 4, "application context name")?);
+                application_context =
+                    Some(text(item.rest(), start + 4, "application context name")?);
             }
-            item_type::PRESENTATION_CONTEXT_RQ if is_rq => pcs_rq.push(decode_pc_rq(&mut item, start)?),
-            item_type::PRESENTATION_CONTEXT_AC if !is_rq => pcs_ac.push(decode_pc_ac(&mut item, start)?),
+            item_type::PRESENTATION_CONTEXT_RQ if is_rq => {
+                pcs_rq.push(decode_pc_rq(&mut item, start)?)
+            }
+            item_type::PRESENTATION_CONTEXT_AC if !is_rq => {
+                pcs_ac.push(decode_pc_ac(&mut item, start)?)
+            }
             item_type::USER_INFORMATION => {
                 if user_info.is_some() {
-                    return Err(PduError::UnexpectedItem { offset: start, item_type: ty, context: "second user information item" });
+                    return Err(PduError::UnexpectedItem {
+                        offset: start,
+                        item_type: ty,
+                        context: "second user information item",
+                    });
                 }
                 user_info = Some(decode_user_info(&mut item)?);
             }
@@ -458,7 +537,11 @@ fn decode_associate(c: &mut Cursor<'_>, is_rq: bool) -> Result<Assoc, PduError> 
                 return Err(PduError::UnexpectedItem {
                     offset: start,
                     item_type: ty,
-                    context: if is_rq { "A-ASSOCIATE-RQ" } else { "A-ASSOCIATE-AC" },
+                    context: if is_rq {
+                        "A-ASSOCIATE-RQ"
+                    } else {
+                        "A-ASSOCIATE-AC"
+                    },
                 })
             }
         }
@@ -469,9 +552,23 @@ fn decode_associate(c: &mut Cursor<'_>, is_rq: bool) -> Result<Assoc, PduError> 
         reason: "item missing".into(),
     })?;
     Ok(if is_rq {
-        Assoc::Rq(AssociateRq { protocol_version, called_ae, calling_ae, application_context, presentation_contexts: pcs_rq, user_info })
+        Assoc::Rq(AssociateRq {
+            protocol_version,
+            called_ae,
+            calling_ae,
+            application_context,
+            presentation_contexts: pcs_rq,
+            user_info,
+        })
     } else {
-        Assoc::Ac(AssociateAc { protocol_version, called_ae, calling_ae, application_context, presentation_contexts: pcs_ac, user_info })
+        Assoc::Ac(AssociateAc {
+            protocol_version,
+            called_ae,
+            calling_ae,
+            application_context,
+            presentation_contexts: pcs_ac,
+            user_info,
+        })
     })
 }
 
@@ -487,8 +584,16 @@ fn decode_pc_rq(c: &mut Cursor<'_>, start: usize) -> Result<PresentationContextR
             item_type::ABSTRACT_SYNTAX if abstract_syntax.is_none() => {
                 abstract_syntax = Some(text(item.rest(), sub + 4, "abstract syntax name")?)
             }
-            item_type::TRANSFER_SYNTAX => transfer_syntaxes.push(text(item.rest(), sub + 4, "transfer syntax name")?),
-            _ => return Err(PduError::UnexpectedItem { offset: sub, item_type: ty, context: "presentation context (request)" }),
+            item_type::TRANSFER_SYNTAX => {
+                transfer_syntaxes.push(text(item.rest(), sub + 4, "transfer syntax name")?)
+            }
+            _ => {
+                return Err(PduError::UnexpectedItem {
+                    offset: sub,
+                    item_type: ty,
+                    context: "presentation context (request)",
+                })
+            }
         }
     }
     let abstract_syntax = abstract_syntax.ok_or(PduError::InvalidField {
@@ -503,7 +608,11 @@ fn decode_pc_rq(c: &mut Cursor<'_>, start: usize) -> Result<PresentationContextR
             reason: format!("context {id} has no transfer syntax sub-item"),
         });
     }
-    Ok(PresentationContextRq { id, abstract_syntax, transfer_syntaxes })
+    Ok(PresentationContextRq {
+        id,
+        abstract_syntax,
+        transfer_syntaxes,
+    })
 }
 
 fn decode_pc_ac(c: &mut Cursor<'_>, _start: usize) -> Result<PresentationContextAc, PduError> {
@@ -519,10 +628,20 @@ fn decode_pc_ac(c: &mut Cursor<'_>, _start: usize) -> Result<PresentationContext
             item_type::TRANSFER_SYNTAX if transfer_syntax.is_none() => {
                 transfer_syntax = Some(text(item.rest(), sub + 4, "transfer syntax name")?)
             }
-            _ => return Err(PduError::UnexpectedItem { offset: sub, item_type: ty, context: "presentation context (acceptance)" }),
+            _ => {
+                return Err(PduError::UnexpectedItem {
+                    offset: sub,
+                    item_type: ty,
+                    context: "presentation context (acceptance)",
+                })
+            }
         }
     }
-    Ok(PresentationContextAc { id, result, transfer_syntax })
+    Ok(PresentationContextAc {
+        id,
+        result,
+        transfer_syntax,
+    })
 }
 
 fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
@@ -537,9 +656,11 @@ fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
                 expect_end(&it, "maximum length sub-item")?;
                 UserItem::MaximumLength(v)
             }
-            item_type::IMPLEMENTATION_CLASS_UID => {
-                UserItem::ImplementationClassUid(text(it.rest(), body_off, "implementation class UID")?)
-            }
+            item_type::IMPLEMENTATION_CLASS_UID => UserItem::ImplementationClassUid(text(
+                it.rest(),
+                body_off,
+                "implementation class UID",
+            )?),
             item_type::ASYNC_OPERATIONS_WINDOW => {
                 let invoked = it.u16("maximum operations invoked")?;
                 let performed = it.u16("maximum operations performed")?;
@@ -552,20 +673,36 @@ fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
                 let scu_role = it.u8("SCU role")?;
                 let scp_role = it.u8("SCP role")?;
                 expect_end(&it, "role selection sub-item")?;
-                UserItem::RoleSelection { sop_class_uid, scu_role, scp_role }
+                UserItem::RoleSelection {
+                    sop_class_uid,
+                    scu_role,
+                    scp_role,
+                }
             }
-            item_type::IMPLEMENTATION_VERSION_NAME => {
-                UserItem::ImplementationVersionName(text(it.rest(), body_off, "implementation version name")?)
-            }
+            item_type::IMPLEMENTATION_VERSION_NAME => UserItem::ImplementationVersionName(text(
+                it.rest(),
+                body_off,
+                "implementation version name",
+            )?),
             item_type::SOP_CLASS_EXTENDED => {
                 let uid = it.u16_prefixed("SOP class UID")?;
                 let sop_class_uid = text(uid, body_off + 2, "extended negotiation SOP class UID")?;
-                UserItem::SopClassExtended { sop_class_uid, info: it.rest().to_vec() }
+                UserItem::SopClassExtended {
+                    sop_class_uid,
+                    info: it.rest().to_vec(),
+                }
             }
             item_type::SOP_CLASS_COMMON_EXTENDED => {
-                let sop_class_uid = text(it.u16_prefixed("SOP class UID")?, body_off + 2, "SOP class UID")?;
-                let service_class_uid =
-                    text(it.u16_prefixed("service class UID")?, it.offset(), "service class UID")?;
+                let sop_class_uid = text(
+                    it.u16_prefixed("SOP class UID")?,
+                    body_off + 2,
+                    "SOP class UID",
+                )?;
+                let service_class_uid = text(
+                    it.u16_prefixed("service class UID")?,
+                    it.offset(),
+                    "service class UID",
+                )?;
                 let related_off = it.offset();
                 let related = it.u16_prefixed("related general SOP class identification")?;
                 let mut rc = Cursor::new(related, related_off + 2);
@@ -573,10 +710,19 @@ fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
                 while rc.remaining() > 0 {
                     let off = rc.offset();
                     let uid = rc.u16_prefixed("related general SOP class UID")?;
-                    related_general_sop_classes.push(text(uid, off + 2, "related general SOP class UID")?);
+                    related_general_sop_classes.push(text(
+                        uid,
+                        off + 2,
+                        "related general SOP class UID",
+                    )?);
                 }
                 expect_end(&it, "SOP class common extended negotiation sub-item")?;
-                UserItem::SopClassCommonExtended { version: reserved, sop_class_uid, service_class_uid, related_general_sop_classes }
+                UserItem::SopClassCommonExtended {
+                    version: reserved,
+                    sop_class_uid,
+                    service_class_uid,
+                    related_general_sop_classes,
+                }
             }
             item_type::USER_IDENTITY_RQ => {
                 let identity_type = it.u8("user identity type")?;
@@ -584,14 +730,22 @@ fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
                 let primary = it.u16_prefixed("primary field")?.to_vec();
                 let secondary = it.u16_prefixed("secondary field")?.to_vec();
                 expect_end(&it, "user identity sub-item")?;
-                UserItem::UserIdentityRq { identity_type, positive_response_requested, primary, secondary }
+                UserItem::UserIdentityRq {
+                    identity_type,
+                    positive_response_requested,
+                    primary,
+                    secondary,
+                }
             }
             item_type::USER_IDENTITY_AC => {
                 let server_response = it.u16_prefixed("server response")?.to_vec();
                 expect_end(&it, "user identity acceptance sub-item")?;
                 UserItem::UserIdentityAc { server_response }
             }
-            other => UserItem::Unknown { item_type: other, data: it.rest().to_vec() },
+            other => UserItem::Unknown {
+                item_type: other,
+                data: it.rest().to_vec(),
+            },
         };
         items.push(item);
     }
@@ -623,7 +777,10 @@ pub struct PdvIter<'a> {
 
 impl<'a> PdvIter<'a> {
     pub fn new(body: &'a [u8]) -> Self {
-        PdvIter { c: Cursor::new(body, PDU_HEADER_LEN), failed: false }
+        PdvIter {
+            c: Cursor::new(body, PDU_HEADER_LEN),
+            failed: false,
+        }
     }
 }
 
@@ -644,7 +801,12 @@ impl<'a> Iterator for PdvIter<'a> {
                 });
             }
             if len > self.c.remaining() {
-                return Err(PduError::ItemOverrun { offset: start, item_type: 0, length: len, available: self.c.remaining() });
+                return Err(PduError::ItemOverrun {
+                    offset: start,
+                    item_type: 0,
+                    length: len,
+                    available: self.c.remaining(),
+                });
             }
             let context_id = self.c.u8("presentation context ID")?;
             let control = self.c.u8("message control header")?;
@@ -663,7 +825,11 @@ impl<'a> Iterator for PdvIter<'a> {
                 });
             }
             let data = self.c.take(len - 2, "PDV data")?;
-            Ok(PdvRef { context_id, control, data })
+            Ok(PdvRef {
+                context_id,
+                control,
+                data,
+            })
         })();
         if r.is_err() {
             self.failed = true;
@@ -710,9 +876,13 @@ impl Pdu {
                     for pc in &rq.presentation_contexts {
                         put_item(out, item_type::PRESENTATION_CONTEXT_RQ, 0, |o| {
                             o.extend_from_slice(&[pc.id, 0, 0, 0]);
-                            put_item(o, item_type::ABSTRACT_SYNTAX, 0, |o| o.extend_from_slice(pc.abstract_syntax.as_bytes()));
+                            put_item(o, item_type::ABSTRACT_SYNTAX, 0, |o| {
+                                o.extend_from_slice(pc.abstract_syntax.as_bytes())
+                            });
                             for ts in &pc.transfer_syntaxes {
-                                put_item(o, item_type::TRANSFER_SYNTAX, 0, |o| o.extend_from_slice(ts.as_bytes()));
+                                put_item(o, item_type::TRANSFER_SYNTAX, 0, |o| {
+                                    o.extend_from_slice(ts.as_bytes())
+                                });
                             }
                         });
                     }
@@ -730,7 +900,9 @@ impl Pdu {
                         put_item(out, item_type::PRESENTATION_CONTEXT_AC, 0, |o| {
                             o.extend_from_slice(&[pc.id, 0, pc.result, 0]);
                             if let Some(ts) = &pc.transfer_syntax {
-                                put_item(o, item_type::TRANSFER_SYNTAX, 0, |o| o.extend_from_slice(ts.as_bytes()));
+                                put_item(o, item_type::TRANSFER_SYNTAX, 0, |o| {
+                                    o.extend_from_slice(ts.as_bytes())
+                                });
                             }
                         });
                     }
@@ -775,7 +947,9 @@ fn encode_associate(
     out.extend_from_slice(&called.0);
     out.extend_from_slice(&calling.0);
     out.extend_from_slice(&[0u8; 32]);
-    put_item(out, item_type::APPLICATION_CONTEXT, 0, |o| o.extend_from_slice(app_ctx.as_bytes()));
+    put_item(out, item_type::APPLICATION_CONTEXT, 0, |o| {
+        o.extend_from_slice(app_ctx.as_bytes())
+    });
     contexts(out);
     if let Some(ui) = user_info {
         put_item(out, item_type::USER_INFORMATION, 0, |o| {
@@ -788,48 +962,73 @@ fn encode_associate(
 
 fn encode_user_item(o: &mut Vec<u8>, item: &UserItem) {
     match item {
-        UserItem::MaximumLength(v) => put_item(o, item_type::MAXIMUM_LENGTH, 0, |o| o.extend_from_slice(&v.to_be_bytes())),
-        UserItem::ImplementationClassUid(u) => {
-            put_item(o, item_type::IMPLEMENTATION_CLASS_UID, 0, |o| o.extend_from_slice(u.as_bytes()))
-        }
-        UserItem::AsyncOperationsWindow { invoked, performed } => put_item(o, item_type::ASYNC_OPERATIONS_WINDOW, 0, |o| {
-            o.extend_from_slice(&invoked.to_be_bytes());
-            o.extend_from_slice(&performed.to_be_bytes());
+        UserItem::MaximumLength(v) => put_item(o, item_type::MAXIMUM_LENGTH, 0, |o| {
+            o.extend_from_slice(&v.to_be_bytes())
         }),
-        UserItem::RoleSelection { sop_class_uid, scu_role, scp_role } => put_item(o, item_type::ROLE_SELECTION, 0, |o| {
+        UserItem::ImplementationClassUid(u) => {
+            put_item(o, item_type::IMPLEMENTATION_CLASS_UID, 0, |o| {
+                o.extend_from_slice(u.as_bytes())
+            })
+        }
+        UserItem::AsyncOperationsWindow { invoked, performed } => {
+            put_item(o, item_type::ASYNC_OPERATIONS_WINDOW, 0, |o| {
+                o.extend_from_slice(&invoked.to_be_bytes());
+                o.extend_from_slice(&performed.to_be_bytes());
+            })
+        }
+        UserItem::RoleSelection {
+            sop_class_uid,
+            scu_role,
+            scp_role,
+        } => put_item(o, item_type::ROLE_SELECTION, 0, |o| {
             put_u16_prefixed(o, sop_class_uid.as_bytes());
             o.push(*scu_role);
             o.push(*scp_role);
         }),
         UserItem::ImplementationVersionName(n) => {
-            put_item(o, item_type::IMPLEMENTATION_VERSION_NAME, 0, |o| o.extend_from_slice(n.as_bytes()))
+            put_item(o, item_type::IMPLEMENTATION_VERSION_NAME, 0, |o| {
+                o.extend_from_slice(n.as_bytes())
+            })
         }
-        UserItem::SopClassExtended { sop_class_uid, info } => put_item(o, item_type::SOP_CLASS_EXTENDED, 0, |o| {
+        UserItem::SopClassExtended {
+            sop_class_uid,
+            info,
+        } => put_item(o, item_type::SOP_CLASS_EXTENDED, 0, |o| {
             put_u16_prefixed(o, sop_class_uid.as_bytes());
             o.extend_from_slice(info);
         }),
-        UserItem::SopClassCommonExtended { version, sop_class_uid, service_class_uid, related_general_sop_classes } => {
-            put_item(o, item_type::SOP_CLASS_COMMON_EXTENDED, *version, |o| {
-                put_u16_prefixed(o, sop_class_uid.as_bytes());
-                put_u16_prefixed(o, service_class_uid.as_bytes());
-                let mut rel = Vec::new();
-                for r in related_general_sop_classes {
-                    put_u16_prefixed(&mut rel, r.as_bytes());
-                }
-                put_u16_prefixed(o, &rel);
-            })
-        }
-        UserItem::UserIdentityRq { identity_type, positive_response_requested, primary, secondary } => {
-            put_item(o, item_type::USER_IDENTITY_RQ, 0, |o| {
-                o.push(*identity_type);
-                o.push(*positive_response_requested);
-                put_u16_prefixed(o, primary);
-                put_u16_prefixed(o, secondary);
-            })
-        }
+        UserItem::SopClassCommonExtended {
+            version,
+            sop_class_uid,
+            service_class_uid,
+            related_general_sop_classes,
+        } => put_item(o, item_type::SOP_CLASS_COMMON_EXTENDED, *version, |o| {
+            put_u16_prefixed(o, sop_class_uid.as_bytes());
+            put_u16_prefixed(o, service_class_uid.as_bytes());
+            let mut rel = Vec::new();
+            for r in related_general_sop_classes {
+                put_u16_prefixed(&mut rel, r.as_bytes());
+            }
+            put_u16_prefixed(o, &rel);
+        }),
+        UserItem::UserIdentityRq {
+            identity_type,
+            positive_response_requested,
+            primary,
+            secondary,
+        } => put_item(o, item_type::USER_IDENTITY_RQ, 0, |o| {
+            o.push(*identity_type);
+            o.push(*positive_response_requested);
+            put_u16_prefixed(o, primary);
+            put_u16_prefixed(o, secondary);
+        }),
         UserItem::UserIdentityAc { server_response } => {
-            put_item(o, item_type::USER_IDENTITY_AC, 0, |o| put_u16_prefixed(o, server_response))
+            put_item(o, item_type::USER_IDENTITY_AC, 0, |o| {
+                put_u16_prefixed(o, server_response)
+            })
         }
-        UserItem::Unknown { item_type, data } => put_item(o, *item_type, 0, |o| o.extend_from_slice(data)),
+        UserItem::Unknown { item_type, data } => {
+            put_item(o, *item_type, 0, |o| o.extend_from_slice(data))
+        }
     }
 }
