@@ -9,12 +9,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pydicom
+from ferrodicom.nm import _COUNT, _ITEMS, _TAG_OF, _VECTOR, FIP_BY_IMAGE_TYPE, GE_CREATOR, NM_IMAGE_STORAGE
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-
-from ferrodicom.nm import _COUNT, _ITEMS, _TAG_OF, _VECTOR, FIP_BY_IMAGE_TYPE, GE_CREATOR, NM_IMAGE_STORAGE
 
 IMAGE_TYPES = tuple(FIP_BY_IMAGE_TYPE)
 
@@ -81,7 +80,13 @@ def make_nm(
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^NM", "NM1", "", "O"
-    ds.StudyDate, ds.StudyTime, ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "", "1", ""
+    ds.StudyDate, ds.StudyTime, ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = (
+        "20240101",
+        "120000",
+        "",
+        "1",
+        "",
+    )
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "NM", 1, 1
     ds.Manufacturer = "GE MEDICAL SYSTEMS"
     ds.PatientOrientationCodeSequence = DicomSequence()
@@ -154,7 +159,13 @@ def make_nm(
         gates = DicomSequence()
         for _ in range(n_rr):
             g = Dataset()
-            g.TriggerTime, g.LowRRValue, g.HighRRValue, g.IntervalsAcquired, g.IntervalsRejected = 0, 800, 1200, 100, 2
+            g.TriggerTime, g.LowRRValue, g.HighRRValue, g.IntervalsAcquired, g.IntervalsRejected = (
+                0,
+                800,
+                1200,
+                100,
+                2,
+            )
             di = Dataset()
             di.FrameTime = 50.0
             di.NominalInterval = 1000
@@ -198,12 +209,20 @@ def to_bytes(ds: Dataset, transfer_syntax: Optional[str] = None) -> bytes:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ts = transfer_syntax or (ds.file_meta.TransferSyntaxUID if "file_meta" in ds.__dict__ else ExplicitVRLittleEndian)
+    ts = transfer_syntax or (
+        ds.file_meta.TransferSyntaxUID if "file_meta" in ds.__dict__ else ExplicitVRLittleEndian
+    )
     fm.TransferSyntaxUID = ts
     ds.file_meta = fm
     bio = io.BytesIO()
-    ds.save_as(
+    # Pixel bytes are already in the target byte order: declare the encoding as the original
+    # one so that pydicom writes it without refusing an endianness change.
+    ds.set_original_encoding(
+        ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian, ds.original_character_set
+    )
+    pydicom.dcmwrite(
         bio,
+        ds,
         implicit_vr=ts == ImplicitVRLittleEndian,
         little_endian=ts != ExplicitVRBigEndian,
         enforce_file_format=True,
@@ -273,7 +292,14 @@ def check_nm_structure(ds: Dataset) -> list[str]:
     need = n * ds.Rows * ds.Columns * ds.BitsAllocated // 8
     if len(ds.PixelData) not in (need, need + 1):
         p.append(f"Pixel Data {len(ds.PixelData)} bytes, {need} expected")
-    for kw in ("PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Modality"):
+    for kw in (
+        "PatientName",
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+        "Modality",
+    ):
         if kw not in ds:
             p.append(f"{kw} missing")
     return p

@@ -174,6 +174,14 @@ class Volume:
 DatasetLike = Union[Dataset, str, "os.PathLike[str]", bytes, bytearray]
 
 
+def _copy(ds: Dataset) -> Dataset:
+    """Deep copy whose private blocks belong to the copy (pydicom's cached PrivateBlock objects
+    keep pointing at the original data set after ``copy.deepcopy``)."""
+    c = copy.deepcopy(ds)
+    object.__setattr__(c, "_private_blocks", {})
+    return c
+
+
 def _read(obj: DatasetLike) -> Dataset:
     if isinstance(obj, Dataset):
         return obj
@@ -262,9 +270,15 @@ def _ge_info(ds: Dataset) -> dict[str, Any]:
     bo = _ge_number(_ge_value(ds, 0x0011, 0x38), "byte_order")
     if bo is not None:
         if int(bo) not in _GE_BYTE_ORDER:
-            raise NmError(f"GE Byte Order (0011,xx38) is {int(bo)}; defined terms are 76 (little) and 66 (big)")
+            raise NmError(
+                f"GE Byte Order (0011,xx38) is {int(bo)}; defined terms are 76 (little) and 66 (big)"
+            )
         out["byte_order"] = _GE_BYTE_ORDER[int(bo)]
-    for key, group, off in (("pixel_scale", 0x0011, 0x3B), ("pixel_offset", 0x0011, 0x3C), ("fscalar", 0x0013, 0x15)):
+    for key, group, off in (
+        ("pixel_scale", 0x0011, 0x3B),
+        ("pixel_offset", 0x0011, 0x3C),
+        ("fscalar", 0x0013, 0x15),
+    ):
         v = _ge_number(_ge_value(ds, group, off), key)
         if v is not None:
             out[key] = v
@@ -324,7 +338,9 @@ def _seq(ds: Dataset, kw: str) -> list[Dataset]:
     return list(s) if s else []
 
 
-def _extents(ds: Dataset, axes: Sequence[str], vectors: dict[str, list[int]], n_frames: int) -> dict[str, Any]:
+def _extents(
+    ds: Dataset, axes: Sequence[str], vectors: dict[str, list[int]], n_frames: int
+) -> dict[str, Any]:
     """Number of positions along each axis. Time slices may be a per-phase list (ragged)."""
     ext: dict[str, Any] = {}
     for a in axes:
@@ -334,7 +350,11 @@ def _extents(ds: Dataset, axes: Sequence[str], vectors: dict[str, list[int]], n_
         ext[a] = n if n is not None else max(vectors[a], default=1)
     if "angular_view" in axes:
         rot = _seq(ds, "RotationInformationSequence")
-        nfr = [int(r.NumberOfFramesInRotation) for r in rot if r.get("NumberOfFramesInRotation") not in (None, "")]
+        nfr = [
+            int(r.NumberOfFramesInRotation)
+            for r in rot
+            if r.get("NumberOfFramesInRotation") not in (None, "")
+        ]
         if nfr and len(set(nfr)) > 1:
             raise NmError(f"rotations have different numbers of frames {nfr}: ragged TOMO is not supported")
         views = nfr[0] if nfr else max(vectors["angular_view"], default=1)
@@ -537,7 +557,8 @@ def volume(
     for a in axes:
         v = ds.get(_VECTOR[a])
         if v is None:
-            raise NmError(f"{_VECTOR[a]} {AXES and '(%04X,%04X)' % divmod(_TAG_OF[a], 0x10000)} is missing")
+            g, e = divmod(_TAG_OF[a], 0x10000)
+            raise NmError(f"{_VECTOR[a]} ({g:04X},{e:04X}) is missing")
         vectors[a] = _ints(v)
         if any(x < 0 or x > 0xFFFFFFFE for x in vectors[a]):
             raise NmError(f"{a} vector holds a value outside 1..Number of X")
@@ -563,7 +584,9 @@ def volume(
         for p, n_ts in enumerate(ts, start=1):
             frames = [i for i, v in enumerate(pv) if v == p]
             sub_ext = {**{a: ext[a] for a in sub_axes if a != "time_slice"}, "time_slice": n_ts}
-            arr, view = _build(ds, sub_axes, sub_ext, vectors, n_frames, src, encoded, swap, dtype, rows, cols, frames)
+            arr, view = _build(
+                ds, sub_axes, sub_ext, vectors, n_frames, src, encoded, swap, dtype, rows, cols, frames
+            )
             pc = {k: v for k, v in coords.items() if k not in ("phase", "time_slice")}
             if "time_slice" in coords:
                 pc["time_slice"] = coords["time_slice"][p - 1]
@@ -612,7 +635,7 @@ def _target_big_endian(ds: Dataset) -> bool:
 
 def _set_ge_byte_order(ds: Dataset, big: bool) -> None:
     blk = _ge_block(ds, 0x0011)
-    if blk is not None and 0x38 in blk:
+    if blk is not None and blk.get_tag(0x38) in ds:
         blk.add_new(0x38, "SL", 66 if big else 76)
 
 
@@ -637,7 +660,7 @@ def to_dataset(
     tpl = template if template is not None else vol.dataset
     if tpl is None:
         raise NmError("to_dataset needs a template data set")
-    ds = copy.deepcopy(tpl)
+    ds = _copy(tpl)
     axes = tuple(a for a in vol.axes if a not in ("row", "column"))
     big = _target_big_endian(ds)
     swap = vol.dtype.itemsize == 2 and big != (sys.byteorder == "big")
@@ -663,9 +686,17 @@ def to_dataset(
             n = int(math.prod(ph.array.shape[:-2]))
             frames = list(range(start, start + n))
             sub_ext = {**{a: ext[a] for a in sub_axes if a != "time_slice"}, "time_slice": per[p - 1]}
-            plan = NmPlan(list(sub_axes), [vectors[a] for a in sub_axes], [sub_ext[a] for a in sub_axes], n_frames, frames)
+            plan = NmPlan(
+                list(sub_axes),
+                [vectors[a] for a in sub_axes],
+                [sub_ext[a] for a in sub_axes],
+                n_frames,
+                frames,
+            )
             src = np.ascontiguousarray(ph.array, dtype=vol.dtype)
-            plan.scatter(_addr(src), rows * cols * vol.dtype.itemsize, vol.dtype.itemsize, swap, _addr(pixels))
+            plan.scatter(
+                _addr(src), rows * cols * vol.dtype.itemsize, vol.dtype.itemsize, swap, _addr(pixels)
+            )
             start += n
         counts = {a: ext[a] for a in axes if a != "time_slice"}
         counts["time_slice"] = max(per)
@@ -682,7 +713,10 @@ def to_dataset(
             t_axes = _fip(tpl)
             t_vec = {a: _ints(tpl.get(_VECTOR[a])) for a in t_axes}
             t_ext = _extents(tpl, t_axes, t_vec, int(tpl.get("NumberOfFrames") or 1))
-            if t_axes == axes and tuple(int(t_ext[a]) if not isinstance(t_ext[a], list) else -1 for a in axes) == shape:
+            if (
+                t_axes == axes
+                and tuple(int(t_ext[a]) if not isinstance(t_ext[a], list) else -1 for a in axes) == shape
+            ):
                 plan = NmPlan(list(axes), [t_vec[a] for a in axes], [int(t_ext[a]) for a in axes], n_frames)
                 vectors = t_vec
         except NmError:
@@ -766,9 +800,13 @@ def split(ds: DatasetLike, along: str) -> list[Dataset]:
     phases = vol.phases if vol.ragged else None
     n = len(phases) if phases is not None else vol.array.shape[axes.index(along)]
     for i in range(n):
-        tpl = copy.deepcopy(src)
+        tpl = _copy(src)
         tpl.SOPInstanceUID = generate_uid()
-        if "file_meta" in tpl.__dict__ and tpl.file_meta is not None and "MediaStorageSOPInstanceUID" in tpl.file_meta:
+        if (
+            "file_meta" in tpl.__dict__
+            and tpl.file_meta is not None
+            and "MediaStorageSOPInstanceUID" in tpl.file_meta
+        ):
             tpl.file_meta.MediaStorageSOPInstanceUID = tpl.SOPInstanceUID
         seq_kw = _ITEMS.get(along)
         if seq_kw and seq_kw in tpl and len(tpl[seq_kw].value) > i:
@@ -843,7 +881,7 @@ def combine(datasets: Sequence[DatasetLike], along: Optional[str] = None) -> Dat
         # Frames in the part's own order, native byte order.
         part = to_dataset(v, _native_template(d), keep_frame_order=True)
         chunks.append(part.PixelData[: n * rows * cols * dtype.itemsize])
-    out = copy.deepcopy(base)
+    out = _copy(base)
     out.SOPInstanceUID = generate_uid()
     fm = getattr(out, "file_meta", None)
     if fm is not None:
@@ -867,7 +905,6 @@ def combine(datasets: Sequence[DatasetLike], along: Optional[str] = None) -> Dat
         data += b"\x00"
     out.PixelData = data
     _set_ge_byte_order(out, False)
-    out.is_little_endian, out.is_implicit_VR = True, False
     volume(out)  # the combined grid must be complete
     return out
 
@@ -971,7 +1008,9 @@ def recon_tomo(
     Information Sequence ("set for first frame"), and GE private elements."""
     a = np.asarray(data)
     if a.ndim != 3 or a.dtype.kind not in "ui" or a.dtype.itemsize not in (1, 2):
-        raise NmError(f"recon_tomo needs a (slices, rows, columns) 8/16-bit integer array, got {a.dtype} {a.shape}")
+        raise NmError(
+            f"recon_tomo needs a (slices, rows, columns) 8/16-bit integer array, got {a.dtype} {a.shape}"
+        )
     ns, rows, cols = a.shape
     ds = _base(template, NM_IMAGE_STORAGE, "NM")
     if "FrameOfReferenceUID" not in ds:
@@ -1013,11 +1052,19 @@ def recon_tomo(
     if ge_private:
         _ge_private(ds, series_type=15, dataset_type=13, nm=True)
     dtype = np.dtype(a.dtype.str[1:] if a.dtype.byteorder in "<>" else a.dtype.str)
-    vol = Volume(("slice", "row", "column"), "RECON TOMO", dtype.newbyteorder("="), None, _array=a.astype(dtype.newbyteorder("="), copy=False))
+    vol = Volume(
+        ("slice", "row", "column"),
+        "RECON TOMO",
+        dtype.newbyteorder("="),
+        None,
+        _array=a.astype(dtype.newbyteorder("="), copy=False),
+    )
     out = to_dataset(vol, ds, keep_frame_order=False)
     out.SmallestImagePixelValue = int(a.min()) if a.size else 0
     out.LargestImagePixelValue = int(a.max()) if a.size else 0
-    out["SmallestImagePixelValue"].VR = out["LargestImagePixelValue"].VR = "SS" if a.dtype.kind == "i" else "US"
+    out["SmallestImagePixelValue"].VR = out["LargestImagePixelValue"].VR = (
+        "SS" if a.dtype.kind == "i" else "US"
+    )
     lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
     out.WindowCenter = (lo + hi) / 2
     out.WindowWidth = max(hi - lo, 1)
@@ -1038,13 +1085,17 @@ def _rgb_common(ds: Dataset, rows: int, cols: int, ge_private: bool, series_type
         _ge_private(ds, series_type=series_type, dataset_type=30, nm=False)
 
 
-def secondary_capture(rgb: np.ndarray, *, template: Optional[Dataset] = None, ge_private: bool = True) -> Dataset:
+def secondary_capture(
+    rgb: np.ndarray, *, template: Optional[Dataset] = None, ge_private: bool = True
+) -> Dataset:
     """Creates an 8-bit RGB Secondary Capture (PS3.3 A.8.1; seed 004 Table 5-9) from a
     (rows, columns, 3) uint8 array, colour-by-pixel."""
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
         raise NmError(f"secondary_capture needs a (rows, columns, 3) uint8 array, got {a.dtype} {a.shape}")
-    ds = _base(template, SC_IMAGE_STORAGE, (template.get("Modality") if template is not None else None) or "OT")
+    ds = _base(
+        template, SC_IMAGE_STORAGE, (template.get("Modality") if template is not None else None) or "OT"
+    )
     _rgb_common(ds, a.shape[0], a.shape[1], ge_private, 0)
     ds.PixelData = np.ascontiguousarray(a).tobytes() + (b"\x00" if a.size % 2 else b"")
     ds["PixelData"].VR = "OB"
@@ -1062,8 +1113,15 @@ def multiframe_true_color_sc(
     (frames, rows, columns, 3) uint8 array; frames are sequenced by Frame Time (0018,1063)."""
     a = np.asarray(rgb)
     if a.ndim != 4 or a.shape[3] != 3 or a.dtype != np.uint8:
-        raise NmError(f"multiframe_true_color_sc needs a (frames, rows, columns, 3) uint8 array, got {a.dtype} {a.shape}")
-    ds = _base(template, MF_TRUE_COLOR_SC_STORAGE, (template.get("Modality") if template is not None else None) or "OT")
+        raise NmError(
+            f"multiframe_true_color_sc needs a (frames, rows, columns, 3) uint8 array, got {a.dtype} "
+            f"{a.shape}"
+        )
+    ds = _base(
+        template,
+        MF_TRUE_COLOR_SC_STORAGE,
+        (template.get("Modality") if template is not None else None) or "OT",
+    )
     _rgb_common(ds, a.shape[1], a.shape[2], ge_private, 25)
     ds.BurnedInAnnotation = "NO"
     ds.NumberOfFrames = a.shape[0]
