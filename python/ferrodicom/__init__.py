@@ -4,6 +4,7 @@ Bytes belong to Rust (``ferrodicom._core``); this package holds the meaning: AE 
 roles, services, archive, private dictionaries, device profiles and the command line.
 """
 
+from ferrodicom import nm as nm  # NM volumes (PS3.3 C.8.4.8)
 from ferrodicom._core import (
     AssociationError,
     CodecError,
