@@ -6,6 +6,7 @@ roles, services, archive, private dictionaries, device profiles and the command 
 
 from ferrodicom import dictionaries as dictionaries  # registers the private dictionaries with pydicom
 from ferrodicom import events as evt
+from ferrodicom import nm as nm  # NM volumes (PS3.3 C.8.4.8)
 from ferrodicom._core import (
     AssociationError,
     CodecError,
