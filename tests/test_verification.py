@@ -8,6 +8,7 @@ import threading
 import pytest
 from conftest import dcmtk, dcmtk_env, ferrodicom_cli
 from pynetdicom import AE as PynAE
+from pynetdicom import AllStoragePresentationContexts
 from pynetdicom import evt as pyn_evt
 from pynetdicom import sop_class
 
@@ -60,11 +61,10 @@ def test_ferrodicom_echo_cli_reports_refused_connection(port):
     assert "association failed" in r.stderr
 
 
-def _pynetdicom_scu(max_pdu: int = 16382, n_contexts: int = 1) -> PynAE:
+def _pynetdicom_scu(n_contexts: int = 1) -> PynAE:
     ae = PynAE(ae_title="PYNSCU")
-    ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(sop_class.Verification)
-    storage = [c.abstract_syntax for c in __import__("pynetdicom").StoragePresentationContexts]
+    storage = [c.abstract_syntax for c in AllStoragePresentationContexts]
     for uid in storage[: n_contexts - 1]:
         ae.add_requested_context(uid)
     return ae
@@ -75,18 +75,19 @@ def test_pynetdicom_scu_to_ferrodicom_scp(max_pdu, n_contexts):
     seen = []
 
     def on_echo(event):
-        seen.append((event.assoc.calling_ae, event.assoc.peer_max_pdu, len(event.assoc.contexts)))
+        results = sorted(c.result for c in event.assoc.contexts)
+        seen.append((event.assoc.calling_ae, event.assoc.peer_max_pdu, len(event.assoc.contexts), results))
         return 0x0000
 
     ae = AE("FERRO-SCP")
     ae.add_supported_context(VERIFICATION)
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
     try:
-        assoc = _pynetdicom_scu(max_pdu, n_contexts).associate("127.0.0.1", server.port, ae_title="FERRO-SCP")
+        scu = _pynetdicom_scu(n_contexts)
+        assoc = scu.associate("127.0.0.1", server.port, ae_title="FERRO-SCP", max_pdu=max_pdu)
         assert assoc.is_established
         # Only Verification is supported: every storage context is rejected (abstract syntax not supported).
         assert len(assoc.accepted_contexts) == 1
-        assert len(assoc.rejected_contexts) == n_contexts - 1
         assert assoc.acceptor.implementation_class_uid == ferrodicom._core.IMPLEMENTATION_CLASS_UID
         for _ in range(3):
             assert assoc.send_c_echo().Status == 0x0000
@@ -94,7 +95,8 @@ def test_pynetdicom_scu_to_ferrodicom_scp(max_pdu, n_contexts):
         assert assoc.is_released
     finally:
         server.shutdown()
-    assert seen == [("PYNSCU", max_pdu, n_contexts)] * 3
+    # Only Verification is supported: every storage context is rejected, abstract syntax not supported (3).
+    assert seen == [("PYNSCU", max_pdu, n_contexts, [0] + [3] * (n_contexts - 1))] * 3
 
 
 @pytest.mark.parametrize("max_pdu", [0, 4096, 262144])
