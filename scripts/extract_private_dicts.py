@@ -54,8 +54,7 @@ DEFAULT_POLICY = (
 )
 
 VRS = set(
-    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH "
-    "SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
 )
 CREATOR_RE = re.compile(r"\b(GEMS_[A-Z0-9_]+|GEHC_[A-Z0-9_]+|GEIIS_[A-Z0-9_]+|INVIA_RESULTS)\b")
 TAG_RE = re.compile(
@@ -186,8 +185,7 @@ CORRECTIONS: list[dict[str, str | int]] = [
         kind="creator",
         printed="Philips PET Private Group.",
         corrected="Philips PET Private Group",
-        reason="The trailing period is sentence punctuation; the creator value (LO) is "
-        "'Philips PET Private Group'.",
+        reason="The trailing period is sentence punctuation; the creator value (LO) is 'Philips PET Private Group'.",
     ),
 ]
 #: module-table-only elements that carry no VR in their seed: the VR follows from the row (PS3.5 7.5:
@@ -367,9 +365,7 @@ def scan_seed(seed: str, text: str, log: list[str]) -> list[Row]:
             # module rows of seeds 002/004 carry a creator column right after the tag; dictionary rows take
             # the creator of the group's latest reservation row (descriptions may quote other strings)
             col = CREATOR_RE.fullmatch(cols[0]) if cols and not vr else None
-            row.creator = (
-                (col.group(0) if col else None) or group_creator.get(group) or SEED_DEFAULT_CREATOR.get(seed)
-            )
+            row.creator = (col.group(0) if col else None) or group_creator.get(group) or SEED_DEFAULT_CREATOR.get(seed)
         # nesting
         while stack and stack[-1].depth >= depth:
             stack.pop()
@@ -427,9 +423,7 @@ def build_seed(seed: str, seed_dir: Path, log: list[str]) -> dict:
             if n and n not in names:
                 names.append(n)
         name = names[0] if names else f"Private {tag_str(group, elem)}"
-        retired = (
-            bool(re.search(r"\(retired\)", " ".join(names), re.I)) or (creator, group, elem) in RETIRED_EXTRA
-        )
+        retired = bool(re.search(r"\(retired\)", " ".join(names), re.I)) or (creator, group, elem) in RETIRED_EXTRA
         clean = re.sub(r"\s*\(retired\)\s*", " ", name, flags=re.I).strip()
         parents = sorted({_ptag(r.parent) for r in rs if r.parent is not None})
         e = {
@@ -502,9 +496,7 @@ def _ptag(r: Row) -> str:
 def fix_sq_vm(seed_doc: dict, log: list[str]) -> None:
     for e in seed_doc["entries"]:
         if e["vr"] == "SQ" and e["vm"] != "1":
-            log.append(
-                f"seed {seed_doc['seed']} L{e['line']}: SQ {e['tag']} VM {e['vm']!r} -> '1' (PS3.5 7.5)"
-            )
+            log.append(f"seed {seed_doc['seed']} L{e['line']}: SQ {e['tag']} VM {e['vm']!r} -> '1' (PS3.5 7.5)")
             e["vm"] = "1"
         if e["vm"] in ("", None):
             e["vm"] = "1"
@@ -572,9 +564,7 @@ print(json.dumps(res))
 
 
 def measure(docs: dict[str, dict], mode: str) -> dict[str, list[int]]:
-    payload = {
-        s: [[e["creator"], e["group"], e["element"], e["vr"]] for e in d["entries"]] for s, d in docs.items()
-    }
+    payload = {s: [[e["creator"], e["group"], e["element"], e["vr"]] for e in d["entries"]] for s, d in docs.items()}
     p = subprocess.run(
         [sys.executable, "-c", MEASURE, mode],
         input=json.dumps(payload),
@@ -648,10 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             label = {"pydicom": "pydicom alone", "default": "import ferrodicom (default)"}.get(
                 mode, f"use_product({mode})"
             )
-            print(
-                f"  {label:32s} {ok}/{n} = {ok / n:.1%}   "
-                + " ".join(f"{s}:{v[0]}/{v[1]}" for s, v in r.items())
-            )
+            print(f"  {label:32s} {ok}/{n} = {ok / n:.1%}   " + " ".join(f"{s}:{v[0]}/{v[1]}" for s, v in r.items()))
         ok = sum(v[0] for v in own.values())
         n = sum(v[1] for v in own.values())
         print(

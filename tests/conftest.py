@@ -80,7 +80,7 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
     """``ferrodicom serve`` in its own process (the README's main command)."""
     p = free_port()
     proc = subprocess.Popen(
-        [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(p), "--bind", "127.0.0.1", str(tmp_path / "archive")],
+        [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(p), "--bind", "127.0.0.1", str(tmp_path / "a")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -9,11 +9,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pydicom
-from ferrodicom.nm import _COUNT, _ITEMS, _TAG_OF, _VECTOR, FIP_BY_IMAGE_TYPE, GE_CREATOR, NM_IMAGE_STORAGE
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from ferrodicom.nm import _COUNT, _ITEMS, _TAG_OF, _VECTOR, FIP_BY_IMAGE_TYPE, GE_CREATOR, NM_IMAGE_STORAGE
 
 IMAGE_TYPES = tuple(FIP_BY_IMAGE_TYPE)
 
@@ -209,17 +210,13 @@ def to_bytes(ds: Dataset, transfer_syntax: Optional[str] = None) -> bytes:
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ts = transfer_syntax or (
-        ds.file_meta.TransferSyntaxUID if "file_meta" in ds.__dict__ else ExplicitVRLittleEndian
-    )
+    ts = transfer_syntax or (ds.file_meta.TransferSyntaxUID if "file_meta" in ds.__dict__ else ExplicitVRLittleEndian)
     fm.TransferSyntaxUID = ts
     ds.file_meta = fm
     bio = io.BytesIO()
     # Pixel bytes are already in the target byte order: declare the encoding as the original
     # one so that pydicom writes it without refusing an endianness change.
-    ds.set_original_encoding(
-        ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian, ds.original_character_set
-    )
+    ds.set_original_encoding(ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian, ds.original_character_set)
     pydicom.dcmwrite(
         bio,
         ds,

@@ -144,7 +144,8 @@ def test_pynetdicom_encoded_request_is_accepted_and_decodes_identically():
     rq = pdu.decode(data)
     assert rq.name == "A-ASSOCIATE-RQ"
     assert rq.calling_ae == "RAW" and rq.called_ae == "FERRO-SCP"
-    assert rq.presentation_contexts == [{"id": 1, "abstract_syntax": VERIFICATION, "transfer_syntaxes": [IMPLICIT_VR_LE]}]
+    pcs = rq.presentation_contexts
+    assert pcs == [{"id": 1, "abstract_syntax": VERIFICATION, "transfer_syntaxes": [IMPLICIT_VR_LE]}]
     assert rq.max_length == 16382
     assert rq.encode() == data
     server = make_server()

@@ -9,15 +9,16 @@ import sys
 from io import BytesIO
 from pathlib import Path
 
-import ferrodicom  # noqa: F401  (registers the dictionaries)
 import pydicom
 import pytest
-from ferrodicom import dictionaries as fd
 from pydicom.datadict import get_private_entry
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+import ferrodicom  # noqa: F401  (registers the dictionaries)
+from ferrodicom import dictionaries as fd
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT.parent / "shared" / "seeds"  # CI clones the repo with ../shared beside it

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner
-from ferrodicom.cli.main import main
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
+
+from ferrodicom.cli.main import main
 
 
 def _file(tmp_path: Path, impl_uid: str = "1.2.3.999") -> Path:

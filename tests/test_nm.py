@@ -7,14 +7,15 @@ import shutil
 import subprocess
 import warnings
 
-import ferrodicom
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+import ferrodicom
 from ferrodicom import nm
 from ferrodicom._core import NmPlan
 from nm_factory import IMAGE_TYPES, check_nm_structure, encode, make_nm, to_bytes
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 ENCODINGS = [
     pytest.param(ExplicitVRLittleEndian, None, id="ELE"),
@@ -198,9 +199,7 @@ def _tamper(ds, keyword, value):
 def test_short_vector():
     ds, _ = make_nm("TOMO")
     v = list(ds.AngularViewVector)[:-1]
-    with pytest.raises(
-        ferrodicom.NmError, match=r"angular_view vector has 11 values, expected one per frame \(12\)"
-    ):
+    with pytest.raises(ferrodicom.NmError, match=r"angular_view vector has 11 values, expected one per frame \(12\)"):
         nm.volume(_tamper(ds, "AngularViewVector", v))
 
 

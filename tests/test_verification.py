@@ -6,13 +6,12 @@ import subprocess
 import threading
 
 import pytest
-from conftest import dcmtk, dcmtk_env, ferrodicom_cli
 from pynetdicom import AE as PynAE
-from pynetdicom import AllStoragePresentationContexts
+from pynetdicom import AllStoragePresentationContexts, sop_class
 from pynetdicom import evt as pyn_evt
-from pynetdicom import sop_class
 
 import ferrodicom
+from conftest import dcmtk, dcmtk_env, ferrodicom_cli
 from ferrodicom import AE, evt
 from ferrodicom.uids import EXPLICIT_VR_BE, IMPLICIT_VR_LE, VERIFICATION
 

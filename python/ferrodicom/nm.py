@@ -166,9 +166,7 @@ class Volume:
         (0013,xx15) applied: ``(stored * scale + offset) * fscalar`` (seed 000 Table 3-15;
         each defaults to the identity when absent)."""
         a = self.array.astype(np.float64)
-        return (a * self.ge.get("pixel_scale", 1.0) + self.ge.get("pixel_offset", 0.0)) * self.ge.get(
-            "fscalar", 1.0
-        )
+        return (a * self.ge.get("pixel_scale", 1.0) + self.ge.get("pixel_offset", 0.0)) * self.ge.get("fscalar", 1.0)
 
 
 DatasetLike = Union[Dataset, str, "os.PathLike[str]", bytes, bytearray]
@@ -270,9 +268,7 @@ def _ge_info(ds: Dataset) -> dict[str, Any]:
     bo = _ge_number(_ge_value(ds, 0x0011, 0x38), "byte_order")
     if bo is not None:
         if int(bo) not in _GE_BYTE_ORDER:
-            raise NmError(
-                f"GE Byte Order (0011,xx38) is {int(bo)}; defined terms are 76 (little) and 66 (big)"
-            )
+            raise NmError(f"GE Byte Order (0011,xx38) is {int(bo)}; defined terms are 76 (little) and 66 (big)")
         out["byte_order"] = _GE_BYTE_ORDER[int(bo)]
     for key, group, off in (
         ("pixel_scale", 0x0011, 0x3B),
@@ -338,9 +334,7 @@ def _seq(ds: Dataset, kw: str) -> list[Dataset]:
     return list(s) if s else []
 
 
-def _extents(
-    ds: Dataset, axes: Sequence[str], vectors: dict[str, list[int]], n_frames: int
-) -> dict[str, Any]:
+def _extents(ds: Dataset, axes: Sequence[str], vectors: dict[str, list[int]], n_frames: int) -> dict[str, Any]:
     """Number of positions along each axis. Time slices may be a per-phase list (ragged)."""
     ext: dict[str, Any] = {}
     for a in axes:
@@ -350,11 +344,7 @@ def _extents(
         ext[a] = n if n is not None else max(vectors[a], default=1)
     if "angular_view" in axes:
         rot = _seq(ds, "RotationInformationSequence")
-        nfr = [
-            int(r.NumberOfFramesInRotation)
-            for r in rot
-            if r.get("NumberOfFramesInRotation") not in (None, "")
-        ]
+        nfr = [int(r.NumberOfFramesInRotation) for r in rot if r.get("NumberOfFramesInRotation") not in (None, "")]
         if nfr and len(set(nfr)) > 1:
             raise NmError(f"rotations have different numbers of frames {nfr}: ragged TOMO is not supported")
         views = nfr[0] if nfr else max(vectors["angular_view"], default=1)
@@ -584,9 +574,7 @@ def volume(
         for p, n_ts in enumerate(ts, start=1):
             frames = [i for i, v in enumerate(pv) if v == p]
             sub_ext = {**{a: ext[a] for a in sub_axes if a != "time_slice"}, "time_slice": n_ts}
-            arr, view = _build(
-                ds, sub_axes, sub_ext, vectors, n_frames, src, encoded, swap, dtype, rows, cols, frames
-            )
+            arr, view = _build(ds, sub_axes, sub_ext, vectors, n_frames, src, encoded, swap, dtype, rows, cols, frames)
             pc = {k: v for k, v in coords.items() if k not in ("phase", "time_slice")}
             if "time_slice" in coords:
                 pc["time_slice"] = coords["time_slice"][p - 1]
@@ -694,9 +682,7 @@ def to_dataset(
                 frames,
             )
             src = np.ascontiguousarray(ph.array, dtype=vol.dtype)
-            plan.scatter(
-                _addr(src), rows * cols * vol.dtype.itemsize, vol.dtype.itemsize, swap, _addr(pixels)
-            )
+            plan.scatter(_addr(src), rows * cols * vol.dtype.itemsize, vol.dtype.itemsize, swap, _addr(pixels))
             start += n
         counts = {a: ext[a] for a in axes if a != "time_slice"}
         counts["time_slice"] = max(per)
@@ -713,10 +699,7 @@ def to_dataset(
             t_axes = _fip(tpl)
             t_vec = {a: _ints(tpl.get(_VECTOR[a])) for a in t_axes}
             t_ext = _extents(tpl, t_axes, t_vec, int(tpl.get("NumberOfFrames") or 1))
-            if (
-                t_axes == axes
-                and tuple(int(t_ext[a]) if not isinstance(t_ext[a], list) else -1 for a in axes) == shape
-            ):
+            if t_axes == axes and tuple(int(t_ext[a]) if not isinstance(t_ext[a], list) else -1 for a in axes) == shape:
                 plan = NmPlan(list(axes), [t_vec[a] for a in axes], [int(t_ext[a]) for a in axes], n_frames)
                 vectors = t_vec
         except NmError:
@@ -802,11 +785,7 @@ def split(ds: DatasetLike, along: str) -> list[Dataset]:
     for i in range(n):
         tpl = _copy(src)
         tpl.SOPInstanceUID = generate_uid()
-        if (
-            "file_meta" in tpl.__dict__
-            and tpl.file_meta is not None
-            and "MediaStorageSOPInstanceUID" in tpl.file_meta
-        ):
+        if "file_meta" in tpl.__dict__ and tpl.file_meta is not None and "MediaStorageSOPInstanceUID" in tpl.file_meta:
             tpl.file_meta.MediaStorageSOPInstanceUID = tpl.SOPInstanceUID
         seq_kw = _ITEMS.get(along)
         if seq_kw and seq_kw in tpl and len(tpl[seq_kw].value) > i:
@@ -1008,9 +987,7 @@ def recon_tomo(
     Information Sequence ("set for first frame"), and GE private elements."""
     a = np.asarray(data)
     if a.ndim != 3 or a.dtype.kind not in "ui" or a.dtype.itemsize not in (1, 2):
-        raise NmError(
-            f"recon_tomo needs a (slices, rows, columns) 8/16-bit integer array, got {a.dtype} {a.shape}"
-        )
+        raise NmError(f"recon_tomo needs a (slices, rows, columns) 8/16-bit integer array, got {a.dtype} {a.shape}")
     ns, rows, cols = a.shape
     ds = _base(template, NM_IMAGE_STORAGE, "NM")
     if "FrameOfReferenceUID" not in ds:
@@ -1062,9 +1039,7 @@ def recon_tomo(
     out = to_dataset(vol, ds, keep_frame_order=False)
     out.SmallestImagePixelValue = int(a.min()) if a.size else 0
     out.LargestImagePixelValue = int(a.max()) if a.size else 0
-    out["SmallestImagePixelValue"].VR = out["LargestImagePixelValue"].VR = (
-        "SS" if a.dtype.kind == "i" else "US"
-    )
+    out["SmallestImagePixelValue"].VR = out["LargestImagePixelValue"].VR = "SS" if a.dtype.kind == "i" else "US"
     lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
     out.WindowCenter = (lo + hi) / 2
     out.WindowWidth = max(hi - lo, 1)
@@ -1085,17 +1060,13 @@ def _rgb_common(ds: Dataset, rows: int, cols: int, ge_private: bool, series_type
         _ge_private(ds, series_type=series_type, dataset_type=30, nm=False)
 
 
-def secondary_capture(
-    rgb: np.ndarray, *, template: Optional[Dataset] = None, ge_private: bool = True
-) -> Dataset:
+def secondary_capture(rgb: np.ndarray, *, template: Optional[Dataset] = None, ge_private: bool = True) -> Dataset:
     """Creates an 8-bit RGB Secondary Capture (PS3.3 A.8.1; seed 004 Table 5-9) from a
     (rows, columns, 3) uint8 array, colour-by-pixel."""
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
         raise NmError(f"secondary_capture needs a (rows, columns, 3) uint8 array, got {a.dtype} {a.shape}")
-    ds = _base(
-        template, SC_IMAGE_STORAGE, (template.get("Modality") if template is not None else None) or "OT"
-    )
+    ds = _base(template, SC_IMAGE_STORAGE, (template.get("Modality") if template is not None else None) or "OT")
     _rgb_common(ds, a.shape[0], a.shape[1], ge_private, 0)
     ds.PixelData = np.ascontiguousarray(a).tobytes() + (b"\x00" if a.size % 2 else b"")
     ds["PixelData"].VR = "OB"
@@ -1114,8 +1085,7 @@ def multiframe_true_color_sc(
     a = np.asarray(rgb)
     if a.ndim != 4 or a.shape[3] != 3 or a.dtype != np.uint8:
         raise NmError(
-            f"multiframe_true_color_sc needs a (frames, rows, columns, 3) uint8 array, got {a.dtype} "
-            f"{a.shape}"
+            f"multiframe_true_color_sc needs a (frames, rows, columns, 3) uint8 array, got {a.dtype} {a.shape}"
         )
     ds = _base(
         template,
