@@ -14,6 +14,7 @@ from ferrodicom._core import (
     PduError,
 )
 from ferrodicom._core import __version__ as __version__
+from ferrodicom.transcode import extract, from_pydicom, to_pydicom, transcode, transcode_file  # noqa: E402
 
 __all__ = [
     "AssociationError",
@@ -23,4 +24,9 @@ __all__ = [
     "DimseError",
     "NmError",
     "PduError",
+    "extract",
+    "from_pydicom",
+    "to_pydicom",
+    "transcode",
+    "transcode_file",
 ]
