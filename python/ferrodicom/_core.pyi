@@ -11,8 +11,8 @@ class NmError(DicomError): ...
 class DicomTimeout(DicomError): ...
 
 # --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------
-from os import PathLike
-from typing import Dict, List, Optional, Tuple, Union
+from os import PathLike  # noqa: E402
+from typing import Dict, List, Optional, Tuple, Union  # noqa: E402
 
 class PrivateDictionary:
     def __init__(self) -> None: ...

@@ -96,8 +96,8 @@ def _elements(raw: Dict[int, Tuple[str, bytes]]) -> Dict[BaseTag, DataElement]:
 
 
 def transcode_file(
-    src: Union[str, "os.PathLike[str]"],
-    dst: Union[str, "os.PathLike[str]"],
+    src: Union[str, os.PathLike[str]],
+    dst: Union[str, os.PathLike[str]],
     transfer_syntax: str,
     *,
     private_dictionary: Optional[PrivateDictionary] = None,
