@@ -20,6 +20,7 @@ from ferrodicom._core import __version__ as __version__
 from ferrodicom.ae import AE
 from ferrodicom.association import Association
 from ferrodicom.status import Status
+from ferrodicom.transcode import extract, from_pydicom, to_pydicom, transcode, transcode_file
 
 __all__ = [
     "AE",
@@ -33,4 +34,9 @@ __all__ = [
     "PduError",
     "Status",
     "evt",
+    "extract",
+    "from_pydicom",
+    "to_pydicom",
+    "transcode",
+    "transcode_file",
 ]

@@ -49,3 +49,60 @@ class NmPlan:
         stream: bool | None = None,
         threads: int | None = None,
     ) -> bytearray | None: ...
+# --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------
+from os import PathLike  # noqa: E402
+from typing import Dict, List, Optional, Tuple, Union  # noqa: E402
+
+class PrivateDictionary:
+    def __init__(self) -> None: ...
+    def add(self, creator: str, group: int, element: int, vr: str) -> None: ...
+    def get(self, creator: str, group: int, element: int) -> Optional[str]: ...
+    def __len__(self) -> int: ...
+
+class StreamConverter:
+    def __init__(
+        self,
+        source_syntax: str,
+        transfer_syntax: str,
+        *,
+        tags: Optional[List[int]] = None,
+        private_dictionary: Optional[PrivateDictionary] = None,
+    ) -> None: ...
+    def feed(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> Tuple[bytes, Dict[int, Tuple[str, bytes]]]: ...
+
+def set_default_private_dictionary(d: Optional[PrivateDictionary]) -> None: ...
+def get_default_private_dictionary() -> Optional[PrivateDictionary]: ...
+def transcode(
+    data: bytes, transfer_syntax: str, *, private_dictionary: Optional[PrivateDictionary] = None
+) -> bytes: ...
+def transcode_dataset(
+    data: bytes,
+    source_syntax: str,
+    transfer_syntax: str,
+    *,
+    private_dictionary: Optional[PrivateDictionary] = None,
+) -> bytes: ...
+def transcode_file(
+    src: Union[str, PathLike[str]],
+    dst: Union[str, PathLike[str]],
+    transfer_syntax: str,
+    *,
+    private_dictionary: Optional[PrivateDictionary] = None,
+    tags: Optional[List[int]] = None,
+) -> Dict[int, Tuple[str, bytes]]: ...
+def extract(
+    data: Union[bytes, str, PathLike[str]],
+    tags: List[int],
+    *,
+    private_dictionary: Optional[PrivateDictionary] = None,
+) -> Dict[int, Tuple[str, bytes]]: ...
+def file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    implementation_class_uid: str,
+    implementation_version_name: str = "",
+    source_ae_title: str = "",
+) -> bytes: ...
+def dictionary_vr(tag: int) -> str: ...

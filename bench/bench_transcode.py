@@ -1,0 +1,153 @@
+"""Transfer-syntax conversion speed: a generated 256 MiB multi-frame NM object, Explicit VR Big
+Endian -> Explicit VR Little Endian, ferrodicom vs pydicom (vs DCMTK dcmconv when installed).
+
+Run: python -m pytest bench/bench_transcode.py --benchmark-only -s
+(-s shows the summary with GB/s, ratios and the streaming form's peak memory.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+
+import ferrodicom
+
+EBE = "1.2.840.10008.1.2.2"
+ELE = "1.2.840.10008.1.2.1"
+FRAMES, ROWS, COLS = 8192, 128, 128  # 8192 x 128 x 128 x 2 bytes = 256 MiB
+RESULTS: dict = {}
+
+
+def _nm_dataset() -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = EBE
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.20"  # NM Image Storage
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.999.1"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.999.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.999.3"
+    ds.Modality = "NM"
+    ds.PatientID = "BENCH"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "DYNAMIC", "EMISSION"]
+    ds.NumberOfFrames = FRAMES
+    ds.FrameIncrementPointer = [0x00540010, 0x00540100]
+    ds.NumberOfEnergyWindows = 1
+    ds.EnergyWindowVector = [1] * FRAMES
+    ds.NumberOfTimeSlices = FRAMES
+    ds.TimeSliceVector = list(range(1, FRAMES + 1))
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ROWS, COLS
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    counts = np.arange(FRAMES * ROWS * COLS, dtype=np.uint32) % 65521
+    ds.PixelData = counts.astype(">u2").tobytes()
+    return ds
+
+
+@pytest.fixture(scope="module")
+def nm_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "nm_ebe.dcm"
+    pydicom.dcmwrite(path, _nm_dataset(), enforce_file_format=True)
+    yield path
+    _summary(path.stat().st_size)
+
+
+@pytest.fixture(scope="module")
+def nm_bytes(nm_file):
+    return nm_file.read_bytes()
+
+
+def _summary(size: int) -> None:
+    if not RESULTS:
+        return
+    print(f"\n\nEBE -> ELE, {size / 2**20:.0f} MiB NM object (GB/s = 1e9 bytes/s, median of rounds)")
+    base = RESULTS.get("pydicom")
+    for name, seconds in RESULTS.items():
+        if name.startswith("_"):
+            continue
+        ratio = f"{base / seconds:6.1f}x pydicom" if base else ""
+        print(f"  {name:28s} {seconds * 1000:9.1f} ms  {size / seconds / 1e9:6.2f} GB/s  {ratio}")
+    if "_peak_mb" in RESULTS:
+        print(f"  streaming peak RSS above baseline: {RESULTS['_peak_mb']:.1f} MB")
+
+
+def _record(name: str, benchmark) -> None:
+    RESULTS[name] = benchmark.stats.stats.median
+    benchmark.extra_info["GB/s"] = round(RESULTS["_size"] / RESULTS[name] / 1e9, 3)
+
+
+def _pydicom_path(path) -> bytes:
+    """The pydicom way: read, decode pixels (pydicom's writer does not swap OW), set the
+    transfer syntax, write."""
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.pixel_array.astype("<u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ELE
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_pydicom(benchmark, nm_file) -> None:
+    RESULTS["_size"] = nm_file.stat().st_size
+    out = benchmark.pedantic(_pydicom_path, args=(nm_file,), rounds=3, iterations=1)
+    _record("pydicom", benchmark)
+    ours = pydicom.dcmread(io.BytesIO(ferrodicom.transcode(nm_file, ELE)))
+    assert pydicom.dcmread(io.BytesIO(out)).PixelData == ours.PixelData
+
+
+def test_ferrodicom_bytes(benchmark, nm_bytes) -> None:
+    RESULTS["_size"] = len(nm_bytes)
+    out = benchmark.pedantic(ferrodicom.transcode, args=(nm_bytes, ELE), rounds=10, iterations=1)
+    _record("ferrodicom transcode(bytes)", benchmark)
+    assert len(out) == len(nm_bytes)
+
+
+def test_ferrodicom_streaming(benchmark, nm_file, tmp_path) -> None:
+    RESULTS["_size"] = nm_file.stat().st_size
+    dst = tmp_path / "out.dcm"
+    benchmark.pedantic(ferrodicom.transcode_file, args=(nm_file, dst, ELE), rounds=10, iterations=1)
+    _record("ferrodicom transcode_file", benchmark)
+    assert dst.read_bytes() == ferrodicom.transcode(nm_file, ELE)
+    peak = _streaming_peak_mb(nm_file, tmp_path / "peak.dcm")
+    RESULTS["_peak_mb"] = peak
+    benchmark.extra_info["peak_MB_above_baseline"] = round(peak, 1)
+    assert peak < 64, f"streaming peak {peak:.1f} MB above baseline"
+
+
+def _streaming_peak_mb(src, dst) -> float:
+    """Peak RSS growth (VmHWM) of a fresh interpreter running transcode_file: Rust allocations
+    are invisible to tracemalloc, so read the kernel's high-water mark."""
+    script = textwrap.dedent(
+        f"""
+        import ferrodicom
+        def hwm():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        base = hwm()
+        ferrodicom.transcode_file({str(src)!r}, {str(dst)!r}, {ELE!r})
+        print(hwm() - base)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    return int(out.stdout.strip()) / 1024
+
+
+@pytest.mark.skipif(shutil.which("dcmconv") is None, reason="DCMTK dcmconv not installed")
+def test_dcmtk_dcmconv(benchmark, nm_file, tmp_path) -> None:
+    RESULTS["_size"] = nm_file.stat().st_size
+    dst = tmp_path / "dcmtk.dcm"
+    cmd = ["dcmconv", "+te", str(nm_file), str(dst)]
+    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True}, rounds=3, iterations=1)
+    _record("DCMTK dcmconv +te", benchmark)
+    assert pydicom.dcmread(dst).PixelData == pydicom.dcmread(io.BytesIO(ferrodicom.transcode(nm_file, ELE))).PixelData
+    os.remove(dst)
