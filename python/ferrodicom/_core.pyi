@@ -49,6 +49,7 @@ class NmPlan:
         stream: bool | None = None,
         threads: int | None = None,
     ) -> bytearray | None: ...
+
 # --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------
 from os import PathLike  # noqa: E402
 from typing import Dict, List, Optional, Tuple, Union  # noqa: E402

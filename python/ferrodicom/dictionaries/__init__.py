@@ -139,8 +139,19 @@ def codec_entries(product: Optional[str] = None) -> list[tuple[str, int, int, st
     return [(e.creator, e.group, e.element, e.vr) for e in entries(product)]
 
 
+def codec_dictionary(product: Optional[str] = None) -> Any:
+    """The entries as a Rust codec :class:`ferrodicom._core.PrivateDictionary` (implicit-VR decoding, byte swapping)."""
+    from ferrodicom._core import PrivateDictionary
+
+    d = PrivateDictionary()
+    for creator, group, element, vr in codec_entries(product):
+        d.add(creator, group, element, vr)
+    return d
+
+
 def register(product: Optional[str] = None) -> int:
-    """Add the entries to pydicom's private dictionary (``add_private_dict_entries``); returns the count.
+    """Add the entries to pydicom's private dictionary (``add_private_dict_entries``) and make them the Rust
+    codec's default private dictionary; returns the count.
 
     pydicom keys private entries by creator and ``'ggggxxee'`` (block written ``xx``), so the entries apply
     to any reserved block.  Entries pydicom already had for these creators are replaced, others kept.
@@ -154,6 +165,9 @@ def register(product: Optional[str] = None) -> int:
             {(int(k[:4], 16) << 16) | 0x1000 | int(k[6:], 16): (v[0], v[1], v[2], v[3]) for k, v in keys.items()},
         )
         n += len(keys)
+    from ferrodicom._core import set_default_private_dictionary
+
+    set_default_private_dictionary(codec_dictionary(product))
     _registered[0] = product
     return n
 
