@@ -161,12 +161,19 @@ class AE:
         block: bool = True,
         evt_handlers: Optional[EventHandlers] = None,
         ae_title: Optional[str] = None,
+        storage: Optional[Any] = None,
+        store_transfer_syntax: Optional[str] = None,
     ) -> Optional[Server]:
         """Starts an SCP on ``address`` (port 0 picks a free port, see ``server.port``). With
-        ``block=True`` serves until interrupted; otherwise returns the running :class:`Server`."""
+        ``block=True`` serves until interrupted; otherwise returns the running :class:`Server`.
+
+        ``storage`` (a :class:`ferrodicom.services.storage.StorageSCP`) makes C-STORE data sets stream
+        to its archive, converted to ``store_transfer_syntax`` if given (uncompressed data only)."""
         if not self.supported_contexts:
             raise ValueError("no supported presentation contexts: call add_supported_context() first")
-        server = Server(self, address, list(evt_handlers or []), ae_title or self._ae_title)
+        server = Server(
+            self, address, list(evt_handlers or []), ae_title or self._ae_title, storage, store_transfer_syntax
+        )
         self._servers.append(server)
         if block:
             try:
@@ -187,7 +194,15 @@ class AE:
 class Server:
     """A running SCP (see :meth:`AE.start_server`)."""
 
-    def __init__(self, ae: AE, address: tuple[str, int], handlers: list, ae_title: str) -> None:
+    def __init__(
+        self,
+        ae: AE,
+        address: tuple[str, int],
+        handlers: list,
+        ae_title: str,
+        storage: Optional[Any] = None,
+        store_transfer_syntax: Optional[str] = None,
+    ) -> None:
         self._handlers: dict[EventType, list[tuple[Handler, list]]] = {}
         for h in handlers:
             evt, fn, *args = h
@@ -196,6 +211,17 @@ class Server:
         notify = any(evt in self._handlers for evt in NOTIFICATIONS.values())
         self._closed = False
         self._lock = threading.Lock()
+        store_kw: dict[str, Any] = {}
+        if storage is not None:
+            from ferrodicom.services.storage import index_tags
+
+            store_kw = dict(
+                store_handler=storage.store,
+                storage_dir=str(storage.archive.incoming_dir),
+                store_transfer_syntax=store_transfer_syntax,
+                fsync=storage.archive.durability == "full",
+                extract=index_tags(),
+            )
         self._core = _core.Server(
             address[0],
             int(address[1]),
@@ -213,6 +239,7 @@ class Server:
             artim_timeout=ae.artim_timeout,
             acse_timeout=ae.acse_timeout,
             dimse_timeout=ae.network_timeout,
+            **store_kw,
         )
 
     @property

@@ -29,11 +29,13 @@ EVT_REJECTED = EventType("EVT_REJECTED", "Association rejected")
 EVT_RELEASED = EventType("EVT_RELEASED", "Association released")
 EVT_ABORTED = EventType("EVT_ABORTED", "Association aborted")
 EVT_C_ECHO = EventType("EVT_C_ECHO", "C-ECHO request received", True)
+#: In-memory C-STORE handler (as pynetdicom's); an AE started with an archive streams to disk instead.
+EVT_C_STORE = EventType("EVT_C_STORE", "C-STORE request received", True)
 
 NOTIFICATIONS = {"established": EVT_ESTABLISHED, "rejected": EVT_REJECTED, "released": EVT_RELEASED,
                  "aborted": EVT_ABORTED}  # fmt: skip
 #: Intervention events by DIMSE Command Field (PS3.7 E.1).
-INTERVENTIONS: dict[int, EventType] = {0x0030: EVT_C_ECHO}
+INTERVENTIONS: dict[int, EventType] = {0x0030: EVT_C_ECHO, 0x0001: EVT_C_STORE}
 
 Handler = Callable[["Event"], Any]
 

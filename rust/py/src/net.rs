@@ -4,15 +4,17 @@
 use crate::errors::{AssociationError, DicomError, DicomTimeout, DimseError, PduError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use node::storage::{send_data_set, send_file, Outgoing, Received, SendError, StorageConfig};
+use node::{FieldValue, Handler, Reply, ServerConfig, Session};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use ul::dimse::{self, command_field, command_vr, tag, CommandVr};
-use ul::negotiate::{reject, AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
-use ul::{AssocError, Association, Incoming, Negotiated, Timeouts};
+use ul::negotiate::{AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
+use ul::pdu::{AssociateRj, AssociateRq};
+use ul::{AssocError, Association, Incoming, Negotiated, NegotiatedContext, Timeouts};
 
 /// Converts an association error into the matching Python exception.
 pub fn assoc_err(e: AssocError) -> PyErr {
@@ -262,6 +264,28 @@ impl PyAssociation {
             r.map_err(assoc_err)
         })
     }
+    /// Like `with`, for the storage sender whose errors are not all association errors.
+    fn with_send<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Association) -> Result<T, SendError> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = self.inner.lock().map_err(|_| AssociationError::new_err("association lock poisoned"))?;
+            let assoc = guard.as_mut().ok_or_else(|| AssociationError::new_err("association is closed"))?;
+            let r = f(assoc);
+            if !assoc.is_established() {
+                *guard = None;
+            }
+            r.map_err(|e| match e {
+                SendError::Assoc(a) => assoc_err(a),
+                SendError::Codec(c) => crate::errors::CodecError::new_err(c.to_string()),
+                SendError::Io(io) => pyo3::exceptions::PyOSError::new_err(io.to_string()),
+                SendError::NoContext { .. } => AssociationError::new_err(e.to_string()),
+                SendError::Invalid(m) => DimseError::new_err(m),
+            })
+        })
+    }
     fn message_id(&self) -> u16 {
         (self.next_id.fetch_add(1, Ordering::Relaxed) % 65535 + 1) as u16
     }
@@ -397,6 +421,59 @@ impl PyAssociation {
             }
         }
     }
+    /// C-STORE of a Part 10 file (PS3.7 §9.1.1), streamed from disk and converted on the fly if the
+    /// peer accepted another uncompressed transfer syntax. Returns (status, response Command,
+    /// data-set bytes sent, transfer syntax used).
+    #[pyo3(signature = (path, *, message_id = None, priority = 0, move_originator = None, private_dictionary = None))]
+    fn send_c_store_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        message_id: Option<u16>,
+        priority: u16,
+        move_originator: Option<(String, u16)>,
+        private_dictionary: Option<Bound<'py, crate::codec::PyPrivateDictionary>>,
+    ) -> PyResult<(u16, PyCommand, u64, String)> {
+        let dict = crate::codec::dictionary(py, private_dictionary.as_ref());
+        let id = message_id.unwrap_or_else(|| self.message_id());
+        let r = self.with_send(py, move |a| {
+            let t = a.timeouts_mut().dimse;
+            send_file(a, &path, id, priority, move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)), &dict, t)
+        })?;
+        Ok((r.status, PyCommand { inner: r.response }, r.bytes, r.transfer_syntax))
+    }
+    /// C-STORE of data-set bytes (no File Meta) encoded in `transfer_syntax`.
+    #[pyo3(signature = (sop_class_uid, sop_instance_uid, transfer_syntax, data, *, message_id = None, priority = 0,
+        move_originator = None, private_dictionary = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send_c_store_data<'py>(
+        &self,
+        py: Python<'py>,
+        sop_class_uid: String,
+        sop_instance_uid: String,
+        transfer_syntax: String,
+        data: &[u8],
+        message_id: Option<u16>,
+        priority: u16,
+        move_originator: Option<(String, u16)>,
+        private_dictionary: Option<Bound<'py, crate::codec::PyPrivateDictionary>>,
+    ) -> PyResult<(u16, PyCommand, u64, String)> {
+        let dict = crate::codec::dictionary(py, private_dictionary.as_ref());
+        let id = message_id.unwrap_or_else(|| self.message_id());
+        let r = self.with_send(py, move |a| {
+            let out = Outgoing {
+                sop_class_uid: &sop_class_uid,
+                sop_instance_uid: &sop_instance_uid,
+                transfer_syntax_uid: &transfer_syntax,
+                message_id: id,
+                priority,
+                move_originator: move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
+            };
+            let t = a.timeouts_mut().dimse;
+            send_data_set(a, &out, &mut std::io::Cursor::new(data), &dict, t)
+        })?;
+        Ok((r.status, PyCommand { inner: r.response }, r.bytes, r.transfer_syntax))
+    }
     /// Releases the association (A-RELEASE, PS3.8 §7.2).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {
@@ -497,38 +574,32 @@ fn associate(
 }
 
 // ---------------------------------------------------------------------------------------------
-// SCP server
+// SCP server: a node::Handler that calls Python once per DIMSE request
 // ---------------------------------------------------------------------------------------------
 
-struct ServerShared {
-    config: AcceptorConfig,
-    timeouts: Timeouts,
-    max_associations: usize,
-    /// Python callable for DIMSE requests: handler(info, context, command, data) -> response(s).
-    handler: Option<Py<PyAny>>,
-    /// Python callable for association events: events(kind, info) (may be None).
+struct HandlerInner {
+    /// handler(info, (ctx id, abstract, transfer), Command, data|None) -> reply | [reply, ...]
+    request: Option<Py<PyAny>>,
+    /// store_handler(info, ctx, Command, received: dict) -> reply
+    store: Option<Py<PyAny>>,
+    /// events(kind, info)
     events: Option<Py<PyAny>>,
-    /// Command fields routed to Python; C-ECHO not listed is answered in Rust.
     routed: Vec<u16>,
-    max_data_set: usize,
-    active: AtomicUsize,
-    total: AtomicU64,
-    stop: AtomicBool,
-    aborts: Mutex<HashMap<u64, ul::AbortHandle>>,
+    storage: Option<StorageConfig>,
+    /// Extracted tag -> keyword, for the `keys` dict handed to the store handler.
+    key_names: HashMap<u32, String>,
 }
 
-/// An SCP: listens, negotiates each association in Rust against a fixed configuration, and
-/// calls the Python handler once per DIMSE request.
-#[pyclass(name = "Server", module = "ferrodicom._core")]
-pub struct PyServer {
-    shared: Arc<ServerShared>,
-    listener: Mutex<Option<TcpListener>>,
-    local: SocketAddr,
-    thread: Mutex<Option<JoinHandle<()>>>,
+/// The Python callbacks of one server, shared by its association threads.
+struct PyHandler(Arc<HandlerInner>);
+
+struct PySession {
+    handler: Arc<HandlerInner>,
+    info: Option<Py<PyAny>>,
 }
 
-fn call_events(shared: &ServerShared, kind: &str, info: &Option<Py<PyAny>>) {
-    if let (Some(ev), Some(info)) = (&shared.events, info) {
+fn call_events(events: &Option<Py<PyAny>>, kind: &str, info: &Option<Py<PyAny>>) {
+    if let (Some(ev), Some(info)) = (events, info) {
         Python::attach(|py| {
             if let Err(e) = ev.call1(py, (kind, info.clone_ref(py))) {
                 e.print(py);
@@ -537,244 +608,165 @@ fn call_events(shared: &ServerShared, kind: &str, info: &Option<Py<PyAny>>) {
     }
 }
 
-/// One handler response: (status, data set bytes or None, extra command fields or None).
-type Reply = (u16, Option<Vec<u8>>, Option<Vec<(u16, ReplyValue)>>);
-
-#[derive(Clone)]
-enum ReplyValue {
-    Int(u32),
-    Str(String),
-    Tags(Vec<u32>),
-}
-
+/// A handler's reply: an int status, or (status, data set bytes | None, {element: value} | None).
 fn extract_reply(obj: &Bound<'_, PyAny>) -> PyResult<Reply> {
     if let Ok(status) = obj.extract::<u16>() {
-        return Ok((status, None, None));
+        return Ok(Reply::status(status));
     }
     let t: &Bound<'_, PyTuple> = obj.cast()?;
     let status: u16 = t.get_item(0)?.extract()?;
-    let data: Option<Vec<u8>> = if t.len() > 1 {
-        t.get_item(1)?.extract()?
-    } else {
-        None
-    };
-    let fields = if t.len() > 2 && !t.get_item(2)?.is_none() {
+    let data: Option<Vec<u8>> = if t.len() > 1 { t.get_item(1)?.extract()? } else { None };
+    let mut fields = Vec::new();
+    if t.len() > 2 && !t.get_item(2)?.is_none() {
         let d = t.get_item(2)?;
         let d: &Bound<'_, PyDict> = d.cast()?;
-        let mut out = Vec::new();
         for (k, v) in d.iter() {
             let el: u16 = k.extract()?;
             let val = if let Ok(i) = v.extract::<u32>() {
-                ReplyValue::Int(i)
+                FieldValue::Int(i)
             } else if let Ok(s) = v.extract::<String>() {
-                ReplyValue::Str(s)
+                FieldValue::Str(s)
             } else {
-                ReplyValue::Tags(v.extract::<Vec<u32>>()?)
+                FieldValue::Tags(v.extract::<Vec<u32>>()?)
             };
-            out.push((el, val));
+            fields.push((el, val));
         }
-        Some(out)
-    } else {
-        None
-    };
-    Ok((status, data, fields))
+    }
+    Ok(Reply { status, data, fields })
 }
 
-/// Calls the Python handler; returns the list of replies (several for pending C-FIND/C-MOVE).
-fn call_handler(
-    shared: &ServerShared,
-    info: &Py<PyAny>,
-    ctx: &ul::NegotiatedContext,
-    command: dimse::Command,
-    data: Option<Vec<u8>>,
-) -> Vec<Reply> {
-    let Some(handler) = &shared.handler else {
-        return vec![(0x0211, None, None)];
-    };
-    Python::attach(|py| {
-        let r = (|| -> PyResult<Vec<Reply>> {
+fn ctx_tuple(ctx: &NegotiatedContext) -> (u8, &str, &str) {
+    (ctx.id, ctx.abstract_syntax.as_str(), ctx.transfer_syntax.as_str())
+}
+
+impl Handler for PyHandler {
+    fn open(&self, negotiated: &Negotiated, peer: Option<SocketAddr>) -> Box<dyn Session> {
+        let h = &self.0;
+        let needs_info = h.request.is_some() || h.store.is_some() || h.events.is_some();
+        let info = needs_info
+            .then(|| Python::attach(|py| negotiated_to_py(py, negotiated, peer).ok().map(|d| d.into_any().unbind())))
+            .flatten();
+        call_events(&h.events, "established", &info);
+        Box::new(PySession { handler: Arc::clone(h), info })
+    }
+    fn rejected(&self, rq: &AssociateRq, rj: AssociateRj) {
+        if self.0.events.is_none() {
+            return;
+        }
+        let info = Python::attach(|py| -> Option<Py<PyAny>> {
+            let d = PyDict::new(py);
+            d.set_item("calling_ae", rq.calling_ae.trimmed()).ok()?;
+            d.set_item("called_ae", rq.called_ae.trimmed()).ok()?;
+            d.set_item("reject", (rj.result, rj.source, rj.reason)).ok()?;
+            Some(d.into_any().unbind())
+        });
+        call_events(&self.0.events, "rejected", &info);
+    }
+    fn routes(&self, field: u16) -> bool {
+        self.0.request.is_some() && self.0.routed.contains(&field)
+    }
+    fn storage(&self) -> Option<&StorageConfig> {
+        self.0.storage.as_ref()
+    }
+}
+
+impl PySession {
+    fn call(&self, f: &Option<Py<PyAny>>, args: impl FnOnce(Python<'_>, Py<PyAny>) -> PyResult<Py<PyAny>>) -> Vec<Reply> {
+        let (Some(f), Some(info)) = (f, &self.info) else { return vec![Reply::status(0x0211)] };
+        Python::attach(|py| {
+            let r = (|| -> PyResult<Vec<Reply>> {
+                let out = args(py, info.clone_ref(py))?;
+                let out = f.call1(py, out.bind(py).cast::<PyTuple>()?.clone())?;
+                let out = out.bind(py);
+                if let Ok(list) = out.cast::<PyList>() {
+                    list.iter().map(|o| extract_reply(&o)).collect()
+                } else {
+                    Ok(vec![extract_reply(out)?])
+                }
+            })();
+            r.unwrap_or_else(|e| {
+                e.print(py);
+                // Processing failure (PS3.7 C.4.1.1.1, general status 0110).
+                vec![Reply::with_comment(0x0110, "the handler raised an exception")]
+            })
+        })
+    }
+}
+
+impl Session for PySession {
+    fn request(&mut self, ctx: &NegotiatedContext, command: ul::Command, data: Option<Vec<u8>>) -> Vec<Reply> {
+        self.call(&self.handler.request, |py, info| {
             let cmd = Bound::new(py, PyCommand { inner: command })?;
             let data = data.map(|d| PyBytes::new(py, &d));
-            let ctx_t = (
-                ctx.id,
-                ctx.abstract_syntax.as_str(),
-                ctx.transfer_syntax.as_str(),
-            );
-            let out = handler.call1(py, (info.clone_ref(py), ctx_t, cmd, data))?;
-            let out = out.bind(py);
-            if let Ok(list) = out.cast::<PyList>() {
-                list.iter().map(|o| extract_reply(&o)).collect()
-            } else {
-                Ok(vec![extract_reply(out)?])
-            }
-        })();
-        r.unwrap_or_else(|e| {
-            e.print(py);
-            // Processing failure (PS3.7 C.4.1.1.1 general status 0110).
-            vec![(0x0110, None, None)]
+            Ok((info, ctx_tuple(ctx), cmd, data).into_pyobject(py)?.into_any().unbind())
         })
-    })
-}
-
-fn serve_association(shared: Arc<ServerShared>, stream: TcpStream, conn_id: u64) {
-    let (mut assoc, rq) = match Association::accept_transport(stream, shared.timeouts) {
-        Ok(x) => x,
-        Err(_) => return,
-    };
-    if shared.active.load(Ordering::SeqCst) > shared.max_associations {
-        let _ = assoc.reject(reject::LOCAL_LIMIT_EXCEEDED);
-        return;
     }
-    if let Err(e) = assoc.respond(&shared.config, &rq) {
-        if let AssocError::Rejected(rj) = e {
-            if shared.events.is_some() {
-                let info = Python::attach(|py| -> Option<Py<PyAny>> {
-                    let d = PyDict::new(py);
-                    d.set_item("calling_ae", rq.calling_ae.trimmed()).ok()?;
-                    d.set_item("called_ae", rq.called_ae.trimmed()).ok()?;
-                    d.set_item("reject", (rj.result, rj.source, rj.reason))
-                        .ok()?;
-                    Some(d.into_any().unbind())
-                });
-                call_events(&shared, "rejected", &info);
+    fn stored(&mut self, ctx: &NegotiatedContext, command: &ul::Command, received: Received) -> Reply {
+        if self.handler.store.is_none() {
+            // Storage without a Python handler: report the data-path outcome as is.
+            if let Some(p) = &received.part_path {
+                let _ = std::fs::remove_file(p);
             }
-        }
-        return;
-    }
-    if let Ok(h) = assoc.abort_handle() {
-        if let Ok(mut m) = shared.aborts.lock() {
-            m.insert(conn_id, h);
-        }
-    }
-    let needs_info = shared.handler.is_some() || shared.events.is_some();
-    let info: Option<Py<PyAny>> = if needs_info {
-        Python::attach(|py| {
-            negotiated_to_py(py, assoc.negotiated(), assoc.peer_addr())
-                .ok()
-                .map(|d| d.into_any().unbind())
-        })
-    } else {
-        None
-    };
-    call_events(&shared, "established", &info);
-    let outcome = loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            let _ = assoc.abort(0);
-            break "aborted";
-        }
-        let timeout = shared.timeouts.dimse;
-        let (ctx_id, command) = match assoc.receive(timeout) {
-            Ok(Incoming::Command {
-                context_id,
-                command,
-            }) => (context_id, command),
-            Ok(Incoming::Released) => break "released",
-            Ok(Incoming::Aborted(_)) => break "aborted",
-            Err(_) => break "aborted",
-        };
-        let Some(field) = command.command_field() else {
-            break "aborted";
-        };
-        let ctx = assoc
-            .negotiated()
-            .context(ctx_id)
-            .cloned()
-            .expect("receive checks the context");
-        if !command.is_request() {
-            // A response we never asked for: ignore it (and its data set).
-            continue;
-        }
-        if field == command_field::C_CANCEL_RQ {
-            continue;
-        }
-        let replies = if field == command_field::C_ECHO_RQ && !shared.routed.contains(&field) {
-            vec![(0x0000, None, None)]
-        } else if shared.routed.contains(&field) {
-            let data = if command.has_data_set() {
-                match assoc.read_data_set_to_vec(shared.max_data_set) {
-                    Ok(d) => Some(d),
-                    Err(_) => break "aborted",
-                }
-            } else {
-                None
+            return match received.failure {
+                Some((status, comment)) => Reply::with_comment(status, &comment),
+                None => Reply::with_comment(0xA700, "no store handler configured"),
             };
-            call_handler(
-                &shared,
-                info.as_ref().expect("handler implies info"),
-                &ctx,
-                command.clone(),
-                data,
-            )
-        } else {
-            // Unrecognized operation (PS3.7 C.4.1.1.3 general status 0211).
-            vec![(0x0211, None, None)]
-        };
-        let mut failed = false;
-        for (status, data, fields) in replies {
-            let mut rsp = dimse::response_to(&command, status, data.is_some());
-            for (el, v) in fields.unwrap_or_default() {
-                match v {
-                    ReplyValue::Int(i) if command_vr(el) == CommandVr::US => {
-                        rsp.set_us(el, i as u16)
-                    }
-                    ReplyValue::Int(i) => rsp.set_raw(el, i.to_le_bytes().to_vec()),
-                    ReplyValue::Str(s) => rsp.set_str(el, &s),
-                    ReplyValue::Tags(t) => rsp.set_tags(el, &t),
+        }
+        let names = &self.handler.key_names;
+        let part = received.part_path.clone();
+        let mut replies = self.call(&self.handler.store, |py, info| {
+            let cmd = Bound::new(py, PyCommand { inner: command.clone() })?;
+            let d = PyDict::new(py);
+            d.set_item("path", received.part_path.as_ref().map(|p| p.to_string_lossy().into_owned()))?;
+            d.set_item("size", received.size)?;
+            d.set_item("transfer_syntax", &received.transfer_syntax)?;
+            let keys = PyDict::new(py);
+            for (tag, value) in &received.keys {
+                if let Some(name) = names.get(&tag.0) {
+                    keys.set_item(name, value)?;
                 }
             }
-            if assoc.send_message(ctx_id, &rsp, data.as_deref()).is_err() {
-                failed = true;
-                break;
+            d.set_item("keys", keys)?;
+            d.set_item("failure", received.failure.clone())?;
+            Ok((info, ctx_tuple(ctx), cmd, d).into_pyobject(py)?.into_any().unbind())
+        });
+        let reply = replies.drain(..).next().unwrap_or_else(|| Reply::status(0x0110));
+        if reply.status != 0 && !(0xB000..=0xBFFF).contains(&reply.status) {
+            // Failure: the handler did not take the file; make sure nothing is left behind.
+            if let Some(p) = part {
+                let _ = std::fs::remove_file(p);
             }
         }
-        if failed {
-            break "aborted";
-        }
-    };
-    if let Ok(mut m) = shared.aborts.lock() {
-        m.remove(&conn_id);
+        reply
     }
-    call_events(&shared, outcome, &info);
+    fn close(&mut self, outcome: &'static str) {
+        call_events(&self.handler.events, outcome, &self.info);
+    }
 }
 
-fn accept_loop(shared: Arc<ServerShared>, listener: TcpListener) {
-    let mut conn_id = 0u64;
-    for conn in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = conn else { continue };
-        conn_id += 1;
-        shared.total.fetch_add(1, Ordering::Relaxed);
-        shared.active.fetch_add(1, Ordering::SeqCst);
-        let sh = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ferrodicom-assoc-{conn_id}"))
-            .spawn(move || {
-                let sh2 = sh.clone();
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve_association(sh, stream, conn_id)
-                }));
-                sh2.active.fetch_sub(1, Ordering::SeqCst);
-            });
-        if spawned.is_err() {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
+/// An SCP: listens, negotiates each association in Rust against a fixed configuration, streams
+/// C-STORE data sets to disk, and calls Python once per DIMSE request.
+#[pyclass(name = "Server", module = "ferrodicom._core")]
+pub struct PyServer {
+    server: node::Server,
 }
 
 #[pymethods]
 impl PyServer {
-    /// Binds `host:port` (port 0 picks a free one). `contexts` is a list of
-    /// (abstract syntax, [transfer syntaxes], scp_role, scu_role). `routed` lists the command
-    /// fields (e.g. 0x0001 for C-STORE-RQ) passed to `handler`.
+    /// Binds `host:port` (port 0 picks a free one). `contexts`: (abstract syntax, [transfer
+    /// syntaxes], scp_role, scu_role). `routed`: command fields passed to `handler`. With
+    /// `storage_dir`, C-STORE data sets stream into `.part` files there and `store_handler` is
+    /// called with the result; `extract` lists (tag, keyword) pairs to index while streaming.
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, *, handler = None, events = None, routed = None,
+        store_handler = None, storage_dir = None, store_transfer_syntax = None, fsync = true, extract = None,
         max_pdu = 262_144, require_called_aet = false, allowed_calling_aets = None, max_associations = 64,
         implementation_class_uid = None, implementation_version_name = None, extended_negotiation = None,
-        artim_timeout = 30.0, acse_timeout = Some(30.0), dimse_timeout = None, max_data_set = 1usize << 30))]
+        artim_timeout = 30.0, acse_timeout = Some(30.0), dimse_timeout = None, max_data_set = 1usize << 30,
+        private_dictionary = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         host: String,
         port: u16,
         ae_title: String,
@@ -782,6 +774,11 @@ impl PyServer {
         handler: Option<Py<PyAny>>,
         events: Option<Py<PyAny>>,
         routed: Option<Vec<u16>>,
+        store_handler: Option<Py<PyAny>>,
+        storage_dir: Option<std::path::PathBuf>,
+        store_transfer_syntax: Option<String>,
+        fsync: bool,
+        extract: Option<Vec<(u32, String)>>,
         max_pdu: u32,
         require_called_aet: bool,
         allowed_calling_aets: Option<Vec<String>>,
@@ -793,37 +790,44 @@ impl PyServer {
         acse_timeout: Option<f64>,
         dimse_timeout: Option<f64>,
         max_data_set: usize,
+        private_dictionary: Option<Bound<'_, crate::codec::PyPrivateDictionary>>,
     ) -> PyResult<Self> {
         ul::pdu::AeTitle::new(&ae_title).map_err(DicomError::new_err)?;
-        let mut config = AcceptorConfig::new(&ae_title);
-        config.contexts = contexts
+        let mut acceptor = AcceptorConfig::new(&ae_title);
+        acceptor.contexts = contexts
             .into_iter()
-            .map(|(a, t, scp, scu)| SupportedContext {
-                abstract_syntax: a,
-                transfer_syntaxes: t,
-                scp_role: scp,
-                scu_role: scu,
-            })
+            .map(|(a, t, scp, scu)| SupportedContext { abstract_syntax: a, transfer_syntaxes: t, scp_role: scp, scu_role: scu })
             .collect();
-        config.max_pdu = max_pdu;
-        config.require_called_aet = require_called_aet;
-        config.allowed_calling_aets = allowed_calling_aets;
+        acceptor.max_pdu = max_pdu;
+        acceptor.require_called_aet = require_called_aet;
+        acceptor.allowed_calling_aets = allowed_calling_aets;
         if let Some(u) = implementation_class_uid {
-            config.implementation_class_uid = u;
+            acceptor.implementation_class_uid = u;
         }
         if implementation_version_name.is_some() {
-            config.implementation_version_name =
-                implementation_version_name.filter(|s| !s.is_empty());
+            acceptor.implementation_version_name = implementation_version_name.filter(|s| !s.is_empty());
         }
-        config.extended_negotiation = extended_negotiation.unwrap_or_default();
-        let listener = TcpListener::bind((host.as_str(), port)).map_err(|e| {
-            AssociationError::new_err(format!("cannot listen on {host}:{port}: {e}"))
-        })?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| AssociationError::new_err(e.to_string()))?;
-        let shared = Arc::new(ServerShared {
-            config,
+        acceptor.extended_negotiation = extended_negotiation.unwrap_or_default();
+        let extract = extract.unwrap_or_default();
+        let storage = storage_dir.map(|dir| StorageConfig {
+            incoming_dir: dir,
+            store_transfer_syntax,
+            fsync,
+            implementation_class_uid: acceptor.implementation_class_uid.clone(),
+            implementation_version_name: acceptor.implementation_version_name.clone().unwrap_or_default(),
+            dictionary: crate::codec::dictionary(py, private_dictionary.as_ref()),
+            extract: extract.iter().map(|(t, _)| codec::Tag(*t)).collect(),
+        });
+        let inner = HandlerInner {
+            request: handler,
+            store: store_handler,
+            events,
+            routed: routed.unwrap_or_default(),
+            storage,
+            key_names: extract.into_iter().collect(),
+        };
+        let config = ServerConfig {
+            acceptor,
             timeouts: Timeouts {
                 artim: Duration::from_secs_f64(artim_timeout.max(0.001)),
                 acse: secs(acse_timeout),
@@ -831,63 +835,42 @@ impl PyServer {
                 connect: None,
             },
             max_associations: max_associations.max(1),
-            handler,
-            events,
-            routed: routed.unwrap_or_default(),
             max_data_set,
-            active: AtomicUsize::new(0),
-            total: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            aborts: Mutex::new(HashMap::new()),
-        });
-        Ok(PyServer {
-            shared,
-            listener: Mutex::new(Some(listener)),
-            local,
-            thread: Mutex::new(None),
-        })
+        };
+        let server = node::Server::bind((host.as_str(), port), config, Arc::new(PyHandler(Arc::new(inner))))
+            .map_err(|e| AssociationError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
+        Ok(PyServer { server })
     }
 
     /// The bound (host, port).
     #[getter]
     fn address(&self) -> (String, u16) {
-        (self.local.ip().to_string(), self.local.port())
+        let a = self.server.local_addr();
+        (a.ip().to_string(), a.port())
     }
     /// Associations being served now.
     #[getter]
     fn active_associations(&self) -> usize {
-        self.shared.active.load(Ordering::SeqCst)
+        self.server.active()
     }
     /// Connections accepted since start.
     #[getter]
     fn total_connections(&self) -> u64 {
-        self.shared.total.load(Ordering::Relaxed)
+        self.server.total()
     }
     /// Starts the accept loop on a background thread and returns at once.
     fn start(&self) -> PyResult<()> {
-        let listener = self
-            .listener
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or_else(|| AssociationError::new_err("server already started"))?;
-        let shared = self.shared.clone();
-        let h = std::thread::Builder::new()
-            .name("ferrodicom-accept".into())
-            .spawn(move || accept_loop(shared, listener))
-            .map_err(|e| AssociationError::new_err(e.to_string()))?;
-        *self.thread.lock().unwrap() = Some(h);
-        Ok(())
+        self.server.start().map_err(|e| AssociationError::new_err(e.to_string()))
     }
-    /// Runs the accept loop in this thread (GIL released) until `shutdown()` is called.
+    /// Runs until `shutdown()` is called (GIL released; Ctrl-C is honoured).
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {
-        if self.listener.lock().unwrap().is_some() {
+        if !self.server.is_started() {
             self.start()?;
         }
         loop {
             let done = py.detach(|| {
                 std::thread::sleep(Duration::from_millis(100));
-                self.shared.stop.load(Ordering::SeqCst)
+                self.server.is_stopped()
             });
             if done {
                 return Ok(());
@@ -895,37 +878,9 @@ impl PyServer {
             py.check_signals()?;
         }
     }
-    /// Stops accepting, aborts open associations and waits for the accept loop to end.
+    /// Stops accepting, aborts open associations and waits for their threads.
     fn shutdown(&self, py: Python<'_>) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let addr = self.local;
-        let shared = self.shared.clone();
-        let thread = self.thread.lock().unwrap().take();
-        py.detach(move || {
-            // Wake the blocking accept() with a connection of our own.
-            let wake = if addr.ip().is_unspecified() {
-                SocketAddr::from(([127, 0, 0, 1], addr.port()))
-            } else {
-                addr
-            };
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-            if let Some(h) = thread {
-                let _ = h.join();
-            }
-            if let Ok(m) = shared.aborts.lock() {
-                for h in m.values() {
-                    h.abort();
-                }
-            }
-            // Give association threads a moment to observe the abort and leave Python.
-            for _ in 0..200 {
-                if shared.active.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        self.listener.lock().unwrap().take();
+        py.detach(|| self.server.shutdown());
     }
 }
 

@@ -762,6 +762,16 @@ impl Association {
         }
     }
 
+    /// Sends a command and returns a writer for its data set: bytes written are sent as data-set
+    /// PDVs no larger than the peer's maximum PDU; [`PdvWriter::finish`] sends the last fragment.
+    pub fn send_command_with_writer(&mut self, context_id: u8, command: &Command) -> Result<PdvWriter<'_>, AssocError> {
+        self.check_send(context_id)?;
+        let bytes = command.encode();
+        self.send_fragments(context_id, true, &bytes)?;
+        let max = self.max_pdv_data().min(4 << 20);
+        Ok(PdvWriter { assoc: self, context_id, buf: Vec::with_capacity(max), max, total: 0 })
+    }
+
     /// Ensures `self.rx` holds a P-DATA-TF body with unread PDVs, reading PDUs as needed and
     /// handling release and abort from the peer. Returns `Ok(None)` when the association ended.
     fn next_pdata(
@@ -1020,5 +1030,47 @@ impl AbortHandle {
             .encode(),
         );
         let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// Streams one data set as P-DATA-TF fragments (see [`Association::send_command_with_writer`]).
+/// One full fragment is held back so the final one can carry the "last" flag.
+pub struct PdvWriter<'a> {
+    assoc: &'a mut Association,
+    context_id: u8,
+    buf: Vec<u8>,
+    max: usize,
+    total: u64,
+}
+
+impl PdvWriter<'_> {
+    /// Sends what remains as the last fragment; returns the data set's length.
+    pub fn finish(self) -> Result<u64, AssocError> {
+        let total = self.total + self.buf.len() as u64;
+        self.assoc.write_pdv(self.context_id, 0x02, &self.buf)?;
+        Ok(total)
+    }
+}
+
+impl Write for PdvWriter<'_> {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            if self.buf.len() == self.max {
+                self.assoc.write_pdv(self.context_id, 0x00, &self.buf).map_err(|e| match e {
+                    AssocError::Io(io) => io,
+                    other => io::Error::other(other.to_string()),
+                })?;
+                self.total += self.buf.len() as u64;
+                self.buf.clear();
+            }
+            let take = (self.max - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

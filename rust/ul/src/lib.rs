@@ -7,7 +7,7 @@ pub mod fsm;
 pub mod negotiate;
 pub mod pdu;
 
-pub use assoc::{AbortHandle, AssocError, Association, Incoming, Role, Timeouts};
+pub use assoc::{AbortHandle, AssocError, Association, Incoming, PdvWriter, Role, Timeouts};
 pub use dimse::Command;
 pub use error::{DimseError, PduError};
 pub use negotiate::{
