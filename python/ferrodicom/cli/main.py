@@ -11,6 +11,7 @@ COMMANDS = {
     "dump": "dump",
     "echo": "echo",
     "serve": "serve",
+    "store": "store",
 }
 
 

@@ -4,4 +4,7 @@ pub mod server;
 pub mod storage;
 
 pub use server::{FieldValue, Handler, Reply, Server, ServerConfig, Session};
-pub use storage::{receive_to_file, send_data_set, send_file, Outgoing, Received, SendError, StorageConfig, StoreResponse};
+pub use storage::{
+    receive_to_file, send_data_set, send_file, Outgoing, Received, SendError, StorageConfig,
+    StoreResponse,
+};

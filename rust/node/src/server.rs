@@ -31,12 +31,19 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, ..Default::default() }
+        Reply {
+            status,
+            ..Default::default()
+        }
     }
     pub fn with_comment(status: u16, comment: &str) -> Reply {
         // Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1? general; PS3.5 §6.2).
         let comment: String = comment.chars().take(64).collect();
-        Reply { status, data: None, fields: vec![(dimse::tag::ERROR_COMMENT, FieldValue::Str(comment))] }
+        Reply {
+            status,
+            data: None,
+            fields: vec![(dimse::tag::ERROR_COMMENT, FieldValue::Str(comment))],
+        }
     }
 }
 
@@ -55,7 +62,12 @@ pub trait Handler: Send + Sync + 'static {
 /// Per-association callbacks.
 pub trait Session: Send {
     /// A request with its (small, in-memory) data set; returns one or more responses.
-    fn request(&mut self, ctx: &NegotiatedContext, command: Command, data: Option<Vec<u8>>) -> Vec<Reply>;
+    fn request(
+        &mut self,
+        ctx: &NegotiatedContext,
+        command: Command,
+        data: Option<Vec<u8>>,
+    ) -> Vec<Reply>;
     /// A C-STORE whose data set was streamed to disk (or failed); returns the response.
     fn stored(&mut self, ctx: &NegotiatedContext, command: &Command, received: Received) -> Reply;
     /// The association ended: "released" or "aborted".
@@ -91,7 +103,11 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` (port 0 picks a free port).
-    pub fn bind(addr: (&str, u16), config: ServerConfig, handler: Arc<dyn Handler>) -> std::io::Result<Server> {
+    pub fn bind(
+        addr: (&str, u16),
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -102,7 +118,12 @@ impl Server {
             stop: AtomicBool::new(false),
             aborts: Mutex::new(HashMap::new()),
         });
-        Ok(Server { shared, listener: Mutex::new(Some(listener)), local, thread: Mutex::new(None) })
+        Ok(Server {
+            shared,
+            listener: Mutex::new(Some(listener)),
+            local,
+            thread: Mutex::new(None),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -130,7 +151,9 @@ impl Server {
             .take()
             .ok_or_else(|| std::io::Error::other("server already started"))?;
         let shared = self.shared.clone();
-        let h = std::thread::Builder::new().name("ferrodicom-accept".into()).spawn(move || accept_loop(shared, listener))?;
+        let h = std::thread::Builder::new()
+            .name("ferrodicom-accept".into())
+            .spawn(move || accept_loop(shared, listener))?;
         if let Ok(mut t) = self.thread.lock() {
             *t = Some(h);
         }
@@ -178,14 +201,18 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         shared.total.fetch_add(1, Ordering::Relaxed);
         shared.active.fetch_add(1, Ordering::SeqCst);
         let sh = shared.clone();
-        let spawned = std::thread::Builder::new().name(format!("ferrodicom-assoc-{conn_id}")).spawn(move || {
-            let sh2 = sh.clone();
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve_association(sh, stream, conn_id)));
-            if let Ok(mut m) = sh2.aborts.lock() {
-                m.remove(&conn_id);
-            }
-            sh2.active.fetch_sub(1, Ordering::SeqCst);
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("ferrodicom-assoc-{conn_id}"))
+            .spawn(move || {
+                let sh2 = sh.clone();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_association(sh, stream, conn_id)
+                }));
+                if let Ok(mut m) = sh2.aborts.lock() {
+                    m.remove(&conn_id);
+                }
+                sh2.active.fetch_sub(1, Ordering::SeqCst);
+            });
         if spawned.is_err() {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
@@ -236,46 +263,60 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
             break "aborted";
         }
         let (ctx_id, command) = match assoc.receive(cfg.timeouts.dimse) {
-            Ok(Incoming::Command { context_id, command }) => (context_id, command),
+            Ok(Incoming::Command {
+                context_id,
+                command,
+            }) => (context_id, command),
             Ok(Incoming::Released) => break "released",
             Ok(Incoming::Aborted(_)) | Err(_) => break "aborted",
         };
-        let Some(field) = command.command_field() else { break "aborted" };
-        let Some(ctx) = assoc.negotiated().context(ctx_id).cloned() else { break "aborted" };
+        let Some(field) = command.command_field() else {
+            break "aborted";
+        };
+        let Some(ctx) = assoc.negotiated().context(ctx_id).cloned() else {
+            break "aborted";
+        };
         if !command.is_request() || field == command_field::C_CANCEL_RQ {
             // A response we never asked for, or a cancel with nothing to cancel: ignore it.
             continue;
         }
-        let replies = if field == command_field::C_STORE_RQ && command.has_data_set() && storage.is_some() {
-            let store = storage.expect("checked above");
-            match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
-                Ok(received) => vec![session.stored(&ctx, &command, received)],
-                Err(_) => break "aborted",
-            }
-        } else if shared.handler.routes(field) {
-            let data = if command.has_data_set() {
-                match assoc.read_data_set_to_vec(cfg.max_data_set) {
-                    Ok(d) => Some(d),
+        let replies =
+            if field == command_field::C_STORE_RQ && command.has_data_set() && storage.is_some() {
+                let store = storage.expect("checked above");
+                match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
+                    Ok(received) => vec![session.stored(&ctx, &command, received)],
                     Err(_) => break "aborted",
                 }
+            } else if shared.handler.routes(field) {
+                let data = if command.has_data_set() {
+                    match assoc.read_data_set_to_vec(cfg.max_data_set) {
+                        Ok(d) => Some(d),
+                        Err(_) => break "aborted",
+                    }
+                } else {
+                    None
+                };
+                session.request(&ctx, command.clone(), data)
+            } else if field == command_field::C_ECHO_RQ {
+                vec![Reply::status(0x0000)]
+            } else if field == command_field::C_STORE_RQ {
+                // No storage configured for an accepted storage context: refused, out of resources.
+                vec![Reply::with_comment(
+                    0xA700,
+                    "this node does not store instances",
+                )]
             } else {
-                None
+                // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
+                vec![Reply::status(0x0211)]
             };
-            session.request(&ctx, command.clone(), data)
-        } else if field == command_field::C_ECHO_RQ {
-            vec![Reply::status(0x0000)]
-        } else if field == command_field::C_STORE_RQ {
-            // No storage configured for an accepted storage context: refused, out of resources.
-            vec![Reply::with_comment(0xA700, "this node does not store instances")]
-        } else {
-            // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
-            vec![Reply::status(0x0211)]
-        };
         let mut failed = false;
         for reply in replies {
             let mut rsp = dimse::response_to(&command, reply.status, reply.data.is_some());
             apply_fields(&mut rsp, &reply.fields);
-            if assoc.send_message(ctx_id, &rsp, reply.data.as_deref()).is_err() {
+            if assoc
+                .send_message(ctx_id, &rsp, reply.data.as_deref())
+                .is_err()
+            {
                 failed = true;
                 break;
             }

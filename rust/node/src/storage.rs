@@ -97,10 +97,16 @@ pub fn receive_to_file(
         Some(t) if src.native && TransferSyntax::from_uid(t).native => TransferSyntax::from_uid(t),
         _ => src.clone(),
     };
-    let sop_class = command.get_str(tag::AFFECTED_SOP_CLASS_UID).unwrap_or_default();
-    let sop_instance = command.get_str(tag::AFFECTED_SOP_INSTANCE_UID).unwrap_or_default();
+    let sop_class = command
+        .get_str(tag::AFFECTED_SOP_CLASS_UID)
+        .unwrap_or_default();
+    let sop_instance = command
+        .get_str(tag::AFFECTED_SOP_INSTANCE_UID)
+        .unwrap_or_default();
     let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let part_path = cfg.incoming_dir.join(format!("{}-{}.part", std::process::id(), n));
+    let part_path = cfg
+        .incoming_dir
+        .join(format!("{}-{}.part", std::process::id(), n));
 
     let mut state = SinkState::Writing;
     let mut file: Option<BufWriter<File>> = None;
@@ -112,21 +118,25 @@ pub fn receive_to_file(
         }
     };
     if let SinkState::Writing = state {
-        let opened = OpenOptions::new().write(true).create_new(true).open(&part_path).and_then(|f| {
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            write_file_meta(
-                &mut w,
-                &FileMetaInfo {
-                    sop_class_uid: &sop_class,
-                    sop_instance_uid: &sop_instance,
-                    transfer_syntax_uid: &dst.uid,
-                    implementation_class_uid: &cfg.implementation_class_uid,
-                    implementation_version_name: &cfg.implementation_version_name,
-                    source_ae_title: calling_ae,
-                },
-            )?;
-            Ok(w)
-        });
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part_path)
+            .and_then(|f| {
+                let mut w = BufWriter::with_capacity(1 << 20, f);
+                write_file_meta(
+                    &mut w,
+                    &FileMetaInfo {
+                        sop_class_uid: &sop_class,
+                        sop_instance_uid: &sop_instance,
+                        transfer_syntax_uid: &dst.uid,
+                        implementation_class_uid: &cfg.implementation_class_uid,
+                        implementation_version_name: &cfg.implementation_version_name,
+                        source_ae_title: calling_ae,
+                    },
+                )?;
+                Ok(w)
+            });
         match opened {
             Ok(w) => file = Some(w),
             Err(e) => state = SinkState::Draining(io_failure(&e)),
@@ -134,7 +144,9 @@ pub fn receive_to_file(
     }
 
     let streamed = assoc.read_data_set(|chunk| {
-        if let (SinkState::Writing, Some(conv), Some(w)) = (&state, converter.as_mut(), file.as_mut()) {
+        if let (SinkState::Writing, Some(conv), Some(w)) =
+            (&state, converter.as_mut(), file.as_mut())
+        {
             if let Err(e) = conv.feed(chunk, w) {
                 state = SinkState::Draining(match e {
                     codec::CodecError::Io(io) => io_failure(&io),
@@ -157,7 +169,10 @@ pub fn receive_to_file(
         match conv.finish(w) {
             Ok(ex) => extracted = ex,
             Err(codec::CodecError::Io(io)) => state = SinkState::Draining(io_failure(&io)),
-            Err(e) => state = SinkState::Draining((0xC000, format!("cannot understand the data set: {e}"))),
+            Err(e) => {
+                state =
+                    SinkState::Draining((0xC000, format!("cannot understand the data set: {e}")))
+            }
         }
     }
     if let SinkState::Writing = state {
@@ -182,8 +197,16 @@ pub fn receive_to_file(
         }
     }
     cleanup(file);
-    let SinkState::Draining(failure) = state else { unreachable!("writing state returned above") };
-    Ok(Received { part_path: None, size: 0, transfer_syntax: dst.uid, keys: Vec::new(), failure: Some(failure) })
+    let SinkState::Draining(failure) = state else {
+        unreachable!("writing state returned above")
+    };
+    Ok(Received {
+        part_path: None,
+        size: 0,
+        transfer_syntax: dst.uid,
+        keys: Vec::new(),
+        failure: Some(failure),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,7 +223,10 @@ pub enum SendError {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("no accepted presentation context for SOP class {sop_class} in a usable transfer syntax (data is {transfer_syntax})")]
-    NoContext { sop_class: String, transfer_syntax: String },
+    NoContext {
+        sop_class: String,
+        transfer_syntax: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -244,7 +270,9 @@ pub fn choose_context<'n>(
                 return None;
             }
             negotiated.contexts.iter().find(|c| {
-                c.accepted() && c.abstract_syntax == sop_class && TransferSyntax::from_uid(&c.transfer_syntax).native
+                c.accepted()
+                    && c.abstract_syntax == sop_class
+                    && TransferSyntax::from_uid(&c.transfer_syntax).native
             })
         })
 }
@@ -259,15 +287,24 @@ pub fn send_data_set(
     dimse_timeout: Option<Duration>,
 ) -> Result<StoreResponse, SendError> {
     ul::negotiate::check_uid(out.sop_instance_uid).map_err(SendError::Invalid)?;
-    let ctx = choose_context(assoc.negotiated(), out.sop_class_uid, out.transfer_syntax_uid)
-        .cloned()
-        .ok_or_else(|| SendError::NoContext {
-            sop_class: out.sop_class_uid.to_string(),
-            transfer_syntax: out.transfer_syntax_uid.to_string(),
-        })?;
+    let ctx = choose_context(
+        assoc.negotiated(),
+        out.sop_class_uid,
+        out.transfer_syntax_uid,
+    )
+    .cloned()
+    .ok_or_else(|| SendError::NoContext {
+        sop_class: out.sop_class_uid.to_string(),
+        transfer_syntax: out.transfer_syntax_uid.to_string(),
+    })?;
     let src = TransferSyntax::from_uid(out.transfer_syntax_uid);
     let dst = TransferSyntax::from_uid(&ctx.transfer_syntax);
-    let mut rq = dimse::request(command_field::C_STORE_RQ, out.message_id, out.sop_class_uid, true);
+    let mut rq = dimse::request(
+        command_field::C_STORE_RQ,
+        out.message_id,
+        out.sop_class_uid,
+        true,
+    );
     rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, out.sop_instance_uid);
     rq.set_us(tag::PRIORITY, out.priority);
     if let Some((ae, id)) = out.move_originator {
@@ -304,17 +341,32 @@ pub fn send_data_set(
                 if command.command_field() == Some(command_field::C_STORE_RSP)
                     && command.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO) == Some(out.message_id)
                 {
-                    let status = command.status().ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
-                    return Ok(StoreResponse { status, response: command, bytes, transfer_syntax: dst.uid });
+                    let status = command
+                        .status()
+                        .ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
+                    return Ok(StoreResponse {
+                        status,
+                        response: command,
+                        bytes,
+                        transfer_syntax: dst.uid,
+                    });
                 }
                 // Anything else (e.g. an unsolicited request) is not ours to answer here.
                 return Err(SendError::Invalid(format!(
                     "expected C-STORE-RSP to message {}, received {}",
                     out.message_id,
-                    command.command_field().and_then(command_field::name).unwrap_or("an unknown message")
+                    command
+                        .command_field()
+                        .and_then(command_field::name)
+                        .unwrap_or("an unknown message")
                 )));
             }
-            Incoming::Released => return Err(AssocError::Protocol("peer released the association during C-STORE".into()).into()),
+            Incoming::Released => {
+                return Err(AssocError::Protocol(
+                    "peer released the association during C-STORE".into(),
+                )
+                .into())
+            }
             Incoming::Aborted(a) => return Err(AssocError::Aborted(a).into()),
         }
     }

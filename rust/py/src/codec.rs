@@ -96,7 +96,10 @@ fn get_default_private_dictionary(py: Python<'_>) -> Option<Py<PyPrivateDictiona
         .map(|d| d.clone_ref(py))
 }
 
-pub(crate) fn dictionary(py: Python<'_>, given: Option<&Bound<'_, PyPrivateDictionary>>) -> Dictionary {
+pub(crate) fn dictionary(
+    py: Python<'_>,
+    given: Option<&Bound<'_, PyPrivateDictionary>>,
+) -> Dictionary {
     let private = match given {
         Some(d) => d.get().snapshot(),
         None => match DEFAULT_PRIVATE.lock().expect("default lock").as_ref() {

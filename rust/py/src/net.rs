@@ -2,10 +2,10 @@
 //! and DIMSE `Command` objects. All socket work runs with the GIL released; Python is entered
 //! once per DIMSE request (the server's handler), never per PDU.
 use crate::errors::{AssociationError, DicomError, DicomTimeout, DimseError, PduError};
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use node::storage::{send_data_set, send_file, Outgoing, Received, SendError, StorageConfig};
 use node::{FieldValue, Handler, Reply, ServerConfig, Session};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,8 +271,13 @@ impl PyAssociation {
         f: impl FnOnce(&mut Association) -> Result<T, SendError> + Send,
     ) -> PyResult<T> {
         py.detach(|| {
-            let mut guard = self.inner.lock().map_err(|_| AssociationError::new_err("association lock poisoned"))?;
-            let assoc = guard.as_mut().ok_or_else(|| AssociationError::new_err("association is closed"))?;
+            let mut guard = self
+                .inner
+                .lock()
+                .map_err(|_| AssociationError::new_err("association lock poisoned"))?;
+            let assoc = guard
+                .as_mut()
+                .ok_or_else(|| AssociationError::new_err("association is closed"))?;
             let r = f(assoc);
             if !assoc.is_established() {
                 *guard = None;
@@ -438,9 +443,22 @@ impl PyAssociation {
         let id = message_id.unwrap_or_else(|| self.message_id());
         let r = self.with_send(py, move |a| {
             let t = a.timeouts_mut().dimse;
-            send_file(a, &path, id, priority, move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)), &dict, t)
+            send_file(
+                a,
+                &path,
+                id,
+                priority,
+                move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
+                &dict,
+                t,
+            )
         })?;
-        Ok((r.status, PyCommand { inner: r.response }, r.bytes, r.transfer_syntax))
+        Ok((
+            r.status,
+            PyCommand { inner: r.response },
+            r.bytes,
+            r.transfer_syntax,
+        ))
     }
     /// C-STORE of data-set bytes (no File Meta) encoded in `transfer_syntax`.
     #[pyo3(signature = (sop_class_uid, sop_instance_uid, transfer_syntax, data, *, message_id = None, priority = 0,
@@ -472,7 +490,12 @@ impl PyAssociation {
             let t = a.timeouts_mut().dimse;
             send_data_set(a, &out, &mut std::io::Cursor::new(data), &dict, t)
         })?;
-        Ok((r.status, PyCommand { inner: r.response }, r.bytes, r.transfer_syntax))
+        Ok((
+            r.status,
+            PyCommand { inner: r.response },
+            r.bytes,
+            r.transfer_syntax,
+        ))
     }
     /// Releases the association (A-RELEASE, PS3.8 §7.2).
     fn release(&self, py: Python<'_>) -> PyResult<()> {
@@ -615,7 +638,11 @@ fn extract_reply(obj: &Bound<'_, PyAny>) -> PyResult<Reply> {
     }
     let t: &Bound<'_, PyTuple> = obj.cast()?;
     let status: u16 = t.get_item(0)?.extract()?;
-    let data: Option<Vec<u8>> = if t.len() > 1 { t.get_item(1)?.extract()? } else { None };
+    let data: Option<Vec<u8>> = if t.len() > 1 {
+        t.get_item(1)?.extract()?
+    } else {
+        None
+    };
     let mut fields = Vec::new();
     if t.len() > 2 && !t.get_item(2)?.is_none() {
         let d = t.get_item(2)?;
@@ -632,11 +659,19 @@ fn extract_reply(obj: &Bound<'_, PyAny>) -> PyResult<Reply> {
             fields.push((el, val));
         }
     }
-    Ok(Reply { status, data, fields })
+    Ok(Reply {
+        status,
+        data,
+        fields,
+    })
 }
 
 fn ctx_tuple(ctx: &NegotiatedContext) -> (u8, &str, &str) {
-    (ctx.id, ctx.abstract_syntax.as_str(), ctx.transfer_syntax.as_str())
+    (
+        ctx.id,
+        ctx.abstract_syntax.as_str(),
+        ctx.transfer_syntax.as_str(),
+    )
 }
 
 impl Handler for PyHandler {
@@ -644,10 +679,19 @@ impl Handler for PyHandler {
         let h = &self.0;
         let needs_info = h.request.is_some() || h.store.is_some() || h.events.is_some();
         let info = needs_info
-            .then(|| Python::attach(|py| negotiated_to_py(py, negotiated, peer).ok().map(|d| d.into_any().unbind())))
+            .then(|| {
+                Python::attach(|py| {
+                    negotiated_to_py(py, negotiated, peer)
+                        .ok()
+                        .map(|d| d.into_any().unbind())
+                })
+            })
             .flatten();
         call_events(&h.events, "established", &info);
-        Box::new(PySession { handler: Arc::clone(h), info })
+        Box::new(PySession {
+            handler: Arc::clone(h),
+            info,
+        })
     }
     fn rejected(&self, rq: &AssociateRq, rj: AssociateRj) {
         if self.0.events.is_none() {
@@ -657,7 +701,8 @@ impl Handler for PyHandler {
             let d = PyDict::new(py);
             d.set_item("calling_ae", rq.calling_ae.trimmed()).ok()?;
             d.set_item("called_ae", rq.called_ae.trimmed()).ok()?;
-            d.set_item("reject", (rj.result, rj.source, rj.reason)).ok()?;
+            d.set_item("reject", (rj.result, rj.source, rj.reason))
+                .ok()?;
             Some(d.into_any().unbind())
         });
         call_events(&self.0.events, "rejected", &info);
@@ -671,8 +716,14 @@ impl Handler for PyHandler {
 }
 
 impl PySession {
-    fn call(&self, f: &Option<Py<PyAny>>, args: impl FnOnce(Python<'_>, Py<PyAny>) -> PyResult<Py<PyAny>>) -> Vec<Reply> {
-        let (Some(f), Some(info)) = (f, &self.info) else { return vec![Reply::status(0x0211)] };
+    fn call(
+        &self,
+        f: &Option<Py<PyAny>>,
+        args: impl FnOnce(Python<'_>, Py<PyAny>) -> PyResult<Py<PyAny>>,
+    ) -> Vec<Reply> {
+        let (Some(f), Some(info)) = (f, &self.info) else {
+            return vec![Reply::status(0x0211)];
+        };
         Python::attach(|py| {
             let r = (|| -> PyResult<Vec<Reply>> {
                 let out = args(py, info.clone_ref(py))?;
@@ -687,21 +738,37 @@ impl PySession {
             r.unwrap_or_else(|e| {
                 e.print(py);
                 // Processing failure (PS3.7 C.4.1.1.1, general status 0110).
-                vec![Reply::with_comment(0x0110, "the handler raised an exception")]
+                vec![Reply::with_comment(
+                    0x0110,
+                    "the handler raised an exception",
+                )]
             })
         })
     }
 }
 
 impl Session for PySession {
-    fn request(&mut self, ctx: &NegotiatedContext, command: ul::Command, data: Option<Vec<u8>>) -> Vec<Reply> {
+    fn request(
+        &mut self,
+        ctx: &NegotiatedContext,
+        command: ul::Command,
+        data: Option<Vec<u8>>,
+    ) -> Vec<Reply> {
         self.call(&self.handler.request, |py, info| {
             let cmd = Bound::new(py, PyCommand { inner: command })?;
             let data = data.map(|d| PyBytes::new(py, &d));
-            Ok((info, ctx_tuple(ctx), cmd, data).into_pyobject(py)?.into_any().unbind())
+            Ok((info, ctx_tuple(ctx), cmd, data)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
         })
     }
-    fn stored(&mut self, ctx: &NegotiatedContext, command: &ul::Command, received: Received) -> Reply {
+    fn stored(
+        &mut self,
+        ctx: &NegotiatedContext,
+        command: &ul::Command,
+        received: Received,
+    ) -> Reply {
         if self.handler.store.is_none() {
             // Storage without a Python handler: report the data-path outcome as is.
             if let Some(p) = &received.part_path {
@@ -715,9 +782,20 @@ impl Session for PySession {
         let names = &self.handler.key_names;
         let part = received.part_path.clone();
         let mut replies = self.call(&self.handler.store, |py, info| {
-            let cmd = Bound::new(py, PyCommand { inner: command.clone() })?;
+            let cmd = Bound::new(
+                py,
+                PyCommand {
+                    inner: command.clone(),
+                },
+            )?;
             let d = PyDict::new(py);
-            d.set_item("path", received.part_path.as_ref().map(|p| p.to_string_lossy().into_owned()))?;
+            d.set_item(
+                "path",
+                received
+                    .part_path
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            )?;
             d.set_item("size", received.size)?;
             d.set_item("transfer_syntax", &received.transfer_syntax)?;
             let keys = PyDict::new(py);
@@ -728,9 +806,15 @@ impl Session for PySession {
             }
             d.set_item("keys", keys)?;
             d.set_item("failure", received.failure.clone())?;
-            Ok((info, ctx_tuple(ctx), cmd, d).into_pyobject(py)?.into_any().unbind())
+            Ok((info, ctx_tuple(ctx), cmd, d)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
         });
-        let reply = replies.drain(..).next().unwrap_or_else(|| Reply::status(0x0110));
+        let reply = replies
+            .drain(..)
+            .next()
+            .unwrap_or_else(|| Reply::status(0x0110));
         if reply.status != 0 && !(0xB000..=0xBFFF).contains(&reply.status) {
             // Failure: the handler did not take the file; make sure nothing is left behind.
             if let Some(p) = part {
@@ -796,7 +880,12 @@ impl PyServer {
         let mut acceptor = AcceptorConfig::new(&ae_title);
         acceptor.contexts = contexts
             .into_iter()
-            .map(|(a, t, scp, scu)| SupportedContext { abstract_syntax: a, transfer_syntaxes: t, scp_role: scp, scu_role: scu })
+            .map(|(a, t, scp, scu)| SupportedContext {
+                abstract_syntax: a,
+                transfer_syntaxes: t,
+                scp_role: scp,
+                scu_role: scu,
+            })
             .collect();
         acceptor.max_pdu = max_pdu;
         acceptor.require_called_aet = require_called_aet;
@@ -805,7 +894,8 @@ impl PyServer {
             acceptor.implementation_class_uid = u;
         }
         if implementation_version_name.is_some() {
-            acceptor.implementation_version_name = implementation_version_name.filter(|s| !s.is_empty());
+            acceptor.implementation_version_name =
+                implementation_version_name.filter(|s| !s.is_empty());
         }
         acceptor.extended_negotiation = extended_negotiation.unwrap_or_default();
         let extract = extract.unwrap_or_default();
@@ -814,7 +904,10 @@ impl PyServer {
             store_transfer_syntax,
             fsync,
             implementation_class_uid: acceptor.implementation_class_uid.clone(),
-            implementation_version_name: acceptor.implementation_version_name.clone().unwrap_or_default(),
+            implementation_version_name: acceptor
+                .implementation_version_name
+                .clone()
+                .unwrap_or_default(),
             dictionary: crate::codec::dictionary(py, private_dictionary.as_ref()),
             extract: extract.iter().map(|(t, _)| codec::Tag(*t)).collect(),
         });
@@ -837,8 +930,12 @@ impl PyServer {
             max_associations: max_associations.max(1),
             max_data_set,
         };
-        let server = node::Server::bind((host.as_str(), port), config, Arc::new(PyHandler(Arc::new(inner))))
-            .map_err(|e| AssociationError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
+        let server = node::Server::bind(
+            (host.as_str(), port),
+            config,
+            Arc::new(PyHandler(Arc::new(inner))),
+        )
+        .map_err(|e| AssociationError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
         Ok(PyServer { server })
     }
 
@@ -860,7 +957,9 @@ impl PyServer {
     }
     /// Starts the accept loop on a background thread and returns at once.
     fn start(&self) -> PyResult<()> {
-        self.server.start().map_err(|e| AssociationError::new_err(e.to_string()))
+        self.server
+            .start()
+            .map_err(|e| AssociationError::new_err(e.to_string()))
     }
     /// Runs until `shutdown()` is called (GIL released; Ctrl-C is honoured).
     fn serve_forever(&self, py: Python<'_>) -> PyResult<()> {

@@ -764,12 +764,22 @@ impl Association {
 
     /// Sends a command and returns a writer for its data set: bytes written are sent as data-set
     /// PDVs no larger than the peer's maximum PDU; [`PdvWriter::finish`] sends the last fragment.
-    pub fn send_command_with_writer(&mut self, context_id: u8, command: &Command) -> Result<PdvWriter<'_>, AssocError> {
+    pub fn send_command_with_writer(
+        &mut self,
+        context_id: u8,
+        command: &Command,
+    ) -> Result<PdvWriter<'_>, AssocError> {
         self.check_send(context_id)?;
         let bytes = command.encode();
         self.send_fragments(context_id, true, &bytes)?;
         let max = self.max_pdv_data().min(4 << 20);
-        Ok(PdvWriter { assoc: self, context_id, buf: Vec::with_capacity(max), max, total: 0 })
+        Ok(PdvWriter {
+            assoc: self,
+            context_id,
+            buf: Vec::with_capacity(max),
+            max,
+            total: 0,
+        })
     }
 
     /// Ensures `self.rx` holds a P-DATA-TF body with unread PDVs, reading PDUs as needed and
@@ -1057,10 +1067,12 @@ impl Write for PdvWriter<'_> {
         let n = data.len();
         while !data.is_empty() {
             if self.buf.len() == self.max {
-                self.assoc.write_pdv(self.context_id, 0x00, &self.buf).map_err(|e| match e {
-                    AssocError::Io(io) => io,
-                    other => io::Error::other(other.to_string()),
-                })?;
+                self.assoc
+                    .write_pdv(self.context_id, 0x00, &self.buf)
+                    .map_err(|e| match e {
+                        AssocError::Io(io) => io,
+                        other => io::Error::other(other.to_string()),
+                    })?;
                 self.total += self.buf.len() as u64;
                 self.buf.clear();
             }
