@@ -19,7 +19,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -204,14 +203,16 @@ def _dataset_item(ds: Dataset) -> Item:
     from pydicom.filewriter import write_dataset
 
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or EXPLICIT_VR_LE)
-    buf = BytesIO()
-    # write_dataset honours the dataset's encoding; set it from the transfer syntax we declare.
+    from pydicom.filebase import DicomBytesIO
     from pydicom.uid import UID
 
     uid = UID(ts)
     if uid.is_compressed:
         raise ValueError("datasets with compressed pixel data must be sent from files")
-    write_dataset(buf, ds, (uid.is_implicit_VR, uid.is_little_endian))
+    buf = DicomBytesIO()
+    buf.is_implicit_VR = uid.is_implicit_VR
+    buf.is_little_endian = uid.is_little_endian
+    write_dataset(buf, ds)
     data = buf.getvalue()
     if uid == DEFLATED_EXPLICIT_VR_LE:
         import zlib
@@ -242,20 +243,29 @@ def collect(sources: Iterable[Source], skipped: Optional[list[tuple[str, str]]] 
 
 
 def build_contexts(items: list[Item]) -> list[list[tuple[str, list[str]]]]:
-    """Groups of at most 128 presentation contexts: one per SOP class, offering the data's own transfer
-    syntaxes first, then the uncompressed ones the codec converts to (eNTEGRA offers one abstract syntax
-    with several transfer syntaxes, seed 000 L320-321)."""
+    """Groups of at most 128 presentation contexts for the items (PS3.8 §9.3.2.2).
+
+    Per SOP class: one context per uncompressed transfer syntax present, offering it first and then
+    the other uncompressed ones the codec converts to (one abstract syntax with several transfer
+    syntaxes, as eNTEGRA does, seed 000 L320-321); and one context per compressed syntax present,
+    which is sent as is. A SOP class's contexts always stay in the same group."""
     by_class: dict[str, list[str]] = {}
     for it in items:
         ts = by_class.setdefault(it.sop_class_uid, [])
         if it.transfer_syntax not in ts:
             ts.append(it.transfer_syntax)
-    contexts = []
+    groups: list[list[tuple[str, list[str]]]] = [[]]
     for sop, tss in by_class.items():
-        needs_native = any(t in UNCOMPRESSED for t in tss)
-        extra = [t for t in (EXPLICIT_VR_LE, IMPLICIT_VR_LE) if needs_native and t not in tss]
-        contexts.append((sop, tss + extra))
-    return [contexts[i : i + 128] for i in range(0, len(contexts), 128)]
+        ctxs = []
+        for t in tss:
+            if t in UNCOMPRESSED:
+                ctxs.append((sop, [t] + [x for x in (EXPLICIT_VR_LE, IMPLICIT_VR_LE) if x != t]))
+            else:
+                ctxs.append((sop, [t]))
+        if len(groups[-1]) + len(ctxs) > 128:
+            groups.append([])
+        groups[-1].extend(ctxs[:128])
+    return [g for g in groups if g]
 
 
 def store(

@@ -372,7 +372,22 @@ pub fn send_data_set(
     }
 }
 
-/// Sends a Part 10 file as a C-STORE-RQ (SOP class/instance and transfer syntax from its File Meta).
+/// SOP Class UID (0008,0016) and SOP Instance UID (0008,0018) from the start of a data set, which
+/// the C-STORE-RQ must carry (PS3.4 B.2.2); group 0008 precedes bulk data, so a prefix suffices.
+fn data_set_uids(prefix: &[u8], ts: &str, dict: &Dictionary) -> (Option<String>, Option<String>) {
+    let class = Tag::new(0x0008, 0x0016);
+    let inst = Tag::new(0x0008, 0x0018);
+    let Ok(mut conv) = StreamConverter::from_uids(ts, ts, dict, &[class, inst]) else {
+        return (None, None);
+    };
+    let mut sink = io::sink();
+    let _ = conv.feed(prefix, &mut sink);
+    let ex = conv.extracted();
+    (ex.string(class), ex.string(inst))
+}
+
+/// Sends a Part 10 file as a C-STORE-RQ. The SOP Class and Instance UIDs come from the data set
+/// (as DCMTK's storescu does), falling back to the File Meta; the transfer syntax from the File Meta.
 pub fn send_file(
     assoc: &mut Association,
     path: &Path,
@@ -383,10 +398,32 @@ pub fn send_file(
     dimse_timeout: Option<Duration>,
 ) -> Result<StoreResponse, SendError> {
     let mut f = io::BufReader::with_capacity(1 << 20, File::open(path)?);
-    let (meta, rest) = read_file_meta(&mut f)?;
-    let class = meta.string(Tag::new(0x0002, 0x0002)).unwrap_or_default();
-    let inst = meta.string(Tag::new(0x0002, 0x0003)).unwrap_or_default();
+    let (meta, mut rest) = read_file_meta(&mut f)?;
     let ts = meta.transfer_syntax_uid().unwrap_or_default();
+    // Read ahead (at most 64 KiB) to find the UIDs in the data set itself.
+    if rest.len() < 64 * 1024 && !TransferSyntax::from_uid(&ts).deflated {
+        let mut more = vec![0u8; 64 * 1024 - rest.len()];
+        let mut filled = 0;
+        while filled < more.len() {
+            let n = f.read(&mut more[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        rest.extend_from_slice(&more[..filled]);
+    }
+    let (ds_class, ds_inst) = if TransferSyntax::from_uid(&ts).deflated {
+        (None, None)
+    } else {
+        data_set_uids(&rest, &ts, dict)
+    };
+    let class = ds_class
+        .or_else(|| meta.string(Tag::new(0x0002, 0x0002)))
+        .unwrap_or_default();
+    let inst = ds_inst
+        .or_else(|| meta.string(Tag::new(0x0002, 0x0003)))
+        .unwrap_or_default();
     let out = Outgoing {
         sop_class_uid: &class,
         sop_instance_uid: &inst,
