@@ -32,8 +32,17 @@ from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 from ferrodicom.uids import VERIFICATION
 
 # pydicom's own files (data we did not write): uncompressed LE/BE pairs and compressed ones.
-SAMPLES = ["CT_small.dcm", "MR_small.dcm", "MR_small_bigendian.dcm", "rtdose.dcm", "rtdose_expb.dcm",
-           "JPEG2000.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPGExtended.dcm"]  # fmt: skip
+SAMPLES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_bigendian.dcm",
+    "rtdose.dcm",
+    "rtdose_expb.dcm",
+    "JPEG2000.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPGExtended.dcm",
+]
 
 
 @pytest.fixture
@@ -133,8 +142,13 @@ def dcmtk_storescu(port: int, files: list[Path], *extra: str) -> None:
     for opts, batch in runs:
         if not batch:
             continue
-        r = subprocess.run([dcmtk("storescu"), *opts, *extra, "-aec", "FERRO", "127.0.0.1", str(port),
-                            *map(str, batch)], env=dcmtk_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [dcmtk("storescu"), *opts, *extra, "-aec", "FERRO", "127.0.0.1", str(port), *map(str, batch)],
+            env=dcmtk_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -155,8 +169,13 @@ def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
     for p, ts in made.items():
         make_instance(p, ts=ts, frames=2, sop=NuclearMedicineImageStorage)
     # -xb proposes Explicit VR Big Endian first; +sd +r sends the folder recursively.
-    r = subprocess.run([dcmtk("storescu"), "-xb", "+sd", "+r", "-aec", "FERRO", "127.0.0.1", str(server.port),
-                        str(folder)], env=dcmtk_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [dcmtk("storescu"), "-xb", "+sd", "+r", "-aec", "FERRO", "127.0.0.1", str(server.port), str(folder)],
+        env=dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert archive.count() == 2
     for p in made:
@@ -170,8 +189,9 @@ def test_storage_syntax_conversion_on_the_fly(tmp_path):
     archive = Archive(tmp_path / "archive", durability="none")
     ae = AE("FERRO")
     add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive),
-                             store_transfer_syntax=ExplicitVRLittleEndian)  # fmt: skip
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, storage=StorageSCP(archive), store_transfer_syntax=ExplicitVRLittleEndian
+    )
     try:
         src = tmp_path / "be.dcm"
         make_instance(src, ts=ExplicitVRBigEndian, frames=3, sop=NuclearMedicineImageStorage)
@@ -189,13 +209,22 @@ def test_ferrodicom_store_cli_to_dcmtk_storescp(tmp_path, samples):
     port = free_port()
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([dcmtk("storescp"), "+xa", "-aet", "DCMTK", "-od", str(out), str(port)], env=dcmtk_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [dcmtk("storescp"), "+xa", "-aet", "DCMTK", "-od", str(out), str(port)],
+        env=dcmtk_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_port(port, proc)
         files = without_j2k(samples)
-        r = subprocess.run([*ferrodicom_cli(), "store", "--aec", "DCMTK", "127.0.0.1", str(port), *map(str, files)],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [*ferrodicom_cli(), "store", "--aec", "DCMTK", "127.0.0.1", str(port), *map(str, files)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert f"{len(files)} stored, 0 failed" in r.stdout
     finally:

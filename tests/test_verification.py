@@ -103,8 +103,13 @@ def test_ferrodicom_scu_to_pynetdicom_scp(max_pdu, port):
     seen = []
 
     def on_echo(event):
-        seen.append((event.assoc.requestor.ae_title, event.assoc.requestor.maximum_length,
-                     event.assoc.requestor.implementation_class_uid))  # fmt: skip
+        seen.append(
+            (
+                event.assoc.requestor.ae_title,
+                event.assoc.requestor.maximum_length,
+                event.assoc.requestor.implementation_class_uid,
+            )
+        )
         return 0x0000
 
     pae = PynAE(ae_title="PYNSCP")
