@@ -304,15 +304,26 @@ def test_data_set_without_sop_uids_stored_with_b007(archive: Archive) -> None:
     assert row["SOPInstanceUID"] == uid and row["SOPClassUID"] == NM  # from the command
 
 
-def test_missing_or_short_part_file_is_c002(archive: Archive) -> None:
+def test_missing_part_file_is_c002(archive: Archive) -> None:
     inst = write_part(archive, make_ds())
     os.unlink(inst.part_path)
-    assert archive.ingest(inst)[0] == st.RECEIVED_FILE_UNUSABLE
-    inst = write_part(archive, make_ds())
-    inst.size += 10
     status, comment = archive.ingest(inst)
-    assert status == 0xC002 and "size" in comment
-    assert not Path(inst.part_path).exists() and archive.count() == 0
+    assert status == st.RECEIVED_FILE_UNUSABLE == 0xC002 and "missing" in comment
+    assert archive.count() == 0 and dcm_files(archive.root) == []
+
+
+def test_series_directory_removed_while_running(archive: Archive) -> None:
+    ds = make_ds()
+    assert archive.ingest(write_part(archive, ds))[0] == 0
+    series_dir = archive.root / ds.StudyInstanceUID / ds.SeriesInstanceUID
+    for f in series_dir.iterdir():
+        f.unlink()
+    series_dir.rmdir()
+    same_series = dict(StudyInstanceUID=ds.StudyInstanceUID, SeriesInstanceUID=ds.SeriesInstanceUID)
+    inst = write_part(archive, make_ds(**same_series))
+    assert archive.ingest(inst)[0] == st.OUT_OF_RESOURCES_IO
+    assert not Path(inst.part_path).exists()
+    assert archive.ingest(write_part(archive, make_ds(**same_series)))[0] == 0  # made again
 
 
 def test_coerced_and_discarded_warnings(archive: Archive) -> None:
@@ -347,6 +358,14 @@ def test_bad_options_raise(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ArchiveError):
         Archive(tmp_path / "file")
+
+
+def test_one_archive_per_directory(tmp_path: Path) -> None:
+    with Archive(tmp_path / "arc"):
+        with pytest.raises(ArchiveError, match="in use"):
+            Archive(tmp_path / "arc")
+    with Archive(tmp_path / "arc") as again:  # the lock goes with close()
+        assert again.count() == 0
 
 
 def test_status_table() -> None:
