@@ -342,6 +342,18 @@ def test_part_outside_incoming_is_a_programming_error(archive: Archive, tmp_path
     assert issubclass(ArchiveError, DicomError)
 
 
+def test_unreadable_index_is_a701(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    inst = write_part(archive, make_ds())
+
+    def broken(self: Any, uid: str) -> None:
+        raise sqlite3.DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(Archive, "_lookup", broken)
+    status, comment = archive.ingest(inst)
+    assert status == st.OUT_OF_RESOURCES_INDEX and "I/O" in comment
+    assert not Path(inst.part_path).exists() and dcm_files(archive.root) == []
+
+
 def test_closed_archive_refuses_with_a703(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "arc")
     inst = write_part(archive, make_ds())

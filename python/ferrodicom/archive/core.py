@@ -325,7 +325,11 @@ class Archive:
             self._pending.add(sop_uid)
         queued = False
         try:
-            existing = self._lookup(sop_uid)
+            try:
+                existing = self._lookup(sop_uid)
+            except sqlite3.Error as exc:
+                _unlink(part)
+                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not readable: {exc}")
             backup: Optional[str] = None
             old_other: Optional[str] = None
             if existing is not None:
