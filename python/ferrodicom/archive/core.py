@@ -47,6 +47,7 @@ INCOMING_DIR = ".incoming"
 QUARANTINE_DIR = ".quarantine"
 INDEX_FILE = "index.sqlite"
 CLEAN_MARKER = ".clean-shutdown"
+LOCK_FILE = ".lock"
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: 64 characters (PS3.7 E.1)
 
@@ -88,6 +89,22 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _lock_archive(path: Path) -> int:
+    """An exclusive lock for the life of the Archive: one process (one Archive) per directory, since
+    recovery deletes temporary files and rewrites the index."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise ArchiveError(f"archive {path.parent} is in use by another Archive (lock {path})") from exc
+    return fd
 
 
 def _unlink(path: str) -> None:
@@ -189,9 +206,17 @@ class Archive:
             raise ArchiveError(f"cannot create archive directory {self.root}: {exc}") from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise ArchiveError(f"archive directory {self.root} is not writable")
+        self._lock_fd = _lock_archive(self.root / LOCK_FILE)
         self._root = str(self.root)
         self._incoming = str(self.incoming_dir)
         self._db_path = str(self.root / INDEX_FILE)
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open(self) -> None:
         self._lock = threading.Lock()
         self._pending_cv = threading.Condition(self._lock)
         self._pending: set[str] = set()
@@ -266,13 +291,6 @@ class Archive:
         if problem is not None:
             self._warn_leading_zero("SOP Instance", sop_uid)
         sop_class = clean_uid(inst.sop_class_uid)
-        try:
-            if os.stat(part).st_size != inst.size:
-                _unlink(part)
-                return st.RECEIVED_FILE_UNUSABLE, "received file size differs from the data received"
-        except OSError:
-            return st.RECEIVED_FILE_UNUSABLE, "received file missing"
-
         keys = inst.keys
         warnings: list[str] = []
         ds_uid = keys.get("SOPInstanceUID")
@@ -307,7 +325,11 @@ class Archive:
             self._pending.add(sop_uid)
         queued = False
         try:
-            existing = self._lookup(sop_uid)
+            try:
+                existing = self._lookup(sop_uid)
+            except sqlite3.Error as exc:
+                _unlink(part)
+                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not readable: {exc}")
             backup: Optional[str] = None
             old_other: Optional[str] = None
             if existing is not None:
@@ -330,6 +352,14 @@ class Archive:
             try:
                 self._ensure_dir(study_dir, series_dir)
                 os.replace(part, final)
+            except FileNotFoundError:
+                if backup is not None:
+                    _unlink(backup)
+                if os.path.exists(part):  # the directory vanished under us: make it again next time
+                    self._dirs.discard(f"{study_dir}/{series_dir}")
+                    _unlink(part)
+                    return st.OUT_OF_RESOURCES_IO, "archive directory disappeared"
+                return st.RECEIVED_FILE_UNUSABLE, "received file missing"
             except OSError as exc:
                 _unlink(part)
                 if backup is not None:
@@ -483,23 +513,29 @@ class Archive:
         if self._closed:
             return
         self._closed = True
-        self._committer.close()
-        self._readers.close()
-        if not self._dirty:
-            conn = connect(self._db_path, "FULL")
+        try:
+            self._committer.close()
+            self._readers.close()
+            if not self._dirty:
+                self._mark_clean()
+        finally:
+            os.close(self._lock_fd)
+
+    def _mark_clean(self) -> None:
+        conn = connect(self._db_path, "FULL")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        marker = self.root / CLEAN_MARKER
+        marker.write_bytes(b"")
+        if self._full:
+            fd = os.open(marker, os.O_RDONLY)
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                os.fsync(fd)
             finally:
-                conn.close()
-            marker = self.root / CLEAN_MARKER
-            marker.write_bytes(b"")
-            if self._full:
-                fd = os.open(marker, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                _fsync_dir(self._root)
+                os.close(fd)
+            _fsync_dir(self._root)
 
     def __enter__(self) -> Archive:
         return self

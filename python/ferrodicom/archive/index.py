@@ -140,10 +140,10 @@ def build_row(
     """(patient, study, series, instance) parameter tuples for one instance."""
     g = keys.get
     pkey = (g("PatientID") or "", g("IssuerOfPatientID") or "", g("PatientName") or "")
-    patient = pkey + tuple(g(k) for k in _P_OTHER)
-    study = (study_uid,) + pkey + tuple(g(k) for k in _S_OTHER)
-    series = (series_uid, study_uid) + tuple(g(k) for k in _SE_OTHER)
-    instance = (sop_instance_uid, sop_class_uid, series_uid, study_uid) + tuple(g(k) for k in _I_OTHER) + meta
+    patient = pkey + tuple(map(g, _P_OTHER))
+    study = (study_uid, *pkey, *map(g, _S_OTHER))
+    series = (series_uid, study_uid, *map(g, _SE_OTHER))
+    instance = (sop_instance_uid, sop_class_uid, series_uid, study_uid, *map(g, _I_OTHER), *meta)
     return patient, study, series, instance
 
 

@@ -51,7 +51,7 @@ SOP_CLASS_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 #: Error: Cannot understand — the Affected SOP Instance UID is not a usable UID (PS3.5 9.1). Nothing kept.
 INVALID_SOP_INSTANCE_UID = 0xC001
-#: Error: Cannot understand — the received temporary file is missing or its size is not the reported one.
+#: Error: Cannot understand — the received temporary file is missing.
 RECEIVED_FILE_UNUSABLE = 0xC002
 #: Error: Cannot understand — duplicate SOP Instance UID refused by the "reject" policy. Nothing kept.
 #: (0x0111 "Duplicate SOP Instance" is an N-service code, not listed for C-STORE in PS3.7 9.1.1.1.9.)
@@ -70,7 +70,7 @@ STORE_STATUSES: dict[int, str] = {
     SOP_CLASS_MISMATCH: "Error: data set does not match SOP Class (SOP Class/Instance UID differ from command)",
     CANNOT_UNDERSTAND: "Error: cannot understand: data set cannot be parsed",
     INVALID_SOP_INSTANCE_UID: "Error: cannot understand: invalid SOP Instance UID",
-    RECEIVED_FILE_UNUSABLE: "Error: cannot understand: received file missing or incomplete",
+    RECEIVED_FILE_UNUSABLE: "Error: cannot understand: received file missing",
     DUPLICATE_REJECTED: "Error: cannot understand: duplicate SOP Instance refused",
 }
 
