@@ -18,12 +18,15 @@ from ferrodicom._core import (
 )
 from ferrodicom._core import __version__ as __version__
 from ferrodicom.ae import AE
+from ferrodicom.archive import Archive, ArchiveError
 from ferrodicom.association import Association
 from ferrodicom.status import Status
 from ferrodicom.transcode import extract, from_pydicom, to_pydicom, transcode, transcode_file
 
 __all__ = [
     "AE",
+    "Archive",
+    "ArchiveError",
     "Association",
     "AssociationError",
     "CodecError",

@@ -61,15 +61,6 @@ PRIVATE_STORAGE_CLASSES = {
     "1.2.840.113619.4.17": "GE Xeleris/DaTQUANT Series Data Object (seed 004 L727; named as an SDO class)",
 }
 
-#: Top-level attributes extracted while streaming, for the index (PS3.4 C.6 keys the Q/R issue needs).
-INDEX_KEYWORDS = [
-    "SOPClassUID", "SOPInstanceUID", "StudyDate", "SeriesDate", "ContentDate", "StudyTime", "SeriesTime",
-    "ContentTime", "AccessionNumber", "Modality", "Manufacturer", "ReferringPhysicianName", "StudyDescription",
-    "SeriesDescription", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-    "SeriesInstanceUID", "StudyID", "SeriesNumber", "InstanceNumber", "NumberOfFrames",
-]  # fmt: skip
-
-
 def storage_sop_classes() -> list[str]:
     """Every storage SOP class pydicom knows (PS3.6 Annex A) plus the seeds' private ones."""
     from pydicom._uid_dict import UID_dictionary
@@ -83,6 +74,9 @@ def storage_sop_classes() -> list[str]:
 
 
 def index_tags() -> list[tuple[int, str]]:
+    """(tag, keyword) of the top-level attributes the Rust data path extracts for the archive's index."""
+    from ferrodicom.archive import INDEX_KEYWORDS
+
     return [(int(tag_for_keyword(k)), k) for k in INDEX_KEYWORDS]
 
 
