@@ -181,16 +181,9 @@ def _is_part10(path: Path) -> bool:
 
 
 def _read_meta(path: Path) -> Item:
-    from pydicom.filereader import read_file_meta_info
-
-    meta = read_file_meta_info(path)
-    return Item(
-        sop_class_uid=str(meta.MediaStorageSOPClassUID),
-        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
-        transfer_syntax=str(meta.TransferSyntaxUID),
-        path=path,
-        size=path.stat().st_size,
-    )
+    """SOP class/instance (from the data set, as DCMTK's storescu) and transfer syntax, read in Rust."""
+    sop_class, sop_instance, ts = _core.peek_part10(path)
+    return Item(sop_class, sop_instance, ts, path=path, size=path.stat().st_size)
 
 
 def _dataset_item(ds: Dataset) -> Item:

@@ -5,6 +5,6 @@ pub mod storage;
 
 pub use server::{FieldValue, Handler, Reply, Server, ServerConfig, Session};
 pub use storage::{
-    receive_to_file, send_data_set, send_file, Outgoing, Received, SendError, StorageConfig,
-    StoreResponse,
+    peek_file, read_head, receive_to_file, send_data_set, send_file, Outgoing, Part10Head,
+    Received, SendError, StorageConfig, StoreResponse,
 };

@@ -386,6 +386,57 @@ fn data_set_uids(prefix: &[u8], ts: &str, dict: &Dictionary) -> (Option<String>,
     (ex.string(class), ex.string(inst))
 }
 
+/// What a Part 10 file holds, read from its File Meta and the start of its data set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part10Head {
+    /// SOP Class/Instance UID of the data set (falling back to the File Meta's).
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax_uid: String,
+    /// Bytes of the data set already read past the File Meta.
+    pub prefix: Vec<u8>,
+}
+
+/// Reads the File Meta and up to 64 KiB of the data set (enough for the group 0008 UIDs).
+pub fn read_head(f: &mut dyn Read, dict: &Dictionary) -> Result<Part10Head, SendError> {
+    let (meta, mut rest) = read_file_meta(f)?;
+    let ts = meta.transfer_syntax_uid().unwrap_or_default();
+    let deflated = TransferSyntax::from_uid(&ts).deflated;
+    if rest.len() < 64 * 1024 && !deflated {
+        let mut more = vec![0u8; 64 * 1024 - rest.len()];
+        let mut filled = 0;
+        while filled < more.len() {
+            let n = f.read(&mut more[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        rest.extend_from_slice(&more[..filled]);
+    }
+    let (ds_class, ds_inst) = if deflated {
+        (None, None)
+    } else {
+        data_set_uids(&rest, &ts, dict)
+    };
+    Ok(Part10Head {
+        sop_class_uid: ds_class
+            .or_else(|| meta.string(Tag::new(0x0002, 0x0002)))
+            .unwrap_or_default(),
+        sop_instance_uid: ds_inst
+            .or_else(|| meta.string(Tag::new(0x0002, 0x0003)))
+            .unwrap_or_default(),
+        transfer_syntax_uid: ts,
+        prefix: rest,
+    })
+}
+
+/// [`read_head`] of a file by path.
+pub fn peek_file(path: &Path, dict: &Dictionary) -> Result<Part10Head, SendError> {
+    let mut f = File::open(path)?;
+    read_head(&mut f, dict)
+}
+
 /// Sends a Part 10 file as a C-STORE-RQ. The SOP Class and Instance UIDs come from the data set
 /// (as DCMTK's storescu does), falling back to the File Meta; the transfer syntax from the File Meta.
 pub fn send_file(
@@ -398,40 +449,15 @@ pub fn send_file(
     dimse_timeout: Option<Duration>,
 ) -> Result<StoreResponse, SendError> {
     let mut f = io::BufReader::with_capacity(1 << 20, File::open(path)?);
-    let (meta, mut rest) = read_file_meta(&mut f)?;
-    let ts = meta.transfer_syntax_uid().unwrap_or_default();
-    // Read ahead (at most 64 KiB) to find the UIDs in the data set itself.
-    if rest.len() < 64 * 1024 && !TransferSyntax::from_uid(&ts).deflated {
-        let mut more = vec![0u8; 64 * 1024 - rest.len()];
-        let mut filled = 0;
-        while filled < more.len() {
-            let n = f.read(&mut more[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        rest.extend_from_slice(&more[..filled]);
-    }
-    let (ds_class, ds_inst) = if TransferSyntax::from_uid(&ts).deflated {
-        (None, None)
-    } else {
-        data_set_uids(&rest, &ts, dict)
-    };
-    let class = ds_class
-        .or_else(|| meta.string(Tag::new(0x0002, 0x0002)))
-        .unwrap_or_default();
-    let inst = ds_inst
-        .or_else(|| meta.string(Tag::new(0x0002, 0x0003)))
-        .unwrap_or_default();
+    let head = read_head(&mut f, dict)?;
     let out = Outgoing {
-        sop_class_uid: &class,
-        sop_instance_uid: &inst,
-        transfer_syntax_uid: &ts,
+        sop_class_uid: &head.sop_class_uid,
+        sop_instance_uid: &head.sop_instance_uid,
+        transfer_syntax_uid: &head.transfer_syntax_uid,
         message_id,
         priority,
         move_originator,
     };
-    let mut data = io::Cursor::new(rest).chain(f);
+    let mut data = io::Cursor::new(&head.prefix[..]).chain(f);
     send_data_set(assoc, &out, &mut data, dict, dimse_timeout)
 }

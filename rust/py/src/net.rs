@@ -983,7 +983,28 @@ impl PyServer {
     }
 }
 
+/// (SOP Class UID, SOP Instance UID, Transfer Syntax UID) of a Part 10 file: UIDs from the data set
+/// (falling back to the File Meta), read from the File Meta and the first 64 KiB only.
+#[pyfunction]
+fn peek_part10(py: Python<'_>, path: std::path::PathBuf) -> PyResult<(String, String, String)> {
+    let dict = crate::codec::dictionary(py, None);
+    let head = py
+        .detach(|| node::peek_file(&path, &dict))
+        .map_err(|e| match e {
+            SendError::Io(io) => {
+                pyo3::exceptions::PyOSError::new_err(format!("{}: {io}", path.display()))
+            }
+            other => crate::errors::CodecError::new_err(format!("{}: {other}", path.display())),
+        })?;
+    Ok((
+        head.sop_class_uid,
+        head.sop_instance_uid,
+        head.transfer_syntax_uid,
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(peek_part10, m)?)?;
     m.add_class::<PyCommand>()?;
     m.add_class::<PyAssociation>()?;
     m.add_class::<PyServer>()?;

@@ -1,0 +1,300 @@
+"""C-STORE ingest: ferrodicom ``serve`` vs DCMTK ``storescp`` vs pynetdicom's ``storescp``, one run, one corpus.
+
+DCMTK's ``storescu`` sends (TCP_NODELAY=1) to each receiver in turn:
+  * small set: 400 CT-like 512x512 16-bit instances (~512 KiB each) -> instances/s
+  * large set: 4 NM multi-frames of 512 frames of 256x256 16-bit (~64 MiB each) -> MB/s
+ferrodicom runs with ``--durability none`` (like for like with storescp, which never fsyncs) and with the
+default ``--durability full``. Also measured: ferrodicom SCU -> ferrodicom SCP, 8 parallel associations,
+and the server's peak RSS while receiving one 2 GiB instance.
+
+Run: ``python -m pytest bench/bench_ingest.py --benchmark-only -s`` (about 3-5 minutes).
+Every server is started fresh, into an empty folder, for every round; rates are in ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, NuclearMedicineImageStorage, generate_uid
+
+CT_COUNT = 400
+NM_COUNT = 4
+NM_FRAMES = 512
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"receiver not listening on {port}")
+
+
+def _ferrodicom() -> list[str]:
+    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
+    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
+
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _instance(path: Path, sop: str, rows: int, frames: int, pixels: bytes, study: str, series: str, n: int) -> None:
+    ds = Dataset()
+    ds.SOPClassUID = sop
+    ds.SOPInstanceUID = generate_uid()
+    ds.PatientName = "Bench^Ingest"
+    ds.PatientID = "BENCH"
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.StudyDate = "20260101"
+    ds.Modality = "NM" if sop == NuclearMedicineImageStorage else "CT"
+    ds.InstanceNumber = n
+    ds.Rows = ds.Columns = rows
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = pixels
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ingest-corpus")
+    rng = np.random.default_rng(42)
+    ct, nm = root / "ct", root / "nm"
+    ct.mkdir()
+    nm.mkdir()
+    study, series = generate_uid(), generate_uid()
+    px = rng.integers(0, 4096, (512, 512), dtype=np.uint16).tobytes()
+    for i in range(CT_COUNT):
+        _instance(ct / f"ct{i:04d}.dcm", CTImageStorage, 512, 1, px, study, series, i + 1)
+    frames = rng.integers(0, 65535, (NM_FRAMES, 256, 256), dtype=np.uint16).tobytes()
+    for i in range(NM_COUNT):
+        _instance(nm / f"nm{i}.dcm", NuclearMedicineImageStorage, 256, NM_FRAMES, frames, study, series, i + 1)
+    return {"ct": ct, "nm": nm, "root": root}
+
+
+class Receiver:
+    """A receiver process started fresh, into an empty folder, for each round."""
+
+    def __init__(self, kind: str, out: Path) -> None:
+        self.kind, self.out = kind, out
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        p, out = str(self.port), str(self.out)
+        if self.kind.startswith("ferrodicom"):
+            durability = self.kind.split("-")[1]
+            return [*_ferrodicom(), "serve", "--port", p, "--bind", "127.0.0.1", "--durability", durability, out], dict(
+                os.environ
+            )
+        if self.kind == "dcmtk":
+            return ["/usr/bin/storescp", "-od", out, p], DCMTK_ENV
+        if self.kind == "pynetdicom":
+            return [sys.executable, "-m", "pynetdicom", "storescp", "-od", out, p], dict(os.environ)
+        raise ValueError(self.kind)
+
+    def start(self) -> None:
+        self.stop()
+        shutil.rmtree(self.out, ignore_errors=True)
+        self.out.mkdir(parents=True)
+        self.port = _free_port()
+        cmd, env = self.command()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def stored_files(self) -> int:
+        return sum(1 for p in self.out.rglob("*") if p.is_file() and p.suffix != ".sqlite" and "sqlite" not in p.name
+                   and not p.name.startswith(".") and ".incoming" not in p.parts)  # fmt: skip
+
+
+def _storescu(port: int, folder: Path) -> None:
+    r = subprocess.run(["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(port), "+sd", str(folder)],
+                       env=DCMTK_ENV, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+RECEIVERS = ["ferrodicom-none", "ferrodicom-full", "dcmtk", "pynetdicom"]
+
+
+@pytest.mark.parametrize("receiver", RECEIVERS)
+@pytest.mark.parametrize("dataset", ["ct", "nm"])
+def test_ingest_storescu(benchmark, corpus, tmp_path, receiver, dataset):
+    rx = Receiver(receiver, tmp_path / "out")
+    folder = corpus[dataset]
+    n = CT_COUNT if dataset == "ct" else NM_COUNT
+    total_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    rounds = 1 if receiver == "pynetdicom" else ROUNDS
+    try:
+        benchmark.pedantic(lambda: _storescu(rx.port, folder), setup=rx.start, rounds=rounds, iterations=1)
+        assert rx.stored_files() == n, f"{receiver} stored {rx.stored_files()} of {n}"
+    finally:
+        rx.stop()
+    median = benchmark.stats.stats.median
+    rate = {"instances_per_s": n / median, "mb_per_s": total_mb / median}
+    benchmark.extra_info.update(rate)
+    RESULTS[f"{dataset}/{receiver}"] = rate
+
+
+def test_ferrodicom_scu_to_scp(benchmark, corpus, tmp_path):
+    """ferrodicom store -> ferrodicom serve (durability none), in-process SCU."""
+    from ferrodicom.services.storage import store
+
+    rx = Receiver("ferrodicom-none", tmp_path / "out")
+    try:
+        benchmark.pedantic(lambda: store("127.0.0.1", rx.port, [corpus["ct"]], called_ae="BENCH"), setup=rx.start,
+                           rounds=ROUNDS, iterations=1)  # fmt: skip
+        assert rx.stored_files() == CT_COUNT
+    finally:
+        rx.stop()
+    rate = {"instances_per_s": CT_COUNT / benchmark.stats.stats.median}
+    benchmark.extra_info.update(rate)
+    RESULTS["ct/ferrodicom-scu->ferrodicom-none"] = rate
+
+
+@pytest.mark.parametrize("durability", ["none", "full"])
+def test_parallel_associations(benchmark, corpus, tmp_path, durability):
+    """8 storescu processes at once, 50 instances each, into one ferrodicom serve."""
+    parts = []
+    files = sorted(corpus["ct"].iterdir())
+    for k in range(8):
+        d = tmp_path / f"part{k}"
+        d.mkdir()
+        for f in files[k * 50 : (k + 1) * 50]:
+            os.symlink(f, d / f.name)
+        parts.append(d)
+    rx = Receiver(f"ferrodicom-{durability}", tmp_path / "out")
+
+    def run() -> None:
+        procs = [subprocess.Popen(["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(rx.port), "+sd", str(d)],
+                                  env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for d in parts]  # fmt: skip
+        assert all(p.wait(timeout=600) == 0 for p in procs)
+
+    try:
+        benchmark.pedantic(run, setup=rx.start, rounds=ROUNDS, iterations=1)
+        assert rx.stored_files() == CT_COUNT
+    finally:
+        rx.stop()
+    rate = {"instances_per_s": CT_COUNT / benchmark.stats.stats.median}
+    benchmark.extra_info.update(rate)
+    RESULTS[f"ct/8-parallel/ferrodicom-{durability}"] = rate
+
+
+def _vmhwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_peak_rss_2gib_instance(benchmark, tmp_path):
+    """Peak RSS of ferrodicom serve receiving one 2 GiB instance (sent by ferrodicom's streaming SCU)."""
+    from ferrodicom.services.storage import store
+
+    big = tmp_path / "big.dcm"
+    frames = 16384  # 16384 x 256 x 256 x 2 bytes = 2 GiB
+    ds = Dataset()
+    ds.SOPClassUID = NuclearMedicineImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "BIG", "NM"
+    ds.Rows = ds.Columns = 256
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 15, 0, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = frames
+    ds.PixelData = b""
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(big, enforce_file_format=True)
+    size = frames * 256 * 256 * 2
+    # Rewrite the empty Pixel Data element with its real length and stream 2 GiB of pixels after it.
+    raw = big.read_bytes()
+    head = raw[: raw.rindex(b"\xe0\x7f\x10\x00")]
+    with open(big, "wb") as f:
+        f.write(head + b"\xe0\x7f\x10\x00OW\x00\x00" + size.to_bytes(4, "little"))
+        block = np.random.default_rng(1).integers(0, 65535, 1 << 22, dtype=np.uint16).tobytes()
+        for _ in range(size // len(block)):
+            f.write(block)
+    rx = Receiver("ferrodicom-none", tmp_path / "out")
+    peaks = []
+
+    def run() -> None:
+        report = store("127.0.0.1", rx.port, [big], called_ae="BENCH", timeout=600)
+        assert [int(r.status) for r in report.results] == [0]
+        peaks.append(_vmhwm_kib(rx.proc.pid))
+
+    try:
+        benchmark.pedantic(run, setup=rx.start, rounds=1, iterations=1)
+    finally:
+        rx.stop()
+        big.unlink()
+    info = {"peak_rss_mib": peaks[0] / 1024, "mb_per_s": size / 1e6 / benchmark.stats.stats.median}
+    benchmark.extra_info.update(info)
+    RESULTS["2gib/ferrodicom-none"] = info
+
+
+def test_zz_summary(benchmark):
+    """Prints the table of rates and ratios (runs last in this file)."""
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    lines = ["", "ingest summary (median of rounds)"]
+    for key, rate in sorted(RESULTS.items()):
+        lines.append(f"  {key:42s} " + "  ".join(f"{k}={v:,.1f}" for k, v in rate.items()))
+
+    def ratio(a: str, b: str, metric: str) -> str:
+        if a in RESULTS and b in RESULTS:
+            return f"{RESULTS[a][metric] / RESULTS[b][metric]:.2f}x"
+        return "n/a"
+
+    for ds, metric in (("ct", "instances_per_s"), ("nm", "mb_per_s")):
+        for mode in ("none", "full"):
+            lines.append(f"  {ds} ferrodicom-{mode} / dcmtk: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/dcmtk', metric)}"
+                         f"   / pynetdicom: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/pynetdicom', metric)}")  # fmt: skip
+    print("\n".join(lines))
+    benchmark.extra_info["summary"] = RESULTS
