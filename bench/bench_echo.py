@@ -266,6 +266,8 @@ def test_echo_one_association(benchmark: Any, rates: Any, scp: Any, scu_name: st
         scu.close(held[0])
     finally:
         lost = scu.finish()
+    if benchmark.disabled:  # --benchmark-disable: ran once (statuses checked), nothing measured
+        return
     rate, best = _rates(benchmark, n)
     benchmark.extra_info.update(
         {"echoes_per_round": n, "echoes_per_second": round(rate, 1), "echoes_per_second_best": round(best, 1)}
@@ -284,6 +286,8 @@ def _echo_dcmtk(benchmark: Any, rates: Any, scp: Any, scp_name: str) -> None:
     per_echo = max(_time(lambda: _echoscu(scp.port, probe)) - baseline, 1e-6) / (probe - 1)
     n = _count_for(per_echo, 50, MAX_DCMTK_ECHOES)
     benchmark.pedantic(lambda: _echoscu(scp.port, n), rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    if benchmark.disabled:  # --benchmark-disable: ran once (statuses checked), nothing measured
+        return
     rate, best = _rates(benchmark, n - 1, baseline)
     raw, raw_best = _rates(benchmark, n)
     benchmark.extra_info.update(
@@ -329,6 +333,8 @@ def test_associate_echo_release(benchmark: Any, rates: Any, scp: Any, scu_name: 
         latency = _latency_info(cycle, min(n, 200))
     finally:
         lost = scu.finish()
+    if benchmark.disabled:  # --benchmark-disable: ran once (statuses checked), nothing measured
+        return
     rate, best = _rates(benchmark, n)
     benchmark.extra_info.update(
         {
@@ -355,6 +361,8 @@ def test_echoscu_process_per_association(benchmark: Any, rates: Any, scp: Any, s
             _echoscu(scp.port, 1)
 
     benchmark.pedantic(runs, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    if benchmark.disabled:  # --benchmark-disable: ran once (statuses checked), nothing measured
+        return
     rate, best = _rates(benchmark, n)
     benchmark.extra_info.update(
         {
