@@ -147,13 +147,25 @@ class Receiver:
         self.proc = None
 
     def stored_files(self) -> int:
-        return sum(1 for p in self.out.rglob("*") if p.is_file() and p.suffix != ".sqlite" and "sqlite" not in p.name
-                   and not p.name.startswith(".") and ".incoming" not in p.parts)  # fmt: skip
+        return sum(
+            1
+            for p in self.out.rglob("*")
+            if p.is_file()
+            and p.suffix != ".sqlite"
+            and "sqlite" not in p.name
+            and not p.name.startswith(".")
+            and ".incoming" not in p.parts
+        )
 
 
 def _storescu(port: int, folder: Path) -> None:
-    r = subprocess.run(["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(port), "+sd", str(folder)],
-                       env=DCMTK_ENV, capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        ["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(port), "+sd", str(folder)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -185,8 +197,12 @@ def test_ferrodicom_scu_to_scp(benchmark, corpus, tmp_path):
 
     rx = Receiver("ferrodicom-none", tmp_path / "out")
     try:
-        benchmark.pedantic(lambda: store("127.0.0.1", rx.port, [corpus["ct"]], called_ae="BENCH"), setup=rx.start,
-                           rounds=ROUNDS, iterations=1)  # fmt: skip
+        benchmark.pedantic(
+            lambda: store("127.0.0.1", rx.port, [corpus["ct"]], called_ae="BENCH"),
+            setup=rx.start,
+            rounds=ROUNDS,
+            iterations=1,
+        )
         assert rx.stored_files() == CT_COUNT
     finally:
         rx.stop()
@@ -209,9 +225,15 @@ def test_parallel_associations(benchmark, corpus, tmp_path, durability):
     rx = Receiver(f"ferrodicom-{durability}", tmp_path / "out")
 
     def run() -> None:
-        procs = [subprocess.Popen(["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(rx.port), "+sd", str(d)],
-                                  env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for d in parts]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                ["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(rx.port), "+sd", str(d)],
+                env=DCMTK_ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for d in parts
+        ]
         assert all(p.wait(timeout=600) == 0 for p in procs)
 
     try:
@@ -294,7 +316,9 @@ def test_zz_summary(benchmark):
 
     for ds, metric in (("ct", "instances_per_s"), ("nm", "mb_per_s")):
         for mode in ("none", "full"):
-            lines.append(f"  {ds} ferrodicom-{mode} / dcmtk: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/dcmtk', metric)}"
-                         f"   / pynetdicom: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/pynetdicom', metric)}")  # fmt: skip
+            lines.append(
+                f"  {ds} ferrodicom-{mode} / dcmtk: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/dcmtk', metric)}"
+                f"   / pynetdicom: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/pynetdicom', metric)}"
+            )
     print("\n".join(lines))
     benchmark.extra_info["summary"] = RESULTS
