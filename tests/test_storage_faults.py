@@ -1,0 +1,303 @@
+"""Storage under bad input and failure (PS3.4 B.2.3 statuses): nothing is lost, nothing partial is left,
+the server keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from io import BytesIO
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import ferrodicom_cli, free_port, wait_for_port
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from test_storage import make_instance
+
+from ferrodicom import AE, Archive, _core, pdu
+from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+
+
+@pytest.fixture
+def node(tmp_path):
+    archive = Archive(tmp_path / "archive", durability="full")
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    yield server, archive
+    server.shutdown()
+    archive.close()
+
+
+def leftovers(archive: Archive) -> list[Path]:
+    return list(archive.incoming_dir.iterdir())
+
+
+def dataset_bytes(path: Path) -> tuple[pydicom.Dataset, bytes]:
+    ds = pydicom.dcmread(path)
+    buf = DicomBytesIO()
+    buf.is_implicit_VR, buf.is_little_endian = False, True
+    write_dataset(buf, ds)
+    return ds, buf.getvalue()
+
+
+def scu(port: int):
+    ae = AE("FAULTS")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", port, ae_title="FERRO")
+    assert assoc.is_established
+    return assoc
+
+
+def test_truncated_data_set_is_refused_and_nothing_kept(node, tmp_path):
+    server, archive = node
+    ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+    with scu(server.port) as assoc:
+        status, rsp, _, _ = assoc.core.send_c_store_data(
+            CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian, data[: len(data) - 1000]
+        )
+        assert 0xC000 <= status <= 0xCFFF, hex(status)  # cannot understand (PS3.4 B.2.3)
+        assert "cannot understand" in (rsp.get(0x0902) or "")
+        # The association is still usable: a good instance goes through.
+        status, *_ = assoc.core.send_c_store_data(CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian, data)
+        assert status == 0
+    assert archive.count() == 1
+    assert leftovers(archive) == []
+
+
+def test_hostile_sop_instance_uid_never_escapes_the_archive(node, tmp_path):
+    server, archive = node
+    ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+    with scu(server.port) as assoc:
+        for bad in ("../../etc/passwd", "1.2/../../x", "/tmp/evil"):
+            ds.SOPInstanceUID = bad
+            _, data = dataset_bytes_of(ds)
+            # Our own SCU refuses to send an invalid UID...
+            with pytest.raises(_core.DicomError):
+                assoc.core.send_c_store_data(CTImageStorage, bad, ExplicitVRLittleEndian, data)
+            # ...so put it in the data set only, under a valid command UID: A900 (mismatch), nothing stored.
+            status, *_ = assoc.core.send_c_store_data(CTImageStorage, generate_uid(), ExplicitVRLittleEndian, data)
+            assert status == 0xA900, hex(status)
+    assert archive.count() == 0
+    assert leftovers(archive) == []
+    assert not (tmp_path / "etc").exists() and not Path("/tmp/evil").exists()
+    assert all(p.is_relative_to(archive.root) for p in archive.root.rglob("*"))
+
+
+def dataset_bytes_of(ds: pydicom.Dataset) -> tuple[pydicom.Dataset, bytes]:
+    buf = DicomBytesIO()
+    buf.is_implicit_VR, buf.is_little_endian = False, True
+    write_dataset(buf, ds)
+    return ds, buf.getvalue()
+
+
+def test_hostile_command_uid_from_a_raw_peer(node, tmp_path):
+    """A peer that puts '../..' in the command's Affected SOP Instance UID (our SCU would refuse to)."""
+    server, archive = node
+    ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+        ctx_id = raw_associate(s)
+        cmd = _core.Command({0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 7, 0x0700: 0, 0x0800: 0}).encode()
+        # Affected SOP Instance UID (0000,1000) written by hand: the Command class validates UIDs.
+        bad = b"../../../tmp/x\x00"[:14]
+        cmd = splice_element(cmd, 0x1000, bad)
+        s.sendall(pdata(ctx_id, 0x03, cmd) + pdata(ctx_id, 0x02, data))
+        rsp = read_command(s)
+        assert rsp.status is not None and rsp.status >= 0xA000, rsp
+    assert archive.count() == 0
+    assert leftovers(archive) == []
+    assert not Path("/tmp/x").exists()
+
+
+def test_abort_mid_transfer_leaves_nothing(node, tmp_path):
+    server, archive = node
+    ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+        ctx_id = raw_associate(s)
+        cmd = _core.Command(
+            {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(ds.SOPInstanceUID)}
+        ).encode()
+        s.sendall(pdata(ctx_id, 0x03, cmd) + pdata(ctx_id, 0x00, data[:5000]))
+        time.sleep(0.2)
+        s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
+    deadline = time.monotonic() + 10
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert archive.count() == 0
+    assert leftovers(archive) == []
+    report = store("127.0.0.1", server.port, [tmp_path / "a.dcm"], called_ae="FERRO")
+    assert [int(r.status) for r in report.results] == [0]
+
+
+def test_unknown_sop_class_is_not_accepted(node, tmp_path):
+    server, archive = node
+    path = tmp_path / "odd.dcm"
+    make_instance(path, sop="1.2.3.4.5.6.7.8.9")
+    report = store("127.0.0.1", server.port, [path], called_ae="FERRO")
+    (result,) = report.results
+    assert result.status is None and "no accepted presentation context" in result.error
+    assert archive.count() == 0
+
+
+def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
+    try:
+        archive = Archive(mnt / "archive", durability="full")
+        ae = AE("FERRO")
+        add_storage_contexts(ae)
+        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        try:
+            small, big = tmp_path / "small.dcm", tmp_path / "big.dcm"
+            make_instance(small)
+            make_instance(big, frames=600)  # ~4.9 MB: does not fit
+            report = store("127.0.0.1", server.port, [big, small], called_ae="FERRO")
+            statuses = [None if r.status is None else int(r.status) for r in report.results]
+            # Refused: out of resources (A7xx), and by eNTEGRA's policy the job stops there.
+            assert statuses[0] is not None and 0xA700 <= statuses[0] <= 0xA7FF, statuses
+            assert leftovers(archive) == []
+            report = store("127.0.0.1", server.port, [small], called_ae="FERRO")
+            assert [int(r.status) for r in report.results] == [0]
+            assert archive.count() == 1
+        finally:
+            server.shutdown()
+            archive.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# --- SIGKILL in the middle of a multi-association send ----------------------------------------------------
+
+
+def test_sigkill_during_parallel_send_keeps_every_acknowledged_instance(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / f"i{i:03d}.dcm" for i in range(120)]
+    for f in files:
+        make_instance(f, frames=4)
+    port = free_port()
+    arch = tmp_path / "archive"
+    cmd = [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(port), "--bind", "127.0.0.1", str(arch)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, proc)
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def sender(chunk: list[Path]) -> None:
+        def on_result(r) -> None:
+            if r.status is not None and int(r.status) == 0:
+                with lock:
+                    acked.append(r.item.sop_instance_uid)
+
+        store("127.0.0.1", port, chunk, called_ae="FERRO", timeout=10, progress=on_result)
+
+    threads = [threading.Thread(target=sender, args=(files[k::4],)) for k in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 30 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for t in threads:
+        t.join(timeout=60)
+    with lock:
+        acknowledged = set(acked)
+    assert 30 <= len(acknowledged) < len(files), "the kill should land in the middle of the send"
+
+    archive = Archive(arch)  # recovery runs at open after an unclean shutdown
+    try:
+        indexed = {row["SOPInstanceUID"]: row for row in archive.query()}
+        assert acknowledged <= set(indexed), f"lost {len(acknowledged - set(indexed))} acknowledged instances"
+        for uid in acknowledged:
+            stored = archive.root / indexed[uid]["path"]
+            original = next(f for f in files if str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) == uid)
+            assert pydicom.dcmread(stored).PixelData == pydicom.dcmread(original).PixelData
+        # No orphan rows (every row has its complete file) and no partial files.
+        for row in indexed.values():
+            assert pydicom.dcmread(archive.root / row["path"]).SOPInstanceUID == row["SOPInstanceUID"]
+        assert list(archive.incoming_dir.iterdir()) == []
+    finally:
+        archive.close()
+
+
+# --- raw protocol helpers ------------------------------------------------------------------------------------
+
+
+def raw_associate(s: socket.socket) -> int:
+    from test_association import raw_associate_rq
+
+    from pynetdicom.pdu import A_ASSOCIATE_RQ  # noqa: F401 - imported by raw_associate_rq
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+
+    prim = A_ASSOCIATE()
+    prim.application_context_name = "1.2.840.10008.3.1.1.1"
+    prim.calling_ae_title, prim.called_ae_title = "RAW", "FERRO"
+    ctx = build_context(CTImageStorage, [ExplicitVRLittleEndian])
+    ctx.context_id = 1
+    prim.presentation_context_definition_list = [ctx]
+    ml = MaximumLengthNotification()
+    ml.maximum_length_received = 16382
+    prim.user_information = [ml]
+    rq = __import__("pynetdicom.pdu", fromlist=["A_ASSOCIATE_RQ"]).A_ASSOCIATE_RQ()
+    rq.from_primitive(prim)
+    s.sendall(rq.encode())
+    ac = pdu.decode(read_pdu(s))
+    assert ac.name == "A-ASSOCIATE-AC" and ac.presentation_contexts[0]["result"] == 0
+    del raw_associate_rq
+    return 1
+
+
+def read_pdu(s: socket.socket) -> bytes:
+    head = b""
+    while len(head) < 6:
+        chunk = s.recv(6 - len(head))
+        if not chunk:
+            return b""
+        head += chunk
+    (n,) = struct.unpack(">I", head[2:])
+    body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return head + body
+
+
+def pdata(ctx_id: int, control: int, data: bytes) -> bytes:
+    item = struct.pack(">IBB", len(data) + 2, ctx_id, control) + data
+    return struct.pack(">BBI", 4, 0, len(item)) + item
+
+
+def read_command(s: socket.socket) -> _core.Command:
+    got = pdu.decode(read_pdu(s))
+    assert got.name == "P-DATA-TF", got
+    data = b"".join(d for _, is_cmd, _, d in got.pdvs if is_cmd)
+    return _core.Command.decode(data)
+
+
+def splice_element(cmd: bytes, element: int, value: bytes) -> bytes:
+    """Inserts (0000,element) with a raw value into an encoded command set and fixes the group length."""
+    body = BytesIO(cmd[12:]).read()
+    elems = []
+    pos = 0
+    while pos < len(body):
+        _, el, ln = struct.unpack("<HHI", body[pos : pos + 8])
+        elems.append((el, body[pos + 8 : pos + 8 + ln]))
+        pos += 8 + ln
+    elems.append((element, value if len(value) % 2 == 0 else value + b"\x00"))
+    elems.sort()
+    out = b"".join(struct.pack("<HHI", 0, el, len(v)) + v for el, v in elems)
+    return struct.pack("<HHII", 0, 0, 4, len(out)) + out
