@@ -1,4 +1,5 @@
 //! Byte swapping (PS3.5 §7.3) and the output sinks of the codec.
+use std::mem::MaybeUninit;
 
 /// Reverses the bytes of each `unit`-byte number in `b` (`b.len()` is a multiple of `unit`).
 #[inline]
@@ -59,9 +60,6 @@ pub trait Sink {
     fn put_swapped(&mut self, b: &[u8], unit: usize);
 }
 
-/// Pieces small enough to stay in cache between the copy and the swap.
-const PIECE: usize = 32 * 1024;
-
 impl Sink for Vec<u8> {
     #[inline]
     fn put(&mut self, b: &[u8]) {
@@ -69,11 +67,10 @@ impl Sink for Vec<u8> {
     }
     fn put_swapped(&mut self, b: &[u8], unit: usize) {
         self.reserve(b.len());
-        for piece in b.chunks(PIECE) {
-            let start = self.len();
-            self.extend_from_slice(piece);
-            swap_in_place(&mut self[start..], unit);
-        }
+        let len = self.len();
+        swap_copy_uninit(b, &mut self.spare_capacity_mut()[..b.len()], unit);
+        // SAFETY: the `b.len()` bytes after `len` were just written.
+        unsafe { self.set_len(len + b.len()) };
     }
 }
 
@@ -87,22 +84,23 @@ impl Sink for NullSink {
     fn put_swapped(&mut self, _: &[u8], _: usize) {}
 }
 
-/// Writes into a preallocated slice; records overflow instead of panicking.
+/// Writes into a preallocated, possibly uninitialised buffer (e.g. a fresh Python `bytes`);
+/// records overflow instead of panicking. Every byte below `pos` has been written.
 pub struct SliceSink<'a> {
-    pub buf: &'a mut [u8],
+    pub buf: &'a mut [MaybeUninit<u8>],
     pub pos: usize,
     pub overflow: bool,
 }
 
 impl<'a> SliceSink<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Self {
+    pub fn new(buf: &'a mut [MaybeUninit<u8>]) -> Self {
         SliceSink {
             buf,
             pos: 0,
             overflow: false,
         }
     }
-    fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+    fn room(&mut self, n: usize) -> Option<&mut [MaybeUninit<u8>]> {
         if self.overflow || self.buf.len() - self.pos < n {
             self.overflow = true;
             return None;
@@ -113,16 +111,53 @@ impl<'a> SliceSink<'a> {
     }
 }
 
+/// Copies `src` into the same-length uninitialised `dst`.
+#[inline]
+pub fn copy_uninit(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    assert_eq!(src.len(), dst.len());
+    // SAFETY: same length, distinct allocations (dst is uninitialised output), u8 has no
+    // invalid bit patterns and MaybeUninit<u8> has the layout of u8.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) }
+}
+
+/// [`swap_copy`] into an uninitialised destination.
+#[inline]
+pub fn swap_copy_uninit(src: &[u8], dst: &mut [MaybeUninit<u8>], unit: usize) {
+    match unit {
+        2 => {
+            for (d, s) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+                d[0] = MaybeUninit::new(s[1]);
+                d[1] = MaybeUninit::new(s[0]);
+            }
+        }
+        4 => {
+            for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                for i in 0..4 {
+                    d[i] = MaybeUninit::new(s[3 - i]);
+                }
+            }
+        }
+        8 => {
+            for (d, s) in dst.chunks_exact_mut(8).zip(src.chunks_exact(8)) {
+                for i in 0..8 {
+                    d[i] = MaybeUninit::new(s[7 - i]);
+                }
+            }
+        }
+        _ => copy_uninit(src, dst),
+    }
+}
+
 impl Sink for SliceSink<'_> {
     #[inline]
     fn put(&mut self, b: &[u8]) {
         if let Some(d) = self.room(b.len()) {
-            d.copy_from_slice(b);
+            copy_uninit(b, d);
         }
     }
     fn put_swapped(&mut self, b: &[u8], unit: usize) {
         if let Some(d) = self.room(b.len()) {
-            swap_copy(b, d, unit);
+            swap_copy_uninit(b, d, unit);
         }
     }
 }
