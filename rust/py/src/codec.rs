@@ -124,8 +124,12 @@ fn bytes_uninit<'py>(
     unsafe {
         let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
         let obj = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
-        let buf = pyo3::ffi::PyBytes_AsString(ptr).cast::<MaybeUninit<u8>>();
-        init(std::slice::from_raw_parts_mut(buf, len))?;
+        let buf = std::slice::from_raw_parts_mut(
+            pyo3::ffi::PyBytes_AsString(ptr).cast::<MaybeUninit<u8>>(),
+            len,
+        );
+        codec::swap::advise_huge_pages(buf);
+        init(buf)?;
         Ok(obj)
     }
 }
@@ -278,6 +282,8 @@ fn file_meta<'py>(
 #[pyclass(name = "StreamConverter", module = "ferrodicom._core", frozen)]
 pub struct PyStreamConverter {
     inner: Mutex<Option<codec::StreamConverter>>,
+    /// Output buffer reused across `feed` calls.
+    out: Mutex<Vec<u8>>,
 }
 
 #[pymethods]
@@ -301,6 +307,7 @@ impl PyStreamConverter {
         .map_err(to_py)?;
         Ok(PyStreamConverter {
             inner: Mutex::new(Some(conv)),
+            out: Mutex::new(Vec::new()),
         })
     }
 
@@ -315,9 +322,11 @@ impl PyStreamConverter {
         let conv = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("converter already finished"))?;
-        let mut out = Vec::new();
-        py.detach(|| conv.feed(data, &mut out)).map_err(to_py)?;
-        Ok(PyBytes::new(py, &out))
+        let mut guard = self.out.lock().expect("output lock");
+        let out: &mut Vec<u8> = &mut guard;
+        out.clear();
+        py.detach(|| conv.feed(data, out)).map_err(to_py)?;
+        Ok(PyBytes::new(py, out))
     }
 
     /// Ends the stream; returns (remaining bytes, {tag: (vr, bytes)}). Raises CodecError if
