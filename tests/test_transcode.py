@@ -192,9 +192,15 @@ def test_private_dictionary_resolves_implicit_private_elements() -> None:
     assert known[0x00111010].value == -7
     assert known[0x00111012].value == "study"
 
+    late = PrivateDictionary()
     try:
         set_default_private_dictionary(d)
         assert _core.get_default_private_dictionary() is not None
+        assert _read(ferrodicom.transcode(data, EBE))[0x00111010].value == -7
+        # Entries added after the dictionary became the default are used too.
+        set_default_private_dictionary(late)
+        assert _read(ferrodicom.transcode(data, EBE))[0x00111010].VR == "UN"
+        late.add("FERRO TEST 1", 0x0011, 0x10, "SL")
         assert _read(ferrodicom.transcode(data, EBE))[0x00111010].value == -7
     finally:
         set_default_private_dictionary(None)

@@ -343,3 +343,16 @@ fn long_values_stream_through() {
     assert_eq!(header_len, 10 + 12);
     assert_eq!(check.n, LEN as u64);
 }
+
+#[test]
+fn process_wide_default_private_dictionary() {
+    let mut d = Vec::new();
+    WILE.el(&mut d, t(0x0009, 0x0010), Vr::LO, b"ACME 1.0");
+    WILE.el(&mut d, t(0x0009, 0x1001), Vr::UL, &[1, 2, 3, 4]);
+    let ebe = |dict: &Dictionary| convert(ILE, EBE, dict, &d);
+    assert!(ebe(&Dictionary::with_default_private())
+        .ends_with(&[b'U', b'N', 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]));
+    codec::dict::set_default_private_dictionary(Some(acme().private));
+    assert!(ebe(&Dictionary::with_default_private()).ends_with(&[b'U', b'L', 0, 4, 4, 3, 2, 1]));
+    codec::dict::set_default_private_dictionary(None);
+}

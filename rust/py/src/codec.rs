@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 fn to_py(e: CodecError) -> PyErr {
@@ -21,6 +22,8 @@ fn to_py(e: CodecError) -> PyErr {
 #[pyclass(name = "PrivateDictionary", module = "ferrodicom._core", frozen)]
 pub struct PyPrivateDictionary {
     inner: Mutex<Arc<PrivateDictionary>>,
+    /// This object is the process-wide default: changes are published to the codec.
+    is_default: AtomicBool,
 }
 
 impl PyPrivateDictionary {
@@ -41,6 +44,7 @@ impl PyPrivateDictionary {
     fn new() -> Self {
         PyPrivateDictionary {
             inner: Mutex::new(Arc::new(PrivateDictionary::new())),
+            is_default: AtomicBool::new(false),
         }
     }
 
@@ -60,6 +64,9 @@ impl PyPrivateDictionary {
         let vr = parse_vr(vr)?;
         let mut guard = self.inner.lock().expect("private dictionary lock");
         Arc::make_mut(&mut guard).add(creator, group, element as u8, vr);
+        if self.is_default.load(Ordering::SeqCst) {
+            codec::dict::set_default_private_dictionary(Some(guard.clone()));
+        }
         Ok(())
     }
 
@@ -80,11 +87,20 @@ impl PyPrivateDictionary {
 
 static DEFAULT_PRIVATE: Mutex<Option<Py<PyPrivateDictionary>>> = Mutex::new(None);
 
-/// Sets (or clears with None) the private dictionary every conversion uses by default.
+/// Sets (or clears with None) the private dictionary every conversion uses by default,
+/// including the converters other Rust code builds with `Dictionary::with_default_private`.
 #[pyfunction]
 #[pyo3(signature = (d))]
 fn set_default_private_dictionary(d: Option<Py<PyPrivateDictionary>>) {
-    *DEFAULT_PRIVATE.lock().expect("default lock") = d;
+    let mut slot = DEFAULT_PRIVATE.lock().expect("default lock");
+    if let Some(old) = slot.as_ref() {
+        old.get().is_default.store(false, Ordering::SeqCst);
+    }
+    if let Some(new) = d.as_ref() {
+        new.get().is_default.store(true, Ordering::SeqCst);
+    }
+    codec::dict::set_default_private_dictionary(d.as_ref().map(|d| d.get().snapshot()));
+    *slot = d;
 }
 
 /// The default private dictionary, if one was set.
@@ -97,15 +113,11 @@ fn get_default_private_dictionary(py: Python<'_>) -> Option<Py<PyPrivateDictiona
         .map(|d| d.clone_ref(py))
 }
 
-fn dictionary(py: Python<'_>, given: Option<&Bound<'_, PyPrivateDictionary>>) -> Dictionary {
-    let private = match given {
-        Some(d) => d.get().snapshot(),
-        None => match DEFAULT_PRIVATE.lock().expect("default lock").as_ref() {
-            Some(d) => d.bind(py).get().snapshot(),
-            None => return Dictionary::standard(),
-        },
-    };
-    Dictionary::with_private(private)
+fn dictionary(_py: Python<'_>, given: Option<&Bound<'_, PyPrivateDictionary>>) -> Dictionary {
+    match given {
+        Some(d) => Dictionary::with_private(d.get().snapshot()),
+        None => Dictionary::with_default_private(),
+    }
 }
 
 /// A new `bytes` of `len` bytes filled by `init`, without zeroing it first (one memory pass
