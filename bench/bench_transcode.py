@@ -123,6 +123,15 @@ def test_ferrodicom_streaming(benchmark, nm_file, tmp_path) -> None:
     assert peak < 64, f"streaming peak {peak:.1f} MB above baseline"
 
 
+def test_copyfile_floor(benchmark, nm_file, tmp_path) -> None:
+    """Reference, not a converter: shutil.copyfile of the same file to the same file system
+    (in-kernel copy) is the floor for any file-to-file form."""
+    RESULTS["_size"] = nm_file.stat().st_size
+    dst = tmp_path / "copy.dcm"
+    benchmark.pedantic(shutil.copyfile, args=(nm_file, dst), rounds=10, iterations=1)
+    _record("(shutil.copyfile, I/O floor)", benchmark)
+
+
 def _stream_in_memory(data: bytes, start: int) -> int:
     conv = _core.StreamConverter(EBE, ELE)
     n = 0
