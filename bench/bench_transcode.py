@@ -14,12 +14,13 @@ import subprocess
 import sys
 import textwrap
 
-import ferrodicom
 import numpy as np
 import pydicom
 import pytest
-from ferrodicom import _core
 from pydicom.dataset import Dataset, FileMetaDataset
+
+import ferrodicom
+from ferrodicom import _core
 
 EBE = "1.2.840.10008.1.2.2"
 ELE = "1.2.840.10008.1.2.1"

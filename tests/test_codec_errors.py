@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import struct
 
-import ferrodicom
 import pytest
+from pydicom.data import get_testdata_file
+
+import ferrodicom
 from ferrodicom import _core
 from ferrodicom.transcode import EXPLICIT_VR_BIG_ENDIAN as EBE
 from ferrodicom.transcode import EXPLICIT_VR_LITTLE_ENDIAN as ELE
 from ferrodicom.transcode import IMPLICIT_VR_LITTLE_ENDIAN as ILE
 from ferrodicom.transcode import transcode_dataset
-from pydicom.data import get_testdata_file
 
 
 def _el(tag: int, vr: bytes, value: bytes, length: int | None = None) -> bytes:

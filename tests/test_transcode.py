@@ -6,10 +6,14 @@ import io
 import threading
 import time
 
-import ferrodicom
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+import ferrodicom
 from ferrodicom import _core
 from ferrodicom.transcode import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN as DEFL,
@@ -29,9 +33,6 @@ from ferrodicom.transcode import (
     set_default_private_dictionary,
     transcode_dataset,
 )
-from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 # Pairs shipped by pydicom: the same object in a little- and a big-endian syntax.
 PAIRS = [
@@ -243,9 +244,7 @@ def _meta_end(data: bytes) -> int:
 
 
 def test_file_meta_helper() -> None:
-    meta = _core.file_meta(
-        "1.2.840.10008.5.1.4.1.1.20", "1.2.3", EBE, "1.2.826.0.1.3680043.10.9", "FERRO", "NM1"
-    )
+    meta = _core.file_meta("1.2.840.10008.5.1.4.1.1.20", "1.2.3", EBE, "1.2.826.0.1.3680043.10.9", "FERRO", "NM1")
     ds = pydicom.dcmread(io.BytesIO(meta + b""), force=True)
     fm = ds.file_meta
     assert fm.MediaStorageSOPInstanceUID == "1.2.3"

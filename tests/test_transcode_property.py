@@ -5,8 +5,13 @@ from __future__ import annotations
 import io
 import itertools
 
-import ferrodicom
 import pydicom
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+
+import ferrodicom
 from ferrodicom.transcode import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
@@ -14,10 +19,6 @@ from ferrodicom.transcode import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     PrivateDictionary,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
 
 SYNTAXES = [
     IMPLICIT_VR_LITTLE_ENDIAN,

@@ -4,6 +4,9 @@ Bytes belong to Rust (``ferrodicom._core``); this package holds the meaning: AE 
 roles, services, archive, private dictionaries, device profiles and the command line.
 """
 
+from ferrodicom import dictionaries as dictionaries  # registers the private dictionaries with pydicom
+from ferrodicom import events as evt
+from ferrodicom import nm as nm  # NM volumes (PS3.3 C.8.4.8)
 from ferrodicom._core import (
     AssociationError,
     CodecError,
@@ -14,9 +17,17 @@ from ferrodicom._core import (
     PduError,
 )
 from ferrodicom._core import __version__ as __version__
-from ferrodicom.transcode import extract, from_pydicom, to_pydicom, transcode, transcode_file  # noqa: E402
+from ferrodicom.ae import AE
+from ferrodicom.archive import Archive, ArchiveError
+from ferrodicom.association import Association
+from ferrodicom.status import Status
+from ferrodicom.transcode import extract, from_pydicom, to_pydicom, transcode, transcode_file
 
 __all__ = [
+    "AE",
+    "Archive",
+    "ArchiveError",
+    "Association",
     "AssociationError",
     "CodecError",
     "DicomError",
@@ -24,6 +35,8 @@ __all__ = [
     "DimseError",
     "NmError",
     "PduError",
+    "Status",
+    "evt",
     "extract",
     "from_pydicom",
     "to_pydicom",

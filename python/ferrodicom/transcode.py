@@ -58,9 +58,7 @@ def _read(data: Source) -> bytes:
     return pathlib.Path(data).read_bytes()
 
 
-def transcode(
-    data: Source, transfer_syntax: str, *, private_dictionary: Optional[PrivateDictionary] = None
-) -> bytes:
+def transcode(data: Source, transfer_syntax: str, *, private_dictionary: Optional[PrivateDictionary] = None) -> bytes:
     """Converts a Part 10 file (bytes or path) to ``transfer_syntax`` and returns the new file.
 
     The File Meta Information keeps its elements, with Transfer Syntax UID (0002,0010) and the
@@ -78,9 +76,7 @@ def transcode_dataset(
     private_dictionary: Optional[PrivateDictionary] = None,
 ) -> bytes:
     """Converts a bare data set (no preamble or File Meta) between transfer syntaxes."""
-    return _core.transcode_dataset(
-        bytes(data), source_syntax, transfer_syntax, private_dictionary=private_dictionary
-    )
+    return _core.transcode_dataset(bytes(data), source_syntax, transfer_syntax, private_dictionary=private_dictionary)
 
 
 def _tags(tags: Iterable[TagLike]) -> list:

@@ -8,8 +8,10 @@ import click
 
 #: command name -> module under ferrodicom.cli that defines ``command`` (a click.Command)
 COMMANDS = {
+    "dump": "dump",
     "echo": "echo",
     "serve": "serve",
+    "store": "store",
 }
 
 

@@ -113,7 +113,12 @@ fn get_default_private_dictionary(py: Python<'_>) -> Option<Py<PyPrivateDictiona
         .map(|d| d.clone_ref(py))
 }
 
-fn dictionary(_py: Python<'_>, given: Option<&Bound<'_, PyPrivateDictionary>>) -> Dictionary {
+/// The dictionary a conversion uses: `given`, else the process-wide default (also used by
+/// the storage bindings in net.rs).
+pub(crate) fn dictionary(
+    _py: Python<'_>,
+    given: Option<&Bound<'_, PyPrivateDictionary>>,
+) -> Dictionary {
     match given {
         Some(d) => Dictionary::with_private(d.get().snapshot()),
         None => Dictionary::with_default_private(),

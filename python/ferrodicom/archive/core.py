@@ -1,0 +1,625 @@
+"""The embedded archive: a folder of Part 10 files plus a SQLite index (PS3.4 Annex B Storage SCP side).
+
+Layout: ``<root>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``; ``<root>/.incoming`` holds
+the data path's temporary ``.part`` files; ``<root>/index.sqlite`` is the index. A Study or Series UID
+that is missing or unusable as a file name is replaced by ``_unknown`` in the path only (the index keeps
+the value as received, "" if missing) and the instance is stored with warning B007.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ferrodicom._core import DicomError
+from ferrodicom.archive import status as st
+from ferrodicom.archive.index import (
+    INDEX_KEYWORDS,
+    INSTANCE_KEYS,
+    INSTANCE_META,
+    PATIENT_KEYS,
+    SERIES_KEYS,
+    SQL_LOOKUP,
+    STUDY_KEYS,
+    Batch,
+    Committer,
+    build_row,
+    connect,
+    create_schema,
+)
+from ferrodicom.archive.uid import check_uid, clean_uid
+
+__all__ = ["Archive", "ArchiveError", "StoredInstance", "DURABILITIES", "DUPLICATE_POLICIES", "UNKNOWN_DIR"]
+
+log = logging.getLogger("ferrodicom.archive")
+
+DURABILITIES = ("full", "none")
+DUPLICATE_POLICIES = ("keep-first", "replace", "reject")
+UNKNOWN_DIR = "_unknown"
+INCOMING_DIR = ".incoming"
+QUARANTINE_DIR = ".quarantine"
+INDEX_FILE = "index.sqlite"
+CLEAN_MARKER = ".clean-shutdown"
+LOCK_FILE = ".lock"
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: 64 characters (PS3.7 E.1)
+
+
+class ArchiveError(DicomError):
+    """Misuse of the archive or an unusable archive directory/index (not a per-instance failure:
+    those are DIMSE statuses returned by :meth:`Archive.ingest`)."""
+
+
+@dataclass
+class StoredInstance:
+    """One received data set, written by the data path as a complete Part 10 file (PS3.10 7.1).
+
+    ``keys`` are top-level attributes by keyword as trimmed strings (absent ones missing); see
+    :data:`ferrodicom.archive.INDEX_KEYWORDS`. ``coerced``/``discarded`` let the data path report that it
+    changed or dropped elements (B000/B006); ``parse_error`` that it could not parse the data set (C000).
+    """
+
+    part_path: Union[Path, str]
+    size: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    calling_ae: str = ""
+    called_ae: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
+    coerced: bool = False
+    discarded: bool = False
+    parse_error: Optional[str] = None
+
+
+def _comment(text: str) -> str:
+    return text if len(text) <= _COMMENT_MAX else text[: _COMMENT_MAX - 3] + "..."
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lock_archive(path: Path) -> int:
+    """An exclusive lock for the life of the Archive: one process (one Archive) per directory, since
+    recovery deletes temporary files and rewrites the index."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise ArchiveError(f"archive {path.parent} is in use by another Archive (lock {path})") from exc
+    return fd
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class _ReaderPool:
+    """Read-only connections for the calling threads (the writer connection belongs to the committer)."""
+
+    def __init__(self, db_path: str) -> None:
+        self._db = db_path
+        self._free: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        conn = connect(self._db, "NORMAL", readonly=True)
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def put(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._free.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+            self._free.clear()
+
+
+_LEVEL_SQL = {
+    "patient": ("SELECT * FROM patient", PATIENT_KEYS),
+    "study": (
+        "SELECT study.*, patient.PatientBirthDate, patient.PatientSex FROM study LEFT JOIN patient USING "
+        "(PatientID, IssuerOfPatientID, PatientName)",
+        PATIENT_KEYS + STUDY_KEYS,
+    ),
+    "series": ("SELECT series.* FROM series", SERIES_KEYS + ("StudyInstanceUID",)),
+    "instance": (
+        "SELECT instance.*, "
+        + ", ".join(f"series.{k}" for k in SERIES_KEYS[1:])
+        + ", "
+        + ", ".join(f"study.{k}" for k in STUDY_KEYS[1:])
+        + ", study.PatientID, study.IssuerOfPatientID, study.PatientName, patient.PatientBirthDate, "
+        "patient.PatientSex FROM instance "
+        "LEFT JOIN series USING (SeriesInstanceUID) "
+        "LEFT JOIN study ON study.StudyInstanceUID = instance.StudyInstanceUID "
+        "LEFT JOIN patient USING (PatientID, IssuerOfPatientID, PatientName)",
+        INDEX_KEYWORDS + INSTANCE_META,
+    ),
+}
+_QUALIFY = {
+    "study": {k: "study." + k for k in ("PatientID", "IssuerOfPatientID", "PatientName", *STUDY_KEYS)},
+    "instance": {
+        **{k: "series." + k for k in SERIES_KEYS[1:]},
+        **{k: "study." + k for k in ("PatientID", "IssuerOfPatientID", "PatientName", *STUDY_KEYS[1:])},
+        **{k: "instance." + k for k in ("SeriesInstanceUID", "StudyInstanceUID", *INSTANCE_KEYS, *INSTANCE_META)},
+    },
+}
+
+
+class Archive:
+    """A folder plus a SQLite index; :meth:`ingest` is called once per received C-STORE (PS3.4 B.2).
+
+    ``durability="full"``: a 0000 is returned only after the file, its directory entry and its index row
+    are on stable storage (group commit across threads). ``"none"``: nothing is fsynced and ingest does not
+    wait for the index commit; flushing is left to the OS, as DCMTK's storescp does.
+    ``duplicates``: "keep-first" (existing file stays, 0000), "replace" (new file replaces it, 0000) or
+    "reject" (0xC003).
+    """
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike[str]],
+        durability: str = "full",
+        duplicates: str = "keep-first",
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise ArchiveError(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ArchiveError(f"duplicates must be one of {DUPLICATE_POLICIES}, not {duplicates!r}")
+        self.root = Path(root).resolve()
+        self.durability = durability
+        self.duplicates = duplicates
+        self._full = durability == "full"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.incoming_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ArchiveError(f"cannot create archive directory {self.root}: {exc}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ArchiveError(f"archive directory {self.root} is not writable")
+        self._lock_fd = _lock_archive(self.root / LOCK_FILE)
+        self._root = str(self.root)
+        self._incoming = str(self.incoming_dir)
+        self._db_path = str(self.root / INDEX_FILE)
+        try:
+            self._open()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open(self) -> None:
+        self._lock = threading.Lock()
+        self._pending_cv = threading.Condition(self._lock)
+        self._pending: set[str] = set()
+        self._dirs: set[str] = set()  # "<study>/<series>" directories made (and synced) by this process
+        self._uid_ok: set[str] = set()  # Study/Series UIDs already checked usable as directory names
+        self._dirs_lock = threading.Lock()
+        self._closed = False
+        self._dirty = False
+        self._leading_zero_warnings = 0
+        self._seq = 0
+        try:
+            conn = connect(self._db_path, "FULL" if self._full else "NORMAL")
+            try:
+                create_schema(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"cannot open index {self._db_path}: {exc}") from exc
+        if not self._full:
+            log.warning(
+                "archive %s: durability none: files and index are not fsynced; flushing is left to the "
+                "operating system (as DCMTK's storescp does); a power loss may lose acknowledged instances",
+                self.root,
+            )
+        self.last_recovery = self.recover(full_scan=None)
+        self._readers = _ReaderPool(self._db_path)
+        self._committer = Committer(self._db_path, "FULL" if self._full else "NORMAL", self._lock, self._batch_done)
+
+    # -- properties ---------------------------------------------------------------------------------
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where the data path writes ``.part`` files (inside the archive: same filesystem)."""
+        return self.root / INCOMING_DIR
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Index writer counters: ``commits``, ``rows`` (instance rows written), ``max_batch``, ``failures``."""
+        c = self._committer
+        return {"commits": c.commits, "rows": c.rows, "max_batch": c.max_batch, "failures": c.failures}
+
+    def new_part_path(self) -> Path:
+        """A fresh unique ``.part`` path in :attr:`incoming_dir` (for callers that do not make their own)."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        return self.incoming_dir / f"{os.getpid()}-{threading.get_ident()}-{seq}-{time.monotonic_ns()}.part"
+
+    # -- ingest -------------------------------------------------------------------------------------
+
+    def ingest(self, inst: StoredInstance) -> tuple[int, Optional[str]]:
+        """Validates, places and indexes one received file; returns ``(status, error_comment)``.
+
+        Every failure leaves neither the file nor an index row behind. See
+        :mod:`ferrodicom.archive.status` for the codes (PS3.4 B.2.3).
+        """
+        part = os.fspath(inst.part_path)
+        if os.path.dirname(part) != self._incoming:
+            raise ArchiveError(f"part file {part} is not in {self._incoming}")
+        if self._closed:
+            _unlink(part)
+            return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
+        if inst.parse_error is not None:
+            _unlink(part)
+            return st.CANNOT_UNDERSTAND, _comment(f"cannot parse data set: {inst.parse_error}")
+
+        sop_uid = clean_uid(inst.sop_instance_uid)
+        ok, problem = check_uid(sop_uid)
+        if not ok:
+            _unlink(part)
+            return st.INVALID_SOP_INSTANCE_UID, _comment(f"SOP Instance UID: {problem}")
+        if problem is not None:
+            self._warn_leading_zero("SOP Instance", sop_uid)
+        sop_class = clean_uid(inst.sop_class_uid)
+        keys = inst.keys
+        warnings: list[str] = []
+        ds_uid = keys.get("SOPInstanceUID")
+        ds_class = keys.get("SOPClassUID")
+        if ds_uid and ds_uid != sop_uid:
+            _unlink(part)
+            return st.SOP_CLASS_MISMATCH, "data set SOP Instance UID differs from the command's"
+        if ds_class and ds_class != sop_class:
+            _unlink(part)
+            return st.SOP_CLASS_MISMATCH, "data set SOP Class UID differs from the command's"
+        if not ds_uid or not ds_class:
+            warnings.append("no SOP Instance/Class UID in data set")
+        study_uid = keys.get("StudyInstanceUID") or ""
+        series_uid = keys.get("SeriesInstanceUID") or ""
+        study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
+
+        rel = f"{study_dir}/{series_dir}/{sop_uid}.dcm"
+        final = f"{self._root}/{rel}"
+        row = build_row(
+            keys,
+            sop_uid,
+            sop_class,
+            study_uid,
+            series_uid,
+            (inst.transfer_syntax_uid, inst.size, rel, time.time(), inst.calling_ae, inst.called_ae),
+        )
+
+        # One ingest per SOP Instance UID at a time: the duplicate decision sees every earlier one committed.
+        with self._pending_cv:
+            while sop_uid in self._pending:
+                self._pending_cv.wait()
+            self._pending.add(sop_uid)
+        queued = False
+        try:
+            try:
+                existing = self._lookup(sop_uid)
+            except sqlite3.Error as exc:
+                _unlink(part)
+                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not readable: {exc}")
+            backup: Optional[str] = None
+            old_other: Optional[str] = None
+            if existing is not None:
+                if self.duplicates == "reject":
+                    _unlink(part)
+                    return st.DUPLICATE_REJECTED, "duplicate SOP Instance UID refused"
+                if self.duplicates == "keep-first":
+                    _unlink(part)
+                    log.info("duplicate SOP Instance %s: kept the first one (%s)", sop_uid, existing)
+                    return st.SUCCESS, None
+                if existing == rel:
+                    backup = f"{part}.old"
+                    try:
+                        os.link(final, backup)
+                    except FileNotFoundError:
+                        backup = None
+                else:
+                    old_other = f"{self._root}/{existing}"
+
+            try:
+                self._ensure_dir(study_dir, series_dir)
+                os.replace(part, final)
+            except FileNotFoundError:
+                if backup is not None:
+                    _unlink(backup)
+                if os.path.exists(part):  # the directory vanished under us: make it again next time
+                    self._dirs.discard(f"{study_dir}/{series_dir}")
+                    _unlink(part)
+                    return st.OUT_OF_RESOURCES_IO, "archive directory disappeared"
+                return st.RECEIVED_FILE_UNUSABLE, "received file missing"
+            except OSError as exc:
+                _unlink(part)
+                if backup is not None:
+                    _unlink(backup)
+                if exc.errno in _DISK_FULL:
+                    return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
+                return st.OUT_OF_RESOURCES_IO, _comment(f"cannot place file: {exc.strerror or exc}")
+
+            try:
+                batch = self._committer.submit("put", row, sop_uid)
+            except RuntimeError:
+                self._undo(final, backup)
+                return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
+            queued = True
+            if not self._full:
+                if backup is not None or old_other is not None:
+                    batch.done.wait()
+                    if batch.error is None:
+                        self._after_replace(backup, old_other)
+                return self._status(inst, warnings)
+
+            fsync_error: Optional[OSError] = None
+            try:
+                _fsync_dir(f"{self._root}/{study_dir}/{series_dir}")
+            except OSError as exc:
+                fsync_error = exc
+            batch.done.wait()
+            if batch.error is not None:
+                self._undo(final, backup)
+                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not written: {batch.error}")
+            if fsync_error is not None:
+                self._committer.submit("delete", (sop_uid, rel), None).done.wait()
+                self._undo(final, backup)
+                code = st.OUT_OF_RESOURCES_DISK if fsync_error.errno in _DISK_FULL else st.OUT_OF_RESOURCES_IO
+                return code, _comment(f"cannot sync directory: {fsync_error.strerror}")
+            self._after_replace(backup, old_other)
+            return self._status(inst, warnings)
+        finally:
+            if not queued:
+                with self._pending_cv:
+                    self._pending.discard(sop_uid)
+                    self._pending_cv.notify_all()
+
+    def _status(self, inst: StoredInstance, warnings: list[str]) -> tuple[int, Optional[str]]:
+        if warnings:
+            return st.WARN_MISMATCH, _comment("; ".join(warnings))
+        if inst.discarded:
+            return st.WARN_DISCARDED, "elements discarded"
+        if inst.coerced:
+            return st.WARN_COERCED, "data elements coerced"
+        return st.SUCCESS, None
+
+    def _dir_names(self, study_uid: str, series_uid: str, warnings: list[str]) -> tuple[str, str]:
+        names = []
+        for label, uid in (("Study", study_uid), ("Series", series_uid)):
+            if uid in self._uid_ok:  # checked before
+                names.append(uid)
+                continue
+            ok, problem = check_uid(uid)
+            if ok:
+                if problem is not None:
+                    self._warn_leading_zero(label, uid)
+                names.append(uid)
+            else:
+                warnings.append(f"{label} Instance UID: {problem if uid else 'missing'}")
+                names.append(UNKNOWN_DIR)
+        return names[0], names[1]
+
+    def _warn_leading_zero(self, label: str, uid: str) -> None:
+        self._leading_zero_warnings += 1
+        if self._leading_zero_warnings <= 10 or self._leading_zero_warnings % 1000 == 0:
+            log.warning("%s UID %s has a component with a leading zero (PS3.5 9.1); accepted", label, uid)
+
+    def _ensure_dir(self, study_dir: str, series_dir: str) -> None:
+        key = f"{study_dir}/{series_dir}"
+        if key in self._dirs:
+            return
+        with self._dirs_lock:
+            if key in self._dirs:
+                return
+            study_path = f"{self._root}/{study_dir}"
+            series_path = f"{study_path}/{series_dir}"
+            made_study = made_series = False
+            try:
+                os.mkdir(study_path)
+                made_study = True
+            except FileExistsError:
+                pass
+            try:
+                os.mkdir(series_path)
+                made_series = True
+            except FileExistsError:
+                pass
+            if self._full:
+                # A new directory entry is durable only once its parent directory is synced.
+                if made_study:
+                    _fsync_dir(self._root)
+                if made_series or made_study:
+                    _fsync_dir(study_path)
+            self._dirs.add(key)
+            if len(self._uid_ok) > 100_000:
+                self._uid_ok.clear()
+            if study_dir != UNKNOWN_DIR:
+                self._uid_ok.add(study_dir)
+            if series_dir != UNKNOWN_DIR:
+                self._uid_ok.add(series_dir)
+
+    def _lookup(self, sop_uid: str) -> Optional[str]:
+        conn = self._readers.get()
+        try:
+            row = conn.execute(SQL_LOOKUP, (sop_uid,)).fetchone()
+        finally:
+            self._readers.put(conn)
+        return None if row is None else str(row[0])
+
+    def _undo(self, final: str, backup: Optional[str]) -> None:
+        """Takes a placed file back out after a failed commit (restoring the replaced one if any)."""
+        if backup is not None:
+            try:
+                os.replace(backup, final)
+                return
+            except OSError:
+                _unlink(backup)
+        _unlink(final)
+
+    def _after_replace(self, backup: Optional[str], old_other: Optional[str]) -> None:
+        if backup is not None:
+            _unlink(backup)
+        if old_other is not None:
+            _unlink(old_other)
+
+    def _batch_done(self, batch: Batch) -> None:
+        """Committer thread: releases the batch's SOP Instance UIDs for the next ingest of the same UID."""
+        if batch.error is not None:
+            self._dirty = True
+            if not self._full:
+                log.error("archive index commit failed (durability none): %s; recovery runs at next open", batch.error)
+        if batch.uids:
+            with self._pending_cv:
+                self._pending.difference_update(batch.uids)
+                self._pending_cv.notify_all()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Waits until every row queued so far is committed (matters with durability none)."""
+        self._committer.flush()
+
+    def close(self) -> None:
+        """Commits what is queued, stops the committer thread and marks a clean shutdown."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._committer.close()
+            self._readers.close()
+            if not self._dirty:
+                self._mark_clean()
+        finally:
+            os.close(self._lock_fd)
+
+    def _mark_clean(self) -> None:
+        conn = connect(self._db_path, "FULL")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        marker = self.root / CLEAN_MARKER
+        marker.write_bytes(b"")
+        if self._full:
+            fd = os.open(marker, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self._root)
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recovery -----------------------------------------------------------------------------------
+
+    def recover(self, full_scan: Optional[bool] = True) -> dict[str, int]:
+        """Brings files and index back in line after a crash (run by ``Archive()`` at open).
+
+        Deletes leftover ``.incoming`` files; with a full scan (always after an unclean shutdown) also
+        indexes complete files missing from the index, removes index rows whose file is missing, and moves
+        unreadable files to ``.quarantine``. Returns the counts.
+        """
+        from ferrodicom.archive.recovery import recover
+
+        if full_scan is None:
+            marker = self.root / CLEAN_MARKER
+            full_scan = not marker.exists()
+            if not full_scan:
+                marker.unlink()
+                if self._full:
+                    _fsync_dir(self._root)
+        if getattr(self, "_committer", None) is not None:
+            self.flush()
+        with self._dirs_lock:
+            self._dirs.clear()
+            self._uid_ok.clear()
+        return recover(self, full_scan)
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of indexed instances (after committing what is queued)."""
+        self.flush()
+        conn = self._readers.get()
+        try:
+            return int(conn.execute("SELECT count(*) FROM instance").fetchone()[0])
+        finally:
+            self._readers.put(conn)
+
+    def query(self, level: str = "instance", **filters: Any) -> list[dict[str, Any]]:
+        """Rows of one level ("patient", "study", "series", "instance") matching every filter.
+
+        Filters are DICOM keywords (or ``path``, ``calling_ae``, ...): a string matches exactly, or as a
+        PS3.4 C.2.2.2.4 wildcard if it contains ``*`` or ``?``; a list/tuple matches any of its values;
+        None matches a missing value. Instance rows carry their series, study and patient attributes.
+        """
+        level = level.lower()
+        if level == "image":
+            level = "instance"
+        if level not in _LEVEL_SQL:
+            raise ArchiveError(f"unknown level {level!r}; one of {', '.join(_LEVEL_SQL)}")
+        sql, allowed = _LEVEL_SQL[level]
+        qualify = _QUALIFY.get(level, {})
+        where: list[str] = []
+        params: list[Any] = []
+        for key, value in filters.items():
+            if key not in allowed:
+                raise ArchiveError(f"{key} is not a {level}-level key")
+            col = qualify.get(key, key)
+            if value is None:
+                where.append(f"({col} IS NULL OR {col} = '')")
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                values = list(value)
+                where.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+            elif isinstance(value, str) and ("*" in value or "?" in value):
+                pattern = value.replace("[", "[[]").replace("*", "\x00").replace("?", "_q_")
+                pattern = pattern.replace("\x00", "*").replace("_q_", "?")
+                where.append(f"{col} GLOB ?")
+                params.append(pattern)
+            else:
+                where.append(f"{col} = ?")
+                params.append(value)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        self.flush()
+        conn = self._readers.get()
+        try:
+            cur = conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            self._readers.put(conn)

@@ -1,0 +1,31 @@
+"""``ferrodicom echo``: Verification SCU (PS3.4 Annex A), like DCMTK's echoscu."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("echo")
+@click.option("--aet", default="FERRODICOM", show_default=True, help="Our (calling) AE title.")
+@click.option("--aec", default="ANY-SCP", show_default=True, help="The peer's (called) AE title.")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 1_000_000), help="C-ECHOs to send.")
+@click.option("--max-pdu", default=None, type=click.IntRange(0, 2**32 - 1), help="Max PDU we receive (0: unlimited).")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Connect/ACSE/DIMSE timeout, seconds.")
+@click.argument("host")
+@click.argument("port", type=click.IntRange(1, 65535))
+def command(aet: str, aec: str, repeat: int, max_pdu: int | None, timeout: float, host: str, port: int) -> None:
+    """Send C-ECHO to HOST PORT; exit status 0 when every echo succeeded."""
+    from ferrodicom.services.verification import echo
+
+    assoc, statuses = echo(host, port, calling_ae=aet, called_ae=aec, repeat=repeat, max_pdu=max_pdu, timeout=timeout)
+    if assoc.error is not None or assoc.acceptor is None:
+        click.echo(f"association failed: {assoc.error}", err=True)
+        sys.exit(2)
+    failed = [s for s in statuses if not s.is_success]
+    for s in statuses[:1] + failed[:5]:
+        click.echo(f"C-ECHO status 0x{int(s):04X} ({s.meaning})")
+    if len(statuses) > 1:
+        click.echo(f"{len(statuses)} C-ECHO sent, {len(statuses) - len(failed)} succeeded")
+    sys.exit(1 if failed or len(statuses) != repeat else 0)

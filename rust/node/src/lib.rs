@@ -1,0 +1,10 @@
+//! The node's Rust core: the SCP server loop and the streaming C-STORE data path.
+//! Knows associations (ul) and data sets (codec); knows nothing of Python.
+pub mod server;
+pub mod storage;
+
+pub use server::{FieldValue, Handler, Reply, Server, ServerConfig, Session};
+pub use storage::{
+    receive_to_file, send_data_set, send_file, Outgoing, Received, SendError, StorageConfig,
+    StoreResponse,
+};

@@ -1,0 +1,329 @@
+//! The SCP: accept loop, one thread per association, negotiation against a fixed configuration,
+//! and dispatch of DIMSE requests to a [`Handler`] (PS3.7 §9–10). C-ECHO is answered here unless
+//! the handler routes it; C-STORE data sets stream to disk through [`crate::storage`].
+use crate::storage::{receive_to_file, Received, StorageConfig};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use ul::dimse::{self, command_field, command_vr, CommandVr};
+use ul::negotiate::{reject, AcceptorConfig};
+use ul::pdu::{AssociateRj, AssociateRq};
+use ul::{AssocError, Association, Command, Incoming, Negotiated, NegotiatedContext, Timeouts};
+
+/// A value for an extra response command field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Int(u32),
+    Str(String),
+    Tags(Vec<u32>),
+}
+
+/// One DIMSE response: status, optional data set, extra command fields (e.g. Error Comment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub data: Option<Vec<u8>>,
+    pub fields: Vec<(u16, FieldValue)>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            ..Default::default()
+        }
+    }
+    pub fn with_comment(status: u16, comment: &str) -> Reply {
+        // Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1? general; PS3.5 §6.2).
+        let comment: String = comment.chars().take(64).collect();
+        Reply {
+            status,
+            data: None,
+            fields: vec![(dimse::tag::ERROR_COMMENT, FieldValue::Str(comment))],
+        }
+    }
+}
+
+/// What the server does with requests; implemented by the Python bindings.
+pub trait Handler: Send + Sync + 'static {
+    /// Called when an association is established; the session lives as long as it does.
+    fn open(&self, negotiated: &Negotiated, peer: Option<SocketAddr>) -> Box<dyn Session>;
+    /// Called when an association request was rejected.
+    fn rejected(&self, _rq: &AssociateRq, _rj: AssociateRj) {}
+    /// True if requests with this Command Field go to [`Session::request`].
+    fn routes(&self, field: u16) -> bool;
+    /// Where C-STORE data sets go, if this node stores.
+    fn storage(&self) -> Option<&StorageConfig>;
+}
+
+/// Per-association callbacks.
+pub trait Session: Send {
+    /// A request with its (small, in-memory) data set; returns one or more responses.
+    fn request(
+        &mut self,
+        ctx: &NegotiatedContext,
+        command: Command,
+        data: Option<Vec<u8>>,
+    ) -> Vec<Reply>;
+    /// A C-STORE whose data set was streamed to disk (or failed); returns the response.
+    fn stored(&mut self, ctx: &NegotiatedContext, command: &Command, received: Received) -> Reply;
+    /// The association ended: "released" or "aborted".
+    fn close(&mut self, outcome: &'static str);
+}
+
+/// Server settings handed down once.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub acceptor: AcceptorConfig,
+    pub timeouts: Timeouts,
+    pub max_associations: usize,
+    /// Largest data set (other than C-STORE's, which streams) read into memory for a handler.
+    pub max_data_set: usize,
+}
+
+struct Shared {
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    active: AtomicUsize,
+    total: AtomicU64,
+    stop: AtomicBool,
+    aborts: Mutex<HashMap<u64, ul::AbortHandle>>,
+}
+
+/// A listening SCP.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: Mutex<Option<TcpListener>>,
+    local: SocketAddr,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port).
+    pub fn bind(
+        addr: (&str, u16),
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            handler,
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            aborts: Mutex::new(HashMap::new()),
+        });
+        Ok(Server {
+            shared,
+            listener: Mutex::new(Some(listener)),
+            local,
+            thread: Mutex::new(None),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+    pub fn total(&self) -> u64 {
+        self.shared.total.load(Ordering::Relaxed)
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+    pub fn is_started(&self) -> bool {
+        self.listener.lock().map(|l| l.is_none()).unwrap_or(true)
+    }
+
+    /// Starts the accept loop on its own thread.
+    pub fn start(&self) -> std::io::Result<()> {
+        let listener = self
+            .listener
+            .lock()
+            .map_err(|_| std::io::Error::other("lock poisoned"))?
+            .take()
+            .ok_or_else(|| std::io::Error::other("server already started"))?;
+        let shared = self.shared.clone();
+        let h = std::thread::Builder::new()
+            .name("ferrodicom-accept".into())
+            .spawn(move || accept_loop(shared, listener))?;
+        if let Ok(mut t) = self.thread.lock() {
+            *t = Some(h);
+        }
+        Ok(())
+    }
+
+    /// Stops accepting, aborts open associations and waits (up to ~5 s) for their threads.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let wake = if self.local.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.local.port()))
+        } else {
+            self.local
+        };
+        // Wake the blocking accept() with a connection of our own.
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = h.join();
+        }
+        if let Ok(m) = self.shared.aborts.lock() {
+            for h in m.values() {
+                h.abort();
+            }
+        }
+        for _ in 0..500 {
+            if self.shared.active.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Ok(mut l) = self.listener.lock() {
+            l.take();
+        }
+    }
+}
+
+fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut conn_id = 0u64;
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        conn_id += 1;
+        shared.total.fetch_add(1, Ordering::Relaxed);
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        let sh = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ferrodicom-assoc-{conn_id}"))
+            .spawn(move || {
+                let sh2 = sh.clone();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve_association(sh, stream, conn_id)
+                }));
+                if let Ok(mut m) = sh2.aborts.lock() {
+                    m.remove(&conn_id);
+                }
+                sh2.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn apply_fields(rsp: &mut Command, fields: &[(u16, FieldValue)]) {
+    for (el, v) in fields {
+        match v {
+            FieldValue::Int(i) if command_vr(*el) == CommandVr::US => rsp.set_us(*el, *i as u16),
+            FieldValue::Int(i) => rsp.set_raw(*el, i.to_le_bytes().to_vec()),
+            FieldValue::Str(s) => rsp.set_str(*el, s),
+            FieldValue::Tags(t) => rsp.set_tags(*el, t),
+        }
+    }
+}
+
+fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
+    let cfg = &shared.config;
+    let (mut assoc, rq) = match Association::accept_transport(stream, cfg.timeouts) {
+        Ok(x) => x,
+        Err(_) => return,
+    };
+    if shared.active.load(Ordering::SeqCst) > cfg.max_associations {
+        if assoc.reject(reject::LOCAL_LIMIT_EXCEEDED).is_ok() {
+            shared.handler.rejected(&rq, reject::LOCAL_LIMIT_EXCEEDED);
+        }
+        return;
+    }
+    if let Err(AssocError::Rejected(rj)) = assoc.respond(&cfg.acceptor, &rq) {
+        shared.handler.rejected(&rq, rj);
+        return;
+    }
+    if !assoc.is_established() {
+        return;
+    }
+    if let Ok(h) = assoc.abort_handle() {
+        if let Ok(mut m) = shared.aborts.lock() {
+            m.insert(conn_id, h);
+        }
+    }
+    let calling_ae = assoc.negotiated().calling_ae.clone();
+    let mut session = shared.handler.open(assoc.negotiated(), assoc.peer_addr());
+    let storage = shared.handler.storage();
+    let outcome = loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            let _ = assoc.abort(0);
+            break "aborted";
+        }
+        let (ctx_id, command) = match assoc.receive(cfg.timeouts.dimse) {
+            Ok(Incoming::Command {
+                context_id,
+                command,
+            }) => (context_id, command),
+            Ok(Incoming::Released) => break "released",
+            Ok(Incoming::Aborted(_)) | Err(_) => break "aborted",
+        };
+        let Some(field) = command.command_field() else {
+            break "aborted";
+        };
+        let Some(ctx) = assoc.negotiated().context(ctx_id).cloned() else {
+            break "aborted";
+        };
+        if !command.is_request() || field == command_field::C_CANCEL_RQ {
+            // A response we never asked for, or a cancel with nothing to cancel: ignore it.
+            continue;
+        }
+        let replies =
+            if field == command_field::C_STORE_RQ && command.has_data_set() && storage.is_some() {
+                let store = storage.expect("checked above");
+                match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
+                    Ok(received) => vec![session.stored(&ctx, &command, received)],
+                    Err(_) => break "aborted",
+                }
+            } else if shared.handler.routes(field) {
+                let data = if command.has_data_set() {
+                    match assoc.read_data_set_to_vec(cfg.max_data_set) {
+                        Ok(d) => Some(d),
+                        Err(_) => break "aborted",
+                    }
+                } else {
+                    None
+                };
+                session.request(&ctx, command.clone(), data)
+            } else if field == command_field::C_ECHO_RQ {
+                vec![Reply::status(0x0000)]
+            } else if field == command_field::C_STORE_RQ {
+                // No storage configured for an accepted storage context: refused, out of resources.
+                vec![Reply::with_comment(
+                    0xA700,
+                    "this node does not store instances",
+                )]
+            } else {
+                // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
+                vec![Reply::status(0x0211)]
+            };
+        let mut failed = false;
+        for reply in replies {
+            let mut rsp = dimse::response_to(&command, reply.status, reply.data.is_some());
+            apply_fields(&mut rsp, &reply.fields);
+            if assoc
+                .send_message(ctx_id, &rsp, reply.data.as_deref())
+                .is_err()
+            {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            break "aborted";
+        }
+    };
+    session.close(outcome);
+}

@@ -1,0 +1,437 @@
+//! The streaming C-STORE data path (PS3.4 Annex B, PS3.7 §9.1.1).
+//!
+//! Receiving: the data-set PDVs of a C-STORE-RQ go straight through the codec (validating,
+//! extracting index keys, optionally converting the transfer syntax) into a Part 10 file in the
+//! archive's incoming folder (PS3.10 §7.1 preamble and File Meta first), which is fsynced. Memory
+//! stays bounded by the codec's and the writer's buffers, whatever the size of the data set.
+//!
+//! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
+//! the fly when the peer accepted another uncompressed transfer syntax.
+use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
+use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use ul::dimse::{self, command_field, tag};
+use ul::{AssocError, Association, Command, Incoming, NegotiatedContext};
+
+/// How received instances are written.
+#[derive(Clone)]
+pub struct StorageConfig {
+    /// Folder for the temporary `.part` files (on the archive's filesystem, so a rename is atomic).
+    pub incoming_dir: PathBuf,
+    /// Store uncompressed data sets in this transfer syntax (converted while streaming); `None`
+    /// keeps what was negotiated. Encapsulated syntaxes are always stored exactly as received.
+    pub store_transfer_syntax: Option<String>,
+    /// fsync each file before it is reported (durability "full").
+    pub fsync: bool,
+    pub implementation_class_uid: String,
+    pub implementation_version_name: String,
+    pub dictionary: Dictionary,
+    /// Top-level attributes extracted while streaming, for the index.
+    pub extract: Vec<Tag>,
+}
+
+/// The outcome of receiving one data set.
+#[derive(Debug)]
+pub struct Received {
+    /// The complete Part 10 file (None when `failure` is set: nothing is left behind).
+    pub part_path: Option<PathBuf>,
+    /// File size in bytes.
+    pub size: u64,
+    /// The transfer syntax the file is stored in.
+    pub transfer_syntax: String,
+    /// Extracted values as text (PS3.5 §6.2 padding removed; binary integers in decimal).
+    pub keys: Vec<(Tag, String)>,
+    /// A failure status and its comment (e.g. 0xC000 unparsable, 0xA700 out of resources).
+    pub failure: Option<(u16, String)>,
+}
+
+static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The value of an extracted element as text.
+pub fn value_text(v: &codec::ExtractedValue) -> String {
+    match v.vr {
+        Vr::US | Vr::UL | Vr::SS | Vr::SL => v.as_u64().map(|n| n.to_string()).unwrap_or_default(),
+        _ => v.as_string(),
+    }
+}
+
+fn keys_of(ex: &Extracted) -> Vec<(Tag, String)> {
+    ex.iter().map(|(t, v)| (t, value_text(v))).collect()
+}
+
+/// Maps a write error to a DIMSE failure: out of resources for a full disk or quota
+/// (PS3.4 B.2.3 A7xx), processing failure otherwise.
+fn io_failure(e: &io::Error) -> (u16, String) {
+    let full = matches!(e.raw_os_error(), Some(28) | Some(122)); // ENOSPC, EDQUOT
+    if full || e.kind() == io::ErrorKind::StorageFull {
+        (0xA700, format!("out of resources: {e}"))
+    } else {
+        (0xA701, format!("cannot write the instance: {e}"))
+    }
+}
+
+/// What the sink saw while the PDVs streamed.
+enum SinkState {
+    Writing,
+    /// Something failed: the rest of the data set is read and discarded.
+    Draining((u16, String)),
+}
+
+/// Receives the pending data set of `command` (a C-STORE-RQ) into a Part 10 file.
+/// Association-level failures (abort, timeout, protocol error) are returned as `Err`; data
+/// failures (unparsable data set, full disk) come back in `Received::failure` with the data set
+/// fully drained and no file left behind.
+pub fn receive_to_file(
+    assoc: &mut Association,
+    command: &Command,
+    ctx: &NegotiatedContext,
+    calling_ae: &str,
+    cfg: &StorageConfig,
+) -> Result<Received, AssocError> {
+    let src = TransferSyntax::from_uid(&ctx.transfer_syntax);
+    let dst = match &cfg.store_transfer_syntax {
+        Some(t) if src.native && TransferSyntax::from_uid(t).native => TransferSyntax::from_uid(t),
+        _ => src.clone(),
+    };
+    let sop_class = command
+        .get_str(tag::AFFECTED_SOP_CLASS_UID)
+        .unwrap_or_default();
+    let sop_instance = command
+        .get_str(tag::AFFECTED_SOP_INSTANCE_UID)
+        .unwrap_or_default();
+    let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let part_path = cfg
+        .incoming_dir
+        .join(format!("{}-{}.part", std::process::id(), n));
+
+    let mut state = SinkState::Writing;
+    let mut file: Option<BufWriter<File>> = None;
+    let mut converter = match StreamConverter::new(&src, &dst, &cfg.dictionary, &cfg.extract) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            state = SinkState::Draining((0xC000, format!("cannot convert: {e}")));
+            None
+        }
+    };
+    if let SinkState::Writing = state {
+        let opened = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part_path)
+            .and_then(|f| {
+                let mut w = BufWriter::with_capacity(1 << 20, f);
+                write_file_meta(
+                    &mut w,
+                    &FileMetaInfo {
+                        sop_class_uid: &sop_class,
+                        sop_instance_uid: &sop_instance,
+                        transfer_syntax_uid: &dst.uid,
+                        implementation_class_uid: &cfg.implementation_class_uid,
+                        implementation_version_name: &cfg.implementation_version_name,
+                        source_ae_title: calling_ae,
+                    },
+                )?;
+                Ok(w)
+            });
+        match opened {
+            Ok(w) => file = Some(w),
+            Err(e) => state = SinkState::Draining(io_failure(&e)),
+        }
+    }
+
+    let streamed = assoc.read_data_set(|chunk| {
+        if let (SinkState::Writing, Some(conv), Some(w)) =
+            (&state, converter.as_mut(), file.as_mut())
+        {
+            if let Err(e) = conv.feed(chunk, w) {
+                state = SinkState::Draining(match e {
+                    codec::CodecError::Io(io) => io_failure(&io),
+                    other => (0xC000, format!("cannot understand the data set: {other}")),
+                });
+            }
+        }
+        Ok(())
+    });
+    let cleanup = |file: Option<BufWriter<File>>| {
+        drop(file);
+        let _ = std::fs::remove_file(&part_path);
+    };
+    if let Err(e) = streamed {
+        cleanup(file);
+        return Err(e);
+    }
+    let mut extracted = Extracted::default();
+    if let (SinkState::Writing, Some(conv), Some(w)) = (&state, converter.take(), file.as_mut()) {
+        match conv.finish(w) {
+            Ok(ex) => extracted = ex,
+            Err(codec::CodecError::Io(io)) => state = SinkState::Draining(io_failure(&io)),
+            Err(e) => {
+                state =
+                    SinkState::Draining((0xC000, format!("cannot understand the data set: {e}")))
+            }
+        }
+    }
+    if let SinkState::Writing = state {
+        let w = file.take().expect("file is open while writing");
+        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|f| {
+            if cfg.fsync {
+                f.sync_all()?;
+            }
+            f.metadata().map(|m| m.len())
+        });
+        match done {
+            Ok(size) => {
+                return Ok(Received {
+                    part_path: Some(part_path),
+                    size,
+                    transfer_syntax: dst.uid,
+                    keys: keys_of(&extracted),
+                    failure: None,
+                })
+            }
+            Err(e) => state = SinkState::Draining(io_failure(&e)),
+        }
+    }
+    cleanup(file);
+    let SinkState::Draining(failure) = state else {
+        unreachable!("writing state returned above")
+    };
+    Ok(Received {
+        part_path: None,
+        size: 0,
+        transfer_syntax: dst.uid,
+        keys: Vec::new(),
+        failure: Some(failure),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+// ---------------------------------------------------------------------------------------------
+
+/// Why a C-STORE could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Assoc(#[from] AssocError),
+    #[error("{0}")]
+    Codec(#[from] codec::CodecError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("no accepted presentation context for SOP class {sop_class} in a usable transfer syntax (data is {transfer_syntax})")]
+    NoContext {
+        sop_class: String,
+        transfer_syntax: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the peer answered.
+#[derive(Debug)]
+pub struct StoreResponse {
+    pub status: u16,
+    pub response: Command,
+    /// Data-set bytes sent (after conversion).
+    pub bytes: u64,
+    /// The transfer syntax the data set was sent in.
+    pub transfer_syntax: String,
+}
+
+/// Identification of one data set to send.
+pub struct Outgoing<'a> {
+    pub sop_class_uid: &'a str,
+    pub sop_instance_uid: &'a str,
+    pub transfer_syntax_uid: &'a str,
+    pub message_id: u16,
+    pub priority: u16,
+    /// (Move Originator AE title, Move Originator Message ID) for C-MOVE sub-operations.
+    pub move_originator: Option<(&'a str, u16)>,
+}
+
+/// Picks the accepted context for the data: the same transfer syntax if accepted, else any
+/// accepted uncompressed one the codec can convert to.
+pub fn choose_context<'n>(
+    negotiated: &'n ul::Negotiated,
+    sop_class: &str,
+    ts: &str,
+) -> Option<&'n NegotiatedContext> {
+    let ours = TransferSyntax::from_uid(ts);
+    negotiated
+        .contexts
+        .iter()
+        .find(|c| c.accepted() && c.abstract_syntax == sop_class && c.transfer_syntax == ours.uid)
+        .or_else(|| {
+            if !ours.native {
+                return None;
+            }
+            negotiated.contexts.iter().find(|c| {
+                c.accepted()
+                    && c.abstract_syntax == sop_class
+                    && TransferSyntax::from_uid(&c.transfer_syntax).native
+            })
+        })
+}
+
+/// Sends one data set read from `data` (already positioned at the data set) as a C-STORE-RQ and
+/// waits for the C-STORE-RSP.
+pub fn send_data_set(
+    assoc: &mut Association,
+    out: &Outgoing<'_>,
+    data: &mut dyn Read,
+    dict: &Dictionary,
+    dimse_timeout: Option<Duration>,
+) -> Result<StoreResponse, SendError> {
+    ul::negotiate::check_uid(out.sop_instance_uid).map_err(SendError::Invalid)?;
+    let ctx = choose_context(
+        assoc.negotiated(),
+        out.sop_class_uid,
+        out.transfer_syntax_uid,
+    )
+    .cloned()
+    .ok_or_else(|| SendError::NoContext {
+        sop_class: out.sop_class_uid.to_string(),
+        transfer_syntax: out.transfer_syntax_uid.to_string(),
+    })?;
+    let src = TransferSyntax::from_uid(out.transfer_syntax_uid);
+    let dst = TransferSyntax::from_uid(&ctx.transfer_syntax);
+    let mut rq = dimse::request(
+        command_field::C_STORE_RQ,
+        out.message_id,
+        out.sop_class_uid,
+        true,
+    );
+    rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, out.sop_instance_uid);
+    rq.set_us(tag::PRIORITY, out.priority);
+    if let Some((ae, id)) = out.move_originator {
+        rq.set_str(tag::MOVE_ORIGINATOR_AE_TITLE, ae);
+        rq.set_us(tag::MOVE_ORIGINATOR_MESSAGE_ID, id);
+    }
+    let bytes = {
+        let mut w = assoc.send_command_with_writer(ctx.id, &rq)?;
+        let mut buf = vec![0u8; 1 << 20];
+        if src.uid == dst.uid {
+            loop {
+                let n = data.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                w.write_all(&buf[..n])?;
+            }
+        } else {
+            let mut conv = StreamConverter::new(&src, &dst, dict, &[])?;
+            loop {
+                let n = data.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                conv.feed(&buf[..n], &mut w)?;
+            }
+            conv.finish(&mut w)?;
+        }
+        w.finish()?
+    };
+    loop {
+        match assoc.receive(dimse_timeout)? {
+            Incoming::Command { command, .. } => {
+                if command.command_field() == Some(command_field::C_STORE_RSP)
+                    && command.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO) == Some(out.message_id)
+                {
+                    let status = command
+                        .status()
+                        .ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
+                    return Ok(StoreResponse {
+                        status,
+                        response: command,
+                        bytes,
+                        transfer_syntax: dst.uid,
+                    });
+                }
+                // Anything else (e.g. an unsolicited request) is not ours to answer here.
+                return Err(SendError::Invalid(format!(
+                    "expected C-STORE-RSP to message {}, received {}",
+                    out.message_id,
+                    command
+                        .command_field()
+                        .and_then(command_field::name)
+                        .unwrap_or("an unknown message")
+                )));
+            }
+            Incoming::Released => {
+                return Err(AssocError::Protocol(
+                    "peer released the association during C-STORE".into(),
+                )
+                .into())
+            }
+            Incoming::Aborted(a) => return Err(AssocError::Aborted(a).into()),
+        }
+    }
+}
+
+/// SOP Class UID (0008,0016) and SOP Instance UID (0008,0018) from the start of a data set, which
+/// the C-STORE-RQ must carry (PS3.4 B.2.2); group 0008 precedes bulk data, so a prefix suffices.
+fn data_set_uids(prefix: &[u8], ts: &str, dict: &Dictionary) -> (Option<String>, Option<String>) {
+    let class = Tag::new(0x0008, 0x0016);
+    let inst = Tag::new(0x0008, 0x0018);
+    let Ok(mut conv) = StreamConverter::from_uids(ts, ts, dict, &[class, inst]) else {
+        return (None, None);
+    };
+    let mut sink = io::sink();
+    let _ = conv.feed(prefix, &mut sink);
+    let ex = conv.extracted();
+    (ex.string(class), ex.string(inst))
+}
+
+/// Sends a Part 10 file as a C-STORE-RQ. The SOP Class and Instance UIDs come from the data set
+/// (as DCMTK's storescu does), falling back to the File Meta; the transfer syntax from the File Meta.
+pub fn send_file(
+    assoc: &mut Association,
+    path: &Path,
+    message_id: u16,
+    priority: u16,
+    move_originator: Option<(&str, u16)>,
+    dict: &Dictionary,
+    dimse_timeout: Option<Duration>,
+) -> Result<StoreResponse, SendError> {
+    let mut f = io::BufReader::with_capacity(1 << 20, File::open(path)?);
+    let (meta, mut rest) = read_file_meta(&mut f)?;
+    let ts = meta.transfer_syntax_uid().unwrap_or_default();
+    // Read ahead (at most 64 KiB) to find the UIDs in the data set itself.
+    if rest.len() < 64 * 1024 && !TransferSyntax::from_uid(&ts).deflated {
+        let mut more = vec![0u8; 64 * 1024 - rest.len()];
+        let mut filled = 0;
+        while filled < more.len() {
+            let n = f.read(&mut more[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        rest.extend_from_slice(&more[..filled]);
+    }
+    let (ds_class, ds_inst) = if TransferSyntax::from_uid(&ts).deflated {
+        (None, None)
+    } else {
+        data_set_uids(&rest, &ts, dict)
+    };
+    let class = ds_class
+        .or_else(|| meta.string(Tag::new(0x0002, 0x0002)))
+        .unwrap_or_default();
+    let inst = ds_inst
+        .or_else(|| meta.string(Tag::new(0x0002, 0x0003)))
+        .unwrap_or_default();
+    let out = Outgoing {
+        sop_class_uid: &class,
+        sop_instance_uid: &inst,
+        transfer_syntax_uid: &ts,
+        message_id,
+        priority,
+        move_originator,
+    };
+    let mut data = io::Cursor::new(rest).chain(f);
+    send_data_set(assoc, &out, &mut data, dict, dimse_timeout)
+}

@@ -1,0 +1,628 @@
+//! Association negotiation without I/O (PS3.8 §7.1, §9.3.2–9.3.4; PS3.7 Annex D.3).
+//!
+//! The acceptor answers an A-ASSOCIATE-RQ from its configuration; the requestor builds the
+//! request and interprets the answer. Both produce the same [`Negotiated`] summary.
+use crate::pdu::*;
+use std::collections::HashMap;
+
+/// Implementation Class UID of ferrodicom (a 2.25 UUID-derived UID, generated once; PS3.5 §B.2).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.3988075651491133059190005823922452769";
+/// Implementation Version Name of ferrodicom (at most 16 characters, PS3.7 D.3.3.2.3).
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
+    "FERRODICOM_",
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    env!("CARGO_PKG_VERSION_MINOR"),
+    env!("CARGO_PKG_VERSION_PATCH")
+);
+/// Default maximum PDU length we receive.
+pub const DEFAULT_MAX_PDU: u32 = 262_144;
+/// Most presentation contexts one association can carry (odd IDs 1..=255, PS3.8 §9.3.2.2).
+pub const MAX_PRESENTATION_CONTEXTS: usize = 128;
+
+/// A-ASSOCIATE-RJ reasons used by the acceptor (PS3.8 §9.3.4, Table 9-21).
+pub mod reject {
+    use crate::pdu::AssociateRj;
+    pub const NO_REASON: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 1,
+    };
+    pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 2,
+    };
+    pub const CALLING_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 3,
+    };
+    pub const CALLED_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 1,
+        reason: 7,
+    };
+    pub const PROTOCOL_VERSION_NOT_SUPPORTED: AssociateRj = AssociateRj {
+        result: 1,
+        source: 2,
+        reason: 2,
+    };
+    pub const TEMPORARY_CONGESTION: AssociateRj = AssociateRj {
+        result: 2,
+        source: 3,
+        reason: 1,
+    };
+    pub const LOCAL_LIMIT_EXCEEDED: AssociateRj = AssociateRj {
+        result: 2,
+        source: 3,
+        reason: 2,
+    };
+}
+
+/// Presentation context results (PS3.8 Table 9-18).
+pub mod pc_result {
+    pub const ACCEPTANCE: u8 = 0;
+    pub const USER_REJECTION: u8 = 1;
+    pub const NO_REASON: u8 = 2;
+    pub const ABSTRACT_SYNTAX_NOT_SUPPORTED: u8 = 3;
+    pub const TRANSFER_SYNTAXES_NOT_SUPPORTED: u8 = 4;
+}
+
+/// One abstract syntax this AE supports as acceptor, with the roles it may play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupportedContext {
+    pub abstract_syntax: String,
+    /// Transfer syntaxes accepted; the proposer's order decides among them.
+    pub transfer_syntaxes: Vec<String>,
+    /// We may act as SCP for this class (the requestor as SCU): the default role.
+    pub scp_role: bool,
+    /// We may act as SCU for this class (the requestor as SCP, e.g. C-GET storage sub-operations).
+    pub scu_role: bool,
+}
+
+/// Acceptor configuration: handed down once per server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptorConfig {
+    pub ae_title: String,
+    /// Reject with 1/1/7 when the called AE title is not ours.
+    pub require_called_aet: bool,
+    /// When set, only these calling AE titles are accepted (else 1/1/3).
+    pub allowed_calling_aets: Option<Vec<String>>,
+    pub contexts: Vec<SupportedContext>,
+    pub max_pdu: u32,
+    pub implementation_class_uid: String,
+    pub implementation_version_name: Option<String>,
+    /// Replies to SOP Class Extended Negotiation, by SOP class UID (PS3.7 D.3.3.5).
+    pub extended_negotiation: HashMap<String, Vec<u8>>,
+}
+
+impl AcceptorConfig {
+    pub fn new(ae_title: &str) -> Self {
+        AcceptorConfig {
+            ae_title: ae_title.to_string(),
+            require_called_aet: false,
+            allowed_calling_aets: None,
+            contexts: Vec::new(),
+            max_pdu: DEFAULT_MAX_PDU,
+            implementation_class_uid: IMPLEMENTATION_CLASS_UID.to_string(),
+            implementation_version_name: Some(IMPLEMENTATION_VERSION_NAME.to_string()),
+            extended_negotiation: HashMap::new(),
+        }
+    }
+}
+
+/// A presentation context as negotiated, from the local point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedContext {
+    pub id: u8,
+    pub abstract_syntax: String,
+    /// The accepted transfer syntax (empty when rejected).
+    pub transfer_syntax: String,
+    pub result: u8,
+    /// This side may act as SCU (send requests) on this context.
+    pub local_scu: bool,
+    /// This side may act as SCP (answer requests) on this context.
+    pub local_scp: bool,
+}
+
+impl NegotiatedContext {
+    pub fn accepted(&self) -> bool {
+        self.result == pc_result::ACCEPTANCE
+    }
+}
+
+/// The outcome of negotiation: what both sides agreed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Negotiated {
+    pub calling_ae: String,
+    pub called_ae: String,
+    pub contexts: Vec<NegotiatedContext>,
+    /// Largest PDU the peer accepts (0 = unlimited); we fragment to this.
+    pub peer_max_pdu: u32,
+    /// Largest PDU we accept; longer P-DATA-TF PDUs are refused.
+    pub local_max_pdu: u32,
+    pub peer_implementation_class_uid: String,
+    pub peer_implementation_version_name: Option<String>,
+    /// The requestor's user identity item, if any (type, primary, secondary).
+    pub user_identity: Option<(u8, Vec<u8>, Vec<u8>)>,
+    /// SOP Class Extended Negotiation items agreed (acceptor's replies).
+    pub extended_negotiation: Vec<(String, Vec<u8>)>,
+    /// SOP Class Common Extended Negotiation items the requestor sent.
+    pub common_extended: Vec<(String, String, Vec<String>)>,
+}
+
+impl Negotiated {
+    pub fn context(&self, id: u8) -> Option<&NegotiatedContext> {
+        self.contexts.iter().find(|c| c.id == id)
+    }
+    /// The first accepted context for an abstract syntax, preferring `transfer_syntax` if given.
+    pub fn find_context(
+        &self,
+        abstract_syntax: &str,
+        transfer_syntax: Option<&str>,
+    ) -> Option<&NegotiatedContext> {
+        let mut it = self
+            .contexts
+            .iter()
+            .filter(|c| c.accepted() && c.abstract_syntax == abstract_syntax);
+        match transfer_syntax {
+            Some(ts) => self
+                .contexts
+                .iter()
+                .find(|c| {
+                    c.accepted() && c.abstract_syntax == abstract_syntax && c.transfer_syntax == ts
+                })
+                .or_else(|| it.next()),
+            None => it.next(),
+        }
+    }
+}
+
+/// The acceptor's answer to an A-ASSOCIATE-RQ: accept with this AC and summary, or reject.
+pub fn accept_or_reject(
+    cfg: &AcceptorConfig,
+    rq: &AssociateRq,
+) -> Result<(AssociateAc, Negotiated), AssociateRj> {
+    if rq.protocol_version & 0x0001 == 0 {
+        return Err(reject::PROTOCOL_VERSION_NOT_SUPPORTED);
+    }
+    if trim_uid(&rq.application_context) != DICOM_APPLICATION_CONTEXT {
+        return Err(reject::APPLICATION_CONTEXT_NOT_SUPPORTED);
+    }
+    let called = rq.called_ae.trimmed();
+    if cfg.require_called_aet && called != cfg.ae_title.trim() {
+        return Err(reject::CALLED_AE_NOT_RECOGNIZED);
+    }
+    let calling = rq.calling_ae.trimmed();
+    if let Some(allowed) = &cfg.allowed_calling_aets {
+        if !allowed.iter().any(|a| a.trim() == calling) {
+            return Err(reject::CALLING_AE_NOT_RECOGNIZED);
+        }
+    }
+    let ui = rq.user_info.clone().unwrap_or_default();
+    // Role selection proposals by SOP class (PS3.7 D.3.3.4).
+    let roles: HashMap<&str, (u8, u8)> = ui
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            UserItem::RoleSelection {
+                sop_class_uid,
+                scu_role,
+                scp_role,
+            } => Some((trim_uid(sop_class_uid), (*scu_role, *scp_role))),
+            _ => None,
+        })
+        .collect();
+    let supported: HashMap<&str, &SupportedContext> = cfg
+        .contexts
+        .iter()
+        .map(|c| (c.abstract_syntax.as_str(), c))
+        .collect();
+
+    let mut negotiated = Vec::with_capacity(rq.presentation_contexts.len());
+    let mut ac_pcs = Vec::with_capacity(rq.presentation_contexts.len());
+    let mut role_replies: Vec<UserItem> = Vec::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    for pc in &rq.presentation_contexts {
+        let abs = trim_uid(&pc.abstract_syntax);
+        let mut result = pc_result::ACCEPTANCE;
+        let mut ts_chosen = String::new();
+        let (mut local_scu, mut local_scp) = (false, false);
+        if pc.id % 2 == 0 || !seen_ids.insert(pc.id) {
+            result = pc_result::NO_REASON;
+        } else if let Some(sup) = supported.get(abs) {
+            match pc
+                .transfer_syntaxes
+                .iter()
+                .find(|ts| sup.transfer_syntaxes.iter().any(|s| s == trim_uid(ts)))
+            {
+                None => result = pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED,
+                Some(ts) => {
+                    ts_chosen = trim_uid(ts).to_string();
+                    match roles.get(abs) {
+                        Some(&(prop_scu, prop_scp)) => {
+                            // Accept the requestor as SCU if it offered and we may be SCP; as SCP if
+                            // it offered and we may be SCU.
+                            let acc_scu = prop_scu != 0 && sup.scp_role;
+                            let acc_scp = prop_scp != 0 && sup.scu_role;
+                            local_scp = acc_scu;
+                            local_scu = acc_scp;
+                            if !(acc_scu || acc_scp) {
+                                result = pc_result::USER_REJECTION;
+                            } else if !role_replies.iter().any(|r| matches!(r, UserItem::RoleSelection { sop_class_uid, .. } if sop_class_uid == abs)) {
+                                role_replies.push(UserItem::RoleSelection {
+                                    sop_class_uid: abs.to_string(),
+                                    scu_role: acc_scu as u8,
+                                    scp_role: acc_scp as u8,
+                                });
+                            }
+                        }
+                        None => {
+                            // Default roles: requestor SCU, acceptor SCP.
+                            if sup.scp_role {
+                                local_scp = true;
+                            } else {
+                                result = pc_result::USER_REJECTION;
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            result = pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED;
+        }
+        if result != pc_result::ACCEPTANCE {
+            ts_chosen.clear();
+            local_scu = false;
+            local_scp = false;
+        }
+        ac_pcs.push(PresentationContextAc {
+            id: pc.id,
+            result,
+            // The transfer syntax sub-item is always sent; when rejected it is not significant,
+            // and we echo the first one proposed (as DCMTK does).
+            transfer_syntax: Some(if result == pc_result::ACCEPTANCE {
+                ts_chosen.clone()
+            } else {
+                trim_uid(&pc.transfer_syntaxes[0]).to_string()
+            }),
+        });
+        negotiated.push(NegotiatedContext {
+            id: pc.id,
+            abstract_syntax: abs.to_string(),
+            transfer_syntax: ts_chosen,
+            result,
+            local_scu,
+            local_scp,
+        });
+    }
+
+    let mut items = vec![
+        UserItem::MaximumLength(cfg.max_pdu),
+        UserItem::ImplementationClassUid(cfg.implementation_class_uid.clone()),
+    ];
+    items.extend(role_replies);
+    if let Some(v) = &cfg.implementation_version_name {
+        items.push(UserItem::ImplementationVersionName(v.clone()));
+    }
+    let mut extended = Vec::new();
+    let mut common_extended = Vec::new();
+    let mut user_identity = None;
+    for item in &ui.items {
+        match item {
+            UserItem::SopClassExtended { sop_class_uid, .. } => {
+                if let Some(reply) = cfg.extended_negotiation.get(trim_uid(sop_class_uid)) {
+                    items.push(UserItem::SopClassExtended {
+                        sop_class_uid: sop_class_uid.clone(),
+                        info: reply.clone(),
+                    });
+                    extended.push((trim_uid(sop_class_uid).to_string(), reply.clone()));
+                }
+            }
+            UserItem::SopClassCommonExtended {
+                sop_class_uid,
+                service_class_uid,
+                related_general_sop_classes,
+                ..
+            } => {
+                common_extended.push((
+                    trim_uid(sop_class_uid).to_string(),
+                    trim_uid(service_class_uid).to_string(),
+                    related_general_sop_classes
+                        .iter()
+                        .map(|s| trim_uid(s).to_string())
+                        .collect(),
+                ));
+            }
+            UserItem::UserIdentityRq {
+                identity_type,
+                positive_response_requested,
+                primary,
+                secondary,
+            } => {
+                user_identity = Some((*identity_type, primary.clone(), secondary.clone()));
+                if *positive_response_requested == 1 {
+                    // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
+                    items.push(UserItem::UserIdentityAc {
+                        server_response: Vec::new(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let ac = AssociateAc {
+        protocol_version: PROTOCOL_VERSION,
+        called_ae: rq.called_ae,
+        calling_ae: rq.calling_ae,
+        application_context: DICOM_APPLICATION_CONTEXT.to_string(),
+        presentation_contexts: ac_pcs,
+        user_info: Some(UserInformation { items }),
+    };
+    let summary = Negotiated {
+        calling_ae: calling,
+        called_ae: called,
+        contexts: negotiated,
+        peer_max_pdu: ui.max_length().unwrap_or(0),
+        local_max_pdu: cfg.max_pdu,
+        peer_implementation_class_uid: ui
+            .implementation_class_uid()
+            .map(|s| trim_uid(s).to_string())
+            .unwrap_or_default(),
+        peer_implementation_version_name: ui
+            .implementation_version_name()
+            .map(|s| s.trim_end().to_string()),
+        user_identity,
+        extended_negotiation: extended,
+        common_extended,
+    };
+    Ok((ac, summary))
+}
+
+/// A presentation context the requestor proposes, with the roles it wants to play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntaxes: Vec<String>,
+    /// Propose SCP/SCU role selection for this abstract syntax: (we as SCU, we as SCP).
+    /// `None` uses the default roles (requestor is SCU) and sends no role item.
+    pub roles: Option<(bool, bool)>,
+}
+
+/// Requestor configuration for one association.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestorConfig {
+    pub calling_ae: String,
+    pub called_ae: String,
+    pub contexts: Vec<ProposedContext>,
+    pub max_pdu: u32,
+    pub implementation_class_uid: String,
+    pub implementation_version_name: Option<String>,
+    /// User identity (type, positive response requested, primary, secondary).
+    pub user_identity: Option<(u8, bool, Vec<u8>, Vec<u8>)>,
+    /// SOP Class Extended Negotiation items to send.
+    pub extended_negotiation: Vec<(String, Vec<u8>)>,
+    /// SOP Class Common Extended Negotiation items (SOP class, service class, related classes).
+    pub common_extended: Vec<(String, String, Vec<String>)>,
+    /// Asynchronous operations window (invoked, performed) to propose.
+    pub async_window: Option<(u16, u16)>,
+}
+
+impl RequestorConfig {
+    pub fn new(calling_ae: &str, called_ae: &str) -> Self {
+        RequestorConfig {
+            calling_ae: calling_ae.to_string(),
+            called_ae: called_ae.to_string(),
+            contexts: Vec::new(),
+            max_pdu: DEFAULT_MAX_PDU,
+            implementation_class_uid: IMPLEMENTATION_CLASS_UID.to_string(),
+            implementation_version_name: Some(IMPLEMENTATION_VERSION_NAME.to_string()),
+            user_identity: None,
+            extended_negotiation: Vec::new(),
+            common_extended: Vec::new(),
+            async_window: None,
+        }
+    }
+
+    /// Builds the A-ASSOCIATE-RQ: contexts get IDs 1, 3, 5, ... in order.
+    pub fn build_request(&self) -> Result<AssociateRq, String> {
+        if self.contexts.is_empty() {
+            return Err("no presentation contexts to propose".into());
+        }
+        if self.contexts.len() > MAX_PRESENTATION_CONTEXTS {
+            return Err(format!(
+                "{} presentation contexts proposed; at most {MAX_PRESENTATION_CONTEXTS} fit in one association",
+                self.contexts.len()
+            ));
+        }
+        let called_ae = AeTitle::new(&self.called_ae)?;
+        let calling_ae = AeTitle::new(&self.calling_ae)?;
+        let mut pcs = Vec::with_capacity(self.contexts.len());
+        for (i, c) in self.contexts.iter().enumerate() {
+            check_uid(&c.abstract_syntax)?;
+            if c.transfer_syntaxes.is_empty() {
+                return Err(format!(
+                    "context for {} has no transfer syntax",
+                    c.abstract_syntax
+                ));
+            }
+            for ts in &c.transfer_syntaxes {
+                check_uid(ts)?;
+            }
+            pcs.push(PresentationContextRq {
+                id: (2 * i + 1) as u8,
+                abstract_syntax: c.abstract_syntax.clone(),
+                transfer_syntaxes: c.transfer_syntaxes.clone(),
+            });
+        }
+        let mut items = vec![
+            UserItem::MaximumLength(self.max_pdu),
+            UserItem::ImplementationClassUid(self.implementation_class_uid.clone()),
+        ];
+        if let Some((invoked, performed)) = self.async_window {
+            items.push(UserItem::AsyncOperationsWindow { invoked, performed });
+        }
+        let mut role_seen = std::collections::HashSet::new();
+        for c in &self.contexts {
+            if let Some((scu, scp)) = c.roles {
+                if role_seen.insert(c.abstract_syntax.clone()) {
+                    items.push(UserItem::RoleSelection {
+                        sop_class_uid: c.abstract_syntax.clone(),
+                        scu_role: scu as u8,
+                        scp_role: scp as u8,
+                    });
+                }
+            }
+        }
+        if let Some(v) = &self.implementation_version_name {
+            if v.is_empty() || v.len() > 16 {
+                return Err(format!(
+                    "implementation version name {v:?} must be 1 to 16 characters"
+                ));
+            }
+            items.push(UserItem::ImplementationVersionName(v.clone()));
+        }
+        for (uid, info) in &self.extended_negotiation {
+            items.push(UserItem::SopClassExtended {
+                sop_class_uid: uid.clone(),
+                info: info.clone(),
+            });
+        }
+        for (sop, service, related) in &self.common_extended {
+            items.push(UserItem::SopClassCommonExtended {
+                version: 0,
+                sop_class_uid: sop.clone(),
+                service_class_uid: service.clone(),
+                related_general_sop_classes: related.clone(),
+            });
+        }
+        if let Some((ty, positive, primary, secondary)) = &self.user_identity {
+            items.push(UserItem::UserIdentityRq {
+                identity_type: *ty,
+                positive_response_requested: *positive as u8,
+                primary: primary.clone(),
+                secondary: secondary.clone(),
+            });
+        }
+        Ok(AssociateRq {
+            protocol_version: PROTOCOL_VERSION,
+            called_ae,
+            calling_ae,
+            application_context: DICOM_APPLICATION_CONTEXT.to_string(),
+            presentation_contexts: pcs,
+            user_info: Some(UserInformation { items }),
+        })
+    }
+
+    /// Interprets the acceptor's A-ASSOCIATE-AC against the request we sent.
+    pub fn interpret(&self, rq: &AssociateRq, ac: &AssociateAc) -> Result<Negotiated, String> {
+        let ui = ac.user_info.clone().unwrap_or_default();
+        let role_replies: HashMap<&str, (u8, u8)> = ui
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                UserItem::RoleSelection {
+                    sop_class_uid,
+                    scu_role,
+                    scp_role,
+                } => Some((trim_uid(sop_class_uid), (*scu_role, *scp_role))),
+                _ => None,
+            })
+            .collect();
+        let mut contexts = Vec::with_capacity(ac.presentation_contexts.len());
+        for pc in &ac.presentation_contexts {
+            let idx = (pc.id as usize).wrapping_sub(1) / 2;
+            let (prop, conf) = match (
+                rq.presentation_contexts.iter().find(|p| p.id == pc.id),
+                self.contexts.get(idx),
+            ) {
+                (Some(p), Some(c)) => (p, c),
+                _ => {
+                    return Err(format!(
+                        "acceptor answered presentation context {} that was not proposed",
+                        pc.id
+                    ))
+                }
+            };
+            let accepted = pc.result == pc_result::ACCEPTANCE;
+            let ts = pc
+                .transfer_syntax
+                .as_deref()
+                .map(trim_uid)
+                .unwrap_or("")
+                .to_string();
+            if accepted && !prop.transfer_syntaxes.iter().any(|t| trim_uid(t) == ts) {
+                return Err(format!(
+                    "acceptor chose transfer syntax {ts:?} for context {} that was not proposed",
+                    pc.id
+                ));
+            }
+            let (local_scu, local_scp) = if !accepted {
+                (false, false)
+            } else {
+                match (
+                    conf.roles,
+                    role_replies.get(trim_uid(&prop.abstract_syntax)),
+                ) {
+                    // Replies say whether the acceptor accepts *us* as SCU / SCP.
+                    (Some((want_scu, want_scp)), Some(&(scu, scp))) => {
+                        (want_scu && scu != 0, want_scp && scp != 0)
+                    }
+                    // No reply to a role proposal: default roles apply (PS3.7 D.3.3.4).
+                    _ => (true, false),
+                }
+            };
+            contexts.push(NegotiatedContext {
+                id: pc.id,
+                abstract_syntax: trim_uid(&prop.abstract_syntax).to_string(),
+                transfer_syntax: if accepted { ts } else { String::new() },
+                result: pc.result,
+                local_scu,
+                local_scp,
+            });
+        }
+        let extended = ui
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                UserItem::SopClassExtended {
+                    sop_class_uid,
+                    info,
+                } => Some((trim_uid(sop_class_uid).to_string(), info.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(Negotiated {
+            calling_ae: self.calling_ae.trim().to_string(),
+            called_ae: self.called_ae.trim().to_string(),
+            contexts,
+            peer_max_pdu: ui.max_length().unwrap_or(0),
+            local_max_pdu: self.max_pdu,
+            peer_implementation_class_uid: ui
+                .implementation_class_uid()
+                .map(|s| trim_uid(s).to_string())
+                .unwrap_or_default(),
+            peer_implementation_version_name: ui
+                .implementation_version_name()
+                .map(|s| s.trim_end().to_string()),
+            user_identity: None,
+            extended_negotiation: extended,
+            common_extended: Vec::new(),
+        })
+    }
+}
+
+/// Checks a UID we are about to send (PS3.5 §9.1): 1–64 characters, digits and dots.
+pub fn check_uid(uid: &str) -> Result<(), String> {
+    if uid.is_empty() || uid.len() > 64 {
+        return Err(format!("UID {uid:?} must be 1 to 64 characters"));
+    }
+    if !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        || uid.starts_with('.')
+        || uid.ends_with('.')
+        || uid.contains("..")
+    {
+        return Err(format!("UID {uid:?} is not a valid DICOM UID"));
+    }
+    Ok(())
+}

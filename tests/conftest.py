@@ -1,0 +1,118 @@
+"""Shared fixtures: free ports, real peers (DCMTK, pynetdicom) and ferrodicom servers, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferrodicom import AE
+from ferrodicom.uids import VERIFICATION
+
+ROOT = Path(__file__).resolve().parent.parent
+DCMTK_BIN = Path("/usr/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    """Waits until something accepts connections on 127.0.0.1:port (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise RuntimeError(f"process exited with {proc.returncode} before listening: {out}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def dcmtk(tool: str) -> str:
+    """Path of a DCMTK tool (Debian package dcmtk, installed by scripts/test-all)."""
+    path = DCMTK_BIN / tool
+    if not path.exists():
+        pytest.fail(f"{path} missing: DCMTK is installed by scripts/test-all (apt-get install dcmtk)")
+    return str(path)
+
+
+def dcmtk_env() -> dict[str, str]:
+    # DCMTK waits for Nagle/delayed-ACK on loopback without TCP_NODELAY (40 ms per message).
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def ferrodicom_cli() -> list[str]:
+    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
+    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def echo_scp() -> Iterator:
+    """An in-process ferrodicom Verification SCP on a free port."""
+    ae = AE("FERRO-SCP")
+    ae.add_supported_context(VERIFICATION)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    assert server is not None
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``ferrodicom serve`` in its own process (the README's main command)."""
+    p = free_port()
+    proc = subprocess.Popen(
+        [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(p), "--bind", "127.0.0.1", str(tmp_path / "a")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(p, proc)
+        yield p, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def dcmtk_storescp(tmp_path: Path) -> Iterator[int]:
+    """DCMTK's storescp (it answers C-ECHO) on a free port, AE title DCMTK."""
+    p = free_port()
+    out = tmp_path / "storescp"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [dcmtk("storescp"), "-aet", "DCMTK", "-od", str(out), str(p)],
+        env=dcmtk_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(p, proc)
+        yield p
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,312 @@
+"""Storage (PS3.4 Annex B) against real peers: DCMTK storescu/storescp, pynetdicom, and ferrodicom itself.
+
+Every instance received is read back with pydicom and compared with what was sent: attributes and pixels.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    NuclearMedicineImageStorage,
+    generate_uid,
+)
+from pynetdicom import AE as PynAE
+from pynetdicom import AllStoragePresentationContexts, StoragePresentationContexts
+from pynetdicom import evt as pyn_evt
+
+from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
+from ferrodicom import AE
+from ferrodicom.archive import Archive
+from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+from ferrodicom.uids import VERIFICATION
+
+# pydicom's own files (data we did not write): uncompressed LE/BE pairs and compressed ones.
+SAMPLES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "MR_small_bigendian.dcm",
+    "rtdose.dcm",
+    "rtdose_expb.dcm",
+    "JPEG2000.dcm",
+    "MR_small_RLE.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "JPGExtended.dcm",
+]
+
+
+@pytest.fixture
+def samples(tmp_path) -> list[Path]:
+    """pydicom's files with fresh SOP Instance UIDs: its variants of one image (LE, BE, RLE, JPEG-LS...)
+    share a UID, and some (rtdose.dcm) disagree between File Meta and data set. Encodings are untouched."""
+    out = []
+    (tmp_path / "samples").mkdir()
+    for name in SAMPLES:
+        ds = pydicom.dcmread(get_testdata_file(name))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        p = tmp_path / "samples" / name
+        ds.save_as(p, enforce_file_format=True)
+        out.append(p)
+    return out
+
+
+def without_j2k(files: list[Path]) -> list[Path]:
+    # DCMTK 3.6.7's storescu has no JPEG 2000 codec and cannot propose that transfer syntax.
+    return [f for f in files if f.name != "JPEG2000.dcm"]
+
+
+def make_instance(path: Path, *, ts: str = ExplicitVRLittleEndian, frames: int = 1, sop=CTImageStorage) -> Dataset:
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    ds = Dataset()
+    ds.SOPClassUID = sop
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "Test^Storage"
+    ds.PatientID = "ST1"
+    ds.Modality = "NM" if sop == NuclearMedicineImageStorage else "CT"
+    ds.InstanceNumber = 1
+    ds.Rows = ds.Columns = 64
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = rng.integers(0, 65535, (frames, 64, 64), dtype=np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+def assert_same(sent: Path, stored: Path) -> None:
+    a, b = pydicom.dcmread(sent), pydicom.dcmread(stored)
+    skip = {0xFFFCFFFC, 0x7FE00010}
+    for elem in a:
+        if elem.tag in skip:
+            continue
+        assert elem.tag in b, f"{elem.tag} missing from stored {stored}"
+        assert b[elem.tag].value == elem.value, f"{elem.tag} differs in {stored}"
+    if "PixelData" in a:
+        if (
+            a.file_meta.TransferSyntaxUID == b.file_meta.TransferSyntaxUID
+            and a.file_meta.TransferSyntaxUID.is_compressed
+        ):
+            assert a.PixelData == b.PixelData  # compressed: stored exactly as received
+        else:
+            assert np.array_equal(a.pixel_array, b.pixel_array)
+
+
+@pytest.fixture
+def archive_node(tmp_path):
+    """An in-process storage SCP into a fresh archive."""
+    archive = Archive(tmp_path / "archive", durability="full")
+    ae = AE("FERRO")
+    ae.add_supported_context(VERIFICATION)
+    add_storage_contexts(ae)
+    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    yield server, archive
+    server.shutdown()
+    archive.close()
+
+
+def stored_path(archive: Archive, sop_instance_uid: str) -> Path:
+    rows = archive.query(SOPInstanceUID=sop_instance_uid)
+    assert len(rows) == 1, rows
+    return archive.root / rows[0]["path"]
+
+
+#: storescu proposes a compressed transfer syntax only when told which (3.6.7 has no JPEG 2000 codec at all).
+DCMTK_PROPOSE = {"MR_small_RLE.dcm": "-xr", "MR_small_jpeg_ls_lossless.dcm": "-xt", "JPGExtended.dcm": "-xx"}
+
+
+def dcmtk_storescu(port: int, files: list[Path], *extra: str) -> None:
+    """Sends with DCMTK's storescu: uncompressed files together, each compressed one with its option."""
+    plain = [f for f in files if f.name not in DCMTK_PROPOSE]
+    runs = [([], plain)] + [([DCMTK_PROPOSE[f.name]], [f]) for f in files if f.name in DCMTK_PROPOSE]
+    for opts, batch in runs:
+        if not batch:
+            continue
+        r = subprocess.run(
+            [dcmtk("storescu"), *opts, *extra, "-aec", "FERRO", "127.0.0.1", str(port), *map(str, batch)],
+            env=dcmtk_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dcmtk_storescu_to_ferrodicom(archive_node, samples):
+    server, archive = archive_node
+    files = without_j2k(samples)
+    dcmtk_storescu(server.port, files)
+    assert archive.count() == len(files)
+    for f in files:
+        assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+
+
+def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
+    server, archive = archive_node
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    made = {folder / "a.dcm": ExplicitVRBigEndian, folder / "sub" / "b.dcm": ExplicitVRLittleEndian}
+    for p, ts in made.items():
+        make_instance(p, ts=ts, frames=2, sop=NuclearMedicineImageStorage)
+    # -xb proposes Explicit VR Big Endian first; +sd +r sends the folder recursively.
+    r = subprocess.run(
+        [dcmtk("storescu"), "-xb", "+sd", "+r", "-aec", "FERRO", "127.0.0.1", str(server.port), str(folder)],
+        env=dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert archive.count() == 2
+    for p in made:
+        stored = stored_path(archive, str(pydicom.dcmread(p).SOPInstanceUID))
+        assert_same(p, stored)
+    big = stored_path(archive, str(pydicom.dcmread(folder / "a.dcm").SOPInstanceUID))
+    assert pydicom.dcmread(big).file_meta.TransferSyntaxUID == ExplicitVRBigEndian
+
+
+def test_storage_syntax_conversion_on_the_fly(tmp_path):
+    archive = Archive(tmp_path / "archive", durability="none")
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, storage=StorageSCP(archive), store_transfer_syntax=ExplicitVRLittleEndian
+    )
+    try:
+        src = tmp_path / "be.dcm"
+        make_instance(src, ts=ExplicitVRBigEndian, frames=3, sop=NuclearMedicineImageStorage)
+        report = store("127.0.0.1", server.port, [src], called_ae="FERRO")
+        assert [r.status for r in report.results] == [0]
+        stored = stored_path(archive, str(pydicom.dcmread(src).SOPInstanceUID))
+        assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert_same(src, stored)
+    finally:
+        server.shutdown()
+        archive.close()
+
+
+def test_ferrodicom_store_cli_to_dcmtk_storescp(tmp_path, samples):
+    port = free_port()
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [dcmtk("storescp"), "+xa", "-aet", "DCMTK", "-od", str(out), str(port)],
+        env=dcmtk_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port, proc)
+        files = without_j2k(samples)
+        r = subprocess.run(
+            [*ferrodicom_cli(), "store", "--aec", "DCMTK", "127.0.0.1", str(port), *map(str, files)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"{len(files)} stored, 0 failed" in r.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    received = {str(pydicom.dcmread(p).SOPInstanceUID): p for p in out.iterdir()}
+    for f in files:
+        assert_same(f, received[str(pydicom.dcmread(f).SOPInstanceUID)])
+
+
+def test_ferrodicom_store_to_pynetdicom_and_datasets(tmp_path, samples):
+    got: dict[str, Dataset] = {}
+
+    def on_store(event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        got[str(ds.SOPInstanceUID)] = ds
+        return 0x0000
+
+    pae = PynAE(ae_title="PYN")
+    pae.supported_contexts = AllStoragePresentationContexts[:100]
+    port = free_port()
+    server = pae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(pyn_evt.EVT_C_STORE, on_store)])
+    try:
+        files = [p for p in samples if p.name in ("CT_small.dcm", "MR_small_bigendian.dcm", "rtdose.dcm")]
+        ds = make_instance(tmp_path / "mem.dcm")  # also sent as an in-memory Dataset
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        report = store("127.0.0.1", port, [*files, ds], called_ae="PYN")
+        assert [int(r.status) for r in report.results] == [0] * 4, [r.error for r in report.results]
+    finally:
+        server.shutdown()
+    for f in files:
+        a = pydicom.dcmread(f)
+        b = got[str(a.SOPInstanceUID)]
+        assert np.array_equal(a.pixel_array, b.pixel_array)
+        assert a.PatientName == b.PatientName
+    assert np.array_equal(got[str(ds.SOPInstanceUID)].pixel_array, ds.pixel_array)
+
+
+def test_pynetdicom_scu_to_ferrodicom(archive_node, samples):
+    server, archive = archive_node
+    pae = PynAE(ae_title="PYNSCU")
+    pae.requested_contexts = StoragePresentationContexts[:100]
+    assoc = pae.associate("127.0.0.1", server.port, ae_title="FERRO")
+    assert assoc.is_established
+    files = [p for p in samples if p.name in ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm")]
+    for f in files:
+        status = assoc.send_c_store(pydicom.dcmread(f))
+        assert status.Status == 0x0000
+    assoc.release()
+    for f in files:
+        assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+
+
+def test_serve_cli_receives_from_storescu(tmp_path, samples):
+    """README's main command, as a process: files arrive, are indexed, and survive a restart."""
+    port = free_port()
+    arch = tmp_path / "archive"
+    cmd = [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(port), "--bind", "127.0.0.1", str(arch)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, proc)
+        files = without_j2k(samples)
+        dcmtk_storescu(port, files)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    archive = Archive(arch)
+    try:
+        assert archive.count() == len(files)
+        for f in files:
+            assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+    finally:
+        archive.close()
+
+
+def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
+    server, archive = archive_node
+    report = store("127.0.0.1", server.port, samples, called_ae="FERRO")
+    assert [(r.item.path.name, int(r.status)) for r in report.results] == [(p.name, 0) for p in samples]
+    # Compressed data sets are sent and stored exactly in the syntax they came in.
+    for f in samples:
+        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+        assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == pydicom.dcmread(f).file_meta.TransferSyntaxUID
+        assert_same(f, stored)
