@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import numpy as np
 import pydicom
@@ -192,9 +193,15 @@ def test_private_dictionary_resolves_implicit_private_elements() -> None:
     assert known[0x00111010].value == -7
     assert known[0x00111012].value == "study"
 
+    late = PrivateDictionary()
     try:
         set_default_private_dictionary(d)
         assert _core.get_default_private_dictionary() is not None
+        assert _read(ferrodicom.transcode(data, EBE))[0x00111010].value == -7
+        # Entries added after the dictionary became the default are used too.
+        set_default_private_dictionary(late)
+        assert _read(ferrodicom.transcode(data, EBE))[0x00111010].VR == "UN"
+        late.add("FERRO TEST 1", 0x0011, 0x10, "SL")
         assert _read(ferrodicom.transcode(data, EBE))[0x00111010].value == -7
     finally:
         set_default_private_dictionary(None)
@@ -247,23 +254,32 @@ def test_file_meta_helper() -> None:
 
 
 def test_gil_is_released_during_conversion() -> None:
-    data = ferrodicom.from_pydicom(_big_dataset(32), EBE)
-    ticks = []
+    """Another Python thread keeps running while Rust swaps bytes: with the GIL held for the
+    whole call it could not record a single tick strictly inside the call."""
+    data = ferrodicom.from_pydicom(_big_dataset(64), EBE)
+    ticks: list = []
     stop = threading.Event()
 
     def tick() -> None:
         while not stop.is_set():
-            ticks.append(1)
+            ticks.append(time.perf_counter())
 
     t = threading.Thread(target=tick)
     t.start()
     try:
-        for _ in range(5):
+        while not ticks:
+            time.sleep(0.001)
+        inside = 0
+        for _ in range(3):
+            begin = time.perf_counter()
             ferrodicom.transcode(data, ELE)
+            end = time.perf_counter()
+            quarter = (end - begin) / 4
+            inside += sum(1 for x in ticks if begin + quarter < x < end - quarter)
     finally:
         stop.set()
         t.join()
-    assert ticks
+    assert inside > 0
 
 
 def _big_dataset(megabytes: int) -> Dataset:

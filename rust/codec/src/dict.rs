@@ -2,7 +2,7 @@
 //! dictionary, see scripts/gen_dictionary.py) and private dictionaries fed at run time.
 use crate::{Tag, Vr};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A dictionary VR, possibly ambiguous until the data set says more (PS3.5 §A.1, §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,5 +96,29 @@ impl Dictionary {
     }
     pub fn with_private(private: Arc<PrivateDictionary>) -> Self {
         Dictionary { private }
+    }
+}
+
+/// The process-wide default private dictionary (set from Python by
+/// `_core.set_default_private_dictionary`), used by [`Dictionary::with_default_private`].
+static DEFAULT_PRIVATE: RwLock<Option<Arc<PrivateDictionary>>> = RwLock::new(None);
+
+/// Replaces (or clears) the process-wide default private dictionary.
+pub fn set_default_private_dictionary(d: Option<Arc<PrivateDictionary>>) {
+    *DEFAULT_PRIVATE.write().unwrap_or_else(|e| e.into_inner()) = d;
+}
+
+impl Dictionary {
+    /// Standard dictionary plus the current process-wide default private dictionary: what
+    /// every conversion uses unless given another (e.g. the storage service's converters).
+    pub fn with_default_private() -> Self {
+        match DEFAULT_PRIVATE
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(d) => Dictionary::with_private(d.clone()),
+            None => Dictionary::standard(),
+        }
     }
 }

@@ -37,7 +37,10 @@ pub use part10::{
     parse_file_meta, read_file_meta, transcode_file, transcode_part10, transcode_part10_stream,
     write_file_meta, FileMeta, FileMetaInfo, MetaElement,
 };
-pub use stream::{convert_dataset, convert_dataset_into, predicted_len, StreamConverter};
+pub use stream::{
+    convert_dataset, convert_dataset_into, convert_dataset_into_uninit, predicted_len,
+    StreamConverter,
+};
 pub use tag::Tag;
 pub use ts::TransferSyntax;
 pub use vr::Vr;

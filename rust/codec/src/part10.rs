@@ -337,10 +337,10 @@ pub fn transcode_file(
     tmp_name.push(".part");
     let tmp = dst.with_file_name(tmp_name);
     let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // The converter writes in pieces of up to 256 KiB: no extra buffering needed.
+        let mut out = std::fs::File::create(&tmp)?;
         let ex = transcode_part10_stream(&mut input, &mut out, Some(dst_uid), dict, tags)?;
-        out.into_inner().map_err(|e| e.into_error())?;
+        drop(out);
         std::fs::rename(&tmp, dst)?;
         Ok(ex)
     })();

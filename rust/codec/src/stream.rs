@@ -288,17 +288,33 @@ pub fn convert_dataset_into(
     data: &[u8],
     out: &mut [u8],
 ) -> Result<Extracted, CodecError> {
-    if src.uid == dst.uid && !src.deflated {
-        // Validate and extract without re-encoding, then copy.
-        let ex = convert_plain(src, dst, dict, tags, data, &mut NullSink)?;
-        out.copy_from_slice(data);
-        return Ok(ex);
-    }
+    // SAFETY: viewing initialised bytes as MaybeUninit<u8> is sound; only initialised
+    // values are written through the view.
+    let uninit = unsafe { &mut *(out as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    convert_dataset_into_uninit(src, dst, dict, tags, data, uninit)
+}
+
+/// [`convert_dataset_into`] for an uninitialised buffer (e.g. a fresh Python `bytes`); on
+/// `Ok` every byte of `out` has been written.
+pub fn convert_dataset_into_uninit(
+    src: &TransferSyntax,
+    dst: &TransferSyntax,
+    dict: &Dictionary,
+    tags: &[Tag],
+    data: &[u8],
+    out: &mut [std::mem::MaybeUninit<u8>],
+) -> Result<Extracted, CodecError> {
     if predicted_len(src, dst, data.len()) != Some(out.len()) {
         return Err(CodecError::UnsupportedConversion {
             from: src.uid.clone(),
             to: dst.uid.clone(),
         });
+    }
+    if src.uid == dst.uid {
+        // Validate and extract without re-encoding, then copy.
+        let ex = convert_plain(src, dst, dict, tags, data, &mut NullSink)?;
+        crate::swap::copy_uninit(data, out);
+        return Ok(ex);
     }
     let mut sink = SliceSink::new(out);
     let ex = convert_plain(src, dst, dict, tags, data, &mut sink)?;

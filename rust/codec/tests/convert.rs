@@ -299,3 +299,60 @@ fn standard_dictionary_is_generated() {
     );
     assert_eq!(standard_vr(t(0x0029, 0x1010)), None);
 }
+
+/// Counts bytes and checks that every 16-bit word arrives swapped, without keeping them.
+struct CheckSwapped {
+    n: u64,
+    odd: Option<u8>,
+}
+
+impl std::io::Write for CheckSwapped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.n += buf.len() as u64;
+        for &b in buf {
+            match self.odd.take() {
+                None => self.odd = Some(b),
+                Some(first) => assert_eq!((first, b), (0x34, 0x12), "word swapped"),
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn long_values_stream_through() {
+    // 64 MiB of Pixel Data fed in 1 MiB chunks: output arrives chunk by chunk, swapped.
+    const LEN: u32 = 64 << 20;
+    let mut head = Vec::new();
+    WEBE.us(&mut head, t(0x0028, 0x0100), 16);
+    WEBE.header(&mut head, Tag::PIXEL_DATA, Vr::OW, LEN);
+    let chunk: Vec<u8> = [0x12u8, 0x34].repeat(1 << 19);
+    let mut conv = StreamConverter::from_uids(EBE, ELE, &Dictionary::standard(), &[]).unwrap();
+    let mut sink = Vec::new();
+    conv.feed(&head, &mut sink).unwrap();
+    let header_len = sink.len();
+    let mut check = CheckSwapped { n: 0, odd: None };
+    for _ in 0..(LEN as usize / chunk.len()) {
+        conv.feed(&chunk, &mut check).unwrap();
+        assert!(check.n > 0, "output is produced before the value ends");
+    }
+    conv.finish(&mut check).unwrap();
+    assert_eq!(header_len, 10 + 12);
+    assert_eq!(check.n, LEN as u64);
+}
+
+#[test]
+fn process_wide_default_private_dictionary() {
+    let mut d = Vec::new();
+    WILE.el(&mut d, t(0x0009, 0x0010), Vr::LO, b"ACME 1.0");
+    WILE.el(&mut d, t(0x0009, 0x1001), Vr::UL, &[1, 2, 3, 4]);
+    let ebe = |dict: &Dictionary| convert(ILE, EBE, dict, &d);
+    assert!(ebe(&Dictionary::with_default_private())
+        .ends_with(&[b'U', b'N', 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]));
+    codec::dict::set_default_private_dictionary(Some(acme().private));
+    assert!(ebe(&Dictionary::with_default_private()).ends_with(&[b'U', b'L', 0, 4, 4, 3, 2, 1]));
+    codec::dict::set_default_private_dictionary(None);
+}

@@ -5,7 +5,9 @@ use codec::{CodecError, Dictionary, Extracted, PrivateDictionary, Tag, TransferS
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use std::mem::MaybeUninit;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 fn to_py(e: CodecError) -> PyErr {
@@ -20,6 +22,8 @@ fn to_py(e: CodecError) -> PyErr {
 #[pyclass(name = "PrivateDictionary", module = "ferrodicom._core", frozen)]
 pub struct PyPrivateDictionary {
     inner: Mutex<Arc<PrivateDictionary>>,
+    /// This object is the process-wide default: changes are published to the codec.
+    is_default: AtomicBool,
 }
 
 impl PyPrivateDictionary {
@@ -40,6 +44,7 @@ impl PyPrivateDictionary {
     fn new() -> Self {
         PyPrivateDictionary {
             inner: Mutex::new(Arc::new(PrivateDictionary::new())),
+            is_default: AtomicBool::new(false),
         }
     }
 
@@ -59,6 +64,9 @@ impl PyPrivateDictionary {
         let vr = parse_vr(vr)?;
         let mut guard = self.inner.lock().expect("private dictionary lock");
         Arc::make_mut(&mut guard).add(creator, group, element as u8, vr);
+        if self.is_default.load(Ordering::SeqCst) {
+            codec::dict::set_default_private_dictionary(Some(guard.clone()));
+        }
         Ok(())
     }
 
@@ -79,11 +87,20 @@ impl PyPrivateDictionary {
 
 static DEFAULT_PRIVATE: Mutex<Option<Py<PyPrivateDictionary>>> = Mutex::new(None);
 
-/// Sets (or clears with None) the private dictionary every conversion uses by default.
+/// Sets (or clears with None) the private dictionary every conversion uses by default,
+/// including the converters other Rust code builds with `Dictionary::with_default_private`.
 #[pyfunction]
 #[pyo3(signature = (d))]
 fn set_default_private_dictionary(d: Option<Py<PyPrivateDictionary>>) {
-    *DEFAULT_PRIVATE.lock().expect("default lock") = d;
+    let mut slot = DEFAULT_PRIVATE.lock().expect("default lock");
+    if let Some(old) = slot.as_ref() {
+        old.get().is_default.store(false, Ordering::SeqCst);
+    }
+    if let Some(new) = d.as_ref() {
+        new.get().is_default.store(true, Ordering::SeqCst);
+    }
+    codec::dict::set_default_private_dictionary(d.as_ref().map(|d| d.get().snapshot()));
+    *slot = d;
 }
 
 /// The default private dictionary, if one was set.
@@ -96,18 +113,42 @@ fn get_default_private_dictionary(py: Python<'_>) -> Option<Py<PyPrivateDictiona
         .map(|d| d.clone_ref(py))
 }
 
+/// The dictionary a conversion uses: `given`, else the process-wide default (also used by
+/// the storage bindings in net.rs).
 pub(crate) fn dictionary(
-    py: Python<'_>,
+    _py: Python<'_>,
     given: Option<&Bound<'_, PyPrivateDictionary>>,
 ) -> Dictionary {
-    let private = match given {
-        Some(d) => d.get().snapshot(),
-        None => match DEFAULT_PRIVATE.lock().expect("default lock").as_ref() {
-            Some(d) => d.bind(py).get().snapshot(),
-            None => return Dictionary::standard(),
-        },
-    };
-    Dictionary::with_private(private)
+    match given {
+        Some(d) => Dictionary::with_private(d.get().snapshot()),
+        None => Dictionary::with_default_private(),
+    }
+}
+
+/// A new `bytes` of `len` bytes filled by `init`, without zeroing it first (one memory pass
+/// fewer than `PyBytes::new_with` on large objects). `init` must write every byte when it
+/// returns `Ok`; on `Err` the object is dropped unread.
+fn bytes_uninit<'py>(
+    py: Python<'py>,
+    len: usize,
+    init: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| PyValueError::new_err("object too large"))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new reference to a bytes object
+    // with n writable, uninitialised bytes (or NULL with an exception set); nothing else can
+    // see the object until we return it.
+    unsafe {
+        let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        let obj = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
+        let buf = std::slice::from_raw_parts_mut(
+            pyo3::ffi::PyBytes_AsString(ptr).cast::<MaybeUninit<u8>>(),
+            len,
+        );
+        codec::swap::advise_huge_pages(buf);
+        init(buf)?;
+        Ok(obj)
+    }
 }
 
 fn tags_of(tags: Option<Vec<u32>>) -> Vec<Tag> {
@@ -146,10 +187,10 @@ fn transcode<'py>(
         // Sizes are known: convert straight into the new bytes object.
         meta.set_string(Tag::TRANSFER_SYNTAX_UID, Vr::UI, &dst.uid);
         let head = meta.to_bytes();
-        return PyBytes::new_with(py, head.len() + len, |buf| {
+        return bytes_uninit(py, head.len() + len, |buf| {
             let (h, b) = buf.split_at_mut(head.len());
-            h.copy_from_slice(&head);
-            py.detach(|| codec::convert_dataset_into(&src, &dst, &dict, &[], body, b))
+            codec::swap::copy_uninit(&head, h);
+            py.detach(|| codec::convert_dataset_into_uninit(&src, &dst, &dict, &[], body, b))
                 .map_err(to_py)?;
             Ok(())
         });
@@ -258,6 +299,8 @@ fn file_meta<'py>(
 #[pyclass(name = "StreamConverter", module = "ferrodicom._core", frozen)]
 pub struct PyStreamConverter {
     inner: Mutex<Option<codec::StreamConverter>>,
+    /// Output buffer reused across `feed` calls.
+    out: Mutex<Vec<u8>>,
 }
 
 #[pymethods]
@@ -281,6 +324,7 @@ impl PyStreamConverter {
         .map_err(to_py)?;
         Ok(PyStreamConverter {
             inner: Mutex::new(Some(conv)),
+            out: Mutex::new(Vec::new()),
         })
     }
 
@@ -295,9 +339,11 @@ impl PyStreamConverter {
         let conv = guard
             .as_mut()
             .ok_or_else(|| PyValueError::new_err("converter already finished"))?;
-        let mut out = Vec::new();
-        py.detach(|| conv.feed(data, &mut out)).map_err(to_py)?;
-        Ok(PyBytes::new(py, &out))
+        let mut guard = self.out.lock().expect("output lock");
+        let out: &mut Vec<u8> = &mut guard;
+        out.clear();
+        py.detach(|| conv.feed(data, out)).map_err(to_py)?;
+        Ok(PyBytes::new(py, out))
     }
 
     /// Ends the stream; returns (remaining bytes, {tag: (vr, bytes)}). Raises CodecError if
