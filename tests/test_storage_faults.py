@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import ferrodicom_cli, free_port, wait_for_port
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from test_storage import make_instance
 
+from conftest import ferrodicom_cli, free_port, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 
@@ -235,11 +235,10 @@ def test_sigkill_during_parallel_send_keeps_every_acknowledged_instance(tmp_path
 
 
 def raw_associate(s: socket.socket) -> int:
-    from test_association import raw_associate_rq
-
     from pynetdicom.pdu import A_ASSOCIATE_RQ  # noqa: F401 - imported by raw_associate_rq
     from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
     from pynetdicom.presentation import build_context
+    from test_association import raw_associate_rq
 
     prim = A_ASSOCIATE()
     prim.application_context_name = "1.2.840.10008.3.1.1.1"

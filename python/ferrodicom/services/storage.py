@@ -61,6 +61,7 @@ PRIVATE_STORAGE_CLASSES = {
     "1.2.840.113619.4.17": "GE Xeleris/DaTQUANT Series Data Object (seed 004 L727; named as an SDO class)",
 }
 
+
 def storage_sop_classes() -> list[str]:
     """Every storage SOP class pydicom knows (PS3.6 Annex A) plus the seeds' private ones."""
     from pydicom._uid_dict import UID_dictionary

@@ -280,35 +280,38 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
             // A response we never asked for, or a cancel with nothing to cancel: ignore it.
             continue;
         }
-        let replies =
-            if field == command_field::C_STORE_RQ && command.has_data_set() && storage.is_some() {
-                let store = storage.expect("checked above");
-                match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
-                    Ok(received) => vec![session.stored(&ctx, &command, received)],
+        let store_here = if field == command_field::C_STORE_RQ && command.has_data_set() {
+            storage
+        } else {
+            None
+        };
+        let replies = if let Some(store) = store_here {
+            match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
+                Ok(received) => vec![session.stored(&ctx, &command, received)],
+                Err(_) => break "aborted",
+            }
+        } else if shared.handler.routes(field) {
+            let data = if command.has_data_set() {
+                match assoc.read_data_set_to_vec(cfg.max_data_set) {
+                    Ok(d) => Some(d),
                     Err(_) => break "aborted",
                 }
-            } else if shared.handler.routes(field) {
-                let data = if command.has_data_set() {
-                    match assoc.read_data_set_to_vec(cfg.max_data_set) {
-                        Ok(d) => Some(d),
-                        Err(_) => break "aborted",
-                    }
-                } else {
-                    None
-                };
-                session.request(&ctx, command.clone(), data)
-            } else if field == command_field::C_ECHO_RQ {
-                vec![Reply::status(0x0000)]
-            } else if field == command_field::C_STORE_RQ {
-                // No storage configured for an accepted storage context: refused, out of resources.
-                vec![Reply::with_comment(
-                    0xA700,
-                    "this node does not store instances",
-                )]
             } else {
-                // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
-                vec![Reply::status(0x0211)]
+                None
             };
+            session.request(&ctx, command.clone(), data)
+        } else if field == command_field::C_ECHO_RQ {
+            vec![Reply::status(0x0000)]
+        } else if field == command_field::C_STORE_RQ {
+            // No storage configured for an accepted storage context: refused, out of resources.
+            vec![Reply::with_comment(
+                0xA700,
+                "this node does not store instances",
+            )]
+        } else {
+            // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
+            vec![Reply::status(0x0211)]
+        };
         let mut failed = false;
         for reply in replies {
             let mut rsp = dimse::response_to(&command, reply.status, reply.data.is_some());

@@ -335,40 +335,35 @@ pub fn send_data_set(
         }
         w.finish()?
     };
-    loop {
-        match assoc.receive(dimse_timeout)? {
-            Incoming::Command { command, .. } => {
-                if command.command_field() == Some(command_field::C_STORE_RSP)
-                    && command.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO) == Some(out.message_id)
-                {
-                    let status = command
-                        .status()
-                        .ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
-                    return Ok(StoreResponse {
-                        status,
-                        response: command,
-                        bytes,
-                        transfer_syntax: dst.uid,
-                    });
-                }
-                // Anything else (e.g. an unsolicited request) is not ours to answer here.
-                return Err(SendError::Invalid(format!(
-                    "expected C-STORE-RSP to message {}, received {}",
-                    out.message_id,
-                    command
-                        .command_field()
-                        .and_then(command_field::name)
-                        .unwrap_or("an unknown message")
-                )));
+    match assoc.receive(dimse_timeout)? {
+        Incoming::Command { command, .. } => {
+            if command.command_field() == Some(command_field::C_STORE_RSP)
+                && command.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO) == Some(out.message_id)
+            {
+                let status = command
+                    .status()
+                    .ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
+                return Ok(StoreResponse {
+                    status,
+                    response: command,
+                    bytes,
+                    transfer_syntax: dst.uid,
+                });
             }
-            Incoming::Released => {
-                return Err(AssocError::Protocol(
-                    "peer released the association during C-STORE".into(),
-                )
-                .into())
-            }
-            Incoming::Aborted(a) => return Err(AssocError::Aborted(a).into()),
+            // Anything else (e.g. an unsolicited request) is not ours to answer here.
+            Err(SendError::Invalid(format!(
+                "expected C-STORE-RSP to message {}, received {}",
+                out.message_id,
+                command
+                    .command_field()
+                    .and_then(command_field::name)
+                    .unwrap_or("an unknown message")
+            )))
         }
+        Incoming::Released => {
+            Err(AssocError::Protocol("peer released the association during C-STORE".into()).into())
+        }
+        Incoming::Aborted(a) => Err(AssocError::Aborted(a).into()),
     }
 }
 
