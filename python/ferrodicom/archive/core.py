@@ -243,7 +243,13 @@ class Archive:
             )
         self.last_recovery = self.recover(full_scan=None)
         self._readers = _ReaderPool(self._db_path)
-        self._committer = Committer(self._db_path, "FULL" if self._full else "NORMAL", self._lock, self._batch_done)
+        self._committer = Committer(
+            self._db_path,
+            "FULL" if self._full else "NORMAL",
+            self._lock,
+            self._batch_done,
+            linger=0.0 if self._full else 0.02,
+        )
 
     # -- properties ---------------------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ pub fn receive_to_file(
             .create_new(true)
             .open(&part_path)
             .and_then(|f| {
-                let mut w = BufWriter::with_capacity(1 << 20, f);
+                // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
+            let mut w = BufWriter::with_capacity(64 * 1024, f);
                 write_file_meta(
                     &mut w,
                     &FileMetaInfo {
