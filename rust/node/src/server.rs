@@ -57,6 +57,11 @@ pub trait Handler: Send + Sync + 'static {
     fn routes(&self, field: u16) -> bool;
     /// Where C-STORE data sets go, if this node stores.
     fn storage(&self) -> Option<&StorageConfig>;
+    /// Runs one association's whole life on its thread; a binding may set up per-thread state
+    /// around it (the Python bindings keep one interpreter thread state per association).
+    fn run_association(&self, serve: &mut (dyn FnMut() + Send)) {
+        serve()
+    }
 }
 
 /// Per-association callbacks.
@@ -205,8 +210,14 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             .name(format!("ferrodicom-assoc-{conn_id}"))
             .spawn(move || {
                 let sh2 = sh.clone();
+                let handler = Arc::clone(&sh.handler);
+                let mut job = Some((sh, stream));
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve_association(sh, stream, conn_id)
+                    handler.run_association(&mut || {
+                        if let Some((sh, stream)) = job.take() {
+                            serve_association(sh, stream, conn_id)
+                        }
+                    })
                 }));
                 if let Ok(mut m) = sh2.aborts.lock() {
                     m.remove(&conn_id);

@@ -124,7 +124,7 @@ pub fn receive_to_file(
             .open(&part_path)
             .and_then(|f| {
                 // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
-            let mut w = BufWriter::with_capacity(64 * 1024, f);
+                let mut w = BufWriter::with_capacity(64 * 1024, f);
                 write_file_meta(
                     &mut w,
                     &FileMetaInfo {

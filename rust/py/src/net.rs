@@ -713,6 +713,11 @@ impl Handler for PyHandler {
     fn storage(&self) -> Option<&StorageConfig> {
         self.0.storage.as_ref()
     }
+    fn run_association(&self, serve: &mut (dyn FnMut() + Send)) {
+        // Attach once and detach for the association's life: every later call into Python on this
+        // thread reuses this thread state instead of creating and destroying one per message.
+        Python::attach(|py| py.detach(serve));
+    }
 }
 
 impl PySession {
