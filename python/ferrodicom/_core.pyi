@@ -1,5 +1,8 @@
 """Type stubs for the Rust extension module ``ferrodicom._core``."""
 
+from os import PathLike
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
 __version__: str
 
 class DicomError(Exception): ...
@@ -51,8 +54,6 @@ class NmPlan:
     ) -> bytearray | None: ...
 
 # --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------
-from os import PathLike  # noqa: E402
-from typing import Dict, List, Optional, Tuple, Union  # noqa: E402
 
 class PrivateDictionary:
     def __init__(self) -> None: ...
@@ -107,3 +108,163 @@ def file_meta(
     source_ae_title: str = "",
 ) -> bytes: ...
 def dictionary_vr(tag: int) -> str: ...
+
+# --- pdu (rust/py/src/pdu.rs): PDUs of PS3.8 §9.3 ---------------------------------------------------
+
+class Pdu:
+    """A decoded PDU; fields that do not apply to its type are None."""
+
+    @property
+    def pdu_type(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def protocol_version(self) -> Optional[int]: ...
+    @property
+    def called_ae(self) -> Optional[str]: ...
+    @property
+    def calling_ae(self) -> Optional[str]: ...
+    @property
+    def application_context(self) -> Optional[str]: ...
+    @property
+    def presentation_contexts(self) -> Optional[List[Dict[str, Any]]]: ...
+    @property
+    def user_information(self) -> Optional[List[Dict[str, Any]]]: ...
+    @property
+    def max_length(self) -> Optional[int]: ...
+    @property
+    def result(self) -> Optional[int]: ...
+    @property
+    def source(self) -> Optional[int]: ...
+    @property
+    def reason(self) -> Optional[int]: ...
+    @property
+    def pdvs(self) -> Optional[List[Tuple[int, bool, bool, bytes]]]: ...
+    def encode(self) -> bytes: ...
+
+def decode_pdu(data: bytes, max_length: Optional[int] = None) -> Pdu: ...
+
+# --- net (rust/py/src/net.rs): associations, DIMSE commands, the SCP server ----------------------
+
+IMPLEMENTATION_CLASS_UID: str
+IMPLEMENTATION_VERSION_NAME: str
+
+class Command:
+    """A DIMSE command set (group 0000): US -> int, UI/AE/LO -> str, AT -> list[int], else bytes."""
+
+    def __init__(self, fields: Dict[int, Any]) -> None: ...
+    @staticmethod
+    def decode(data: bytes) -> Command: ...
+    def encode(self) -> bytes: ...
+    def get(self, element: int, default: Any = None) -> Any: ...
+    def __contains__(self, element: int) -> bool: ...
+    def to_dict(self) -> Dict[int, Any]: ...
+    @property
+    def command_field(self) -> Optional[int]: ...
+    @property
+    def name(self) -> Optional[str]: ...
+    @property
+    def message_id(self) -> Optional[int]: ...
+    @property
+    def message_id_being_responded_to(self) -> Optional[int]: ...
+    @property
+    def status(self) -> Optional[int]: ...
+    @property
+    def affected_sop_class_uid(self) -> Optional[str]: ...
+    @property
+    def affected_sop_instance_uid(self) -> Optional[str]: ...
+    @property
+    def has_data_set(self) -> bool: ...
+
+class Association:
+    @property
+    def is_established(self) -> bool: ...
+    @property
+    def negotiated(self) -> Dict[str, Any]: ...
+    def send_c_echo(self, message_id: Optional[int] = None) -> int: ...
+    def send(self, context_id: int, fields: Dict[int, Any], data_set: Optional[bytes] = None) -> int: ...
+    def receive(
+        self, timeout: Optional[float] = None, max_data_set: int = ...
+    ) -> Optional[Tuple[int, Command, Optional[bytes]]]: ...
+    def send_c_store_file(
+        self,
+        path: Union[str, PathLike],
+        *,
+        message_id: Optional[int] = None,
+        priority: int = 0,
+        move_originator: Optional[Tuple[str, int]] = None,
+        private_dictionary: Optional[PrivateDictionary] = None,
+    ) -> Tuple[int, Command, int, str]: ...
+    def send_c_store_data(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        data: bytes,
+        *,
+        message_id: Optional[int] = None,
+        priority: int = 0,
+        move_originator: Optional[Tuple[str, int]] = None,
+        private_dictionary: Optional[PrivateDictionary] = None,
+    ) -> Tuple[int, Command, int, str]: ...
+    def release(self) -> None: ...
+    def abort(self) -> None: ...
+
+def associate(
+    host: str,
+    port: int,
+    calling_ae: str,
+    called_ae: str,
+    contexts: List[Tuple[str, List[str], Optional[Tuple[bool, bool]]]],
+    *,
+    max_pdu: int = 262144,
+    implementation_class_uid: Optional[str] = None,
+    implementation_version_name: Optional[str] = None,
+    user_identity: Optional[Tuple[int, bool, bytes, bytes]] = None,
+    extended_negotiation: Optional[List[Tuple[str, bytes]]] = None,
+    common_extended: Optional[List[Tuple[str, str, List[str]]]] = None,
+    async_window: Optional[Tuple[int, int]] = None,
+    acse_timeout: Optional[float] = 30.0,
+    dimse_timeout: Optional[float] = 60.0,
+    connect_timeout: Optional[float] = 30.0,
+) -> Association: ...
+def peek_part10(path: Union[str, PathLike]) -> Tuple[str, str, str]: ...
+
+class Server:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ae_title: str,
+        contexts: List[Tuple[str, List[str], bool, bool]],
+        *,
+        handler: Optional[Callable[..., Any]] = None,
+        events: Optional[Callable[[str, Dict[str, Any]], None]] = None,
+        routed: Optional[List[int]] = None,
+        store_handler: Optional[Callable[..., Any]] = None,
+        storage_dir: Optional[Union[str, PathLike]] = None,
+        store_transfer_syntax: Optional[str] = None,
+        fsync: bool = True,
+        extract: Optional[List[Tuple[int, str]]] = None,
+        max_pdu: int = 262144,
+        require_called_aet: bool = False,
+        allowed_calling_aets: Optional[List[str]] = None,
+        max_associations: int = 64,
+        implementation_class_uid: Optional[str] = None,
+        implementation_version_name: Optional[str] = None,
+        extended_negotiation: Optional[Dict[str, bytes]] = None,
+        artim_timeout: float = 30.0,
+        acse_timeout: Optional[float] = 30.0,
+        dimse_timeout: Optional[float] = None,
+        max_data_set: int = ...,
+        private_dictionary: Optional[PrivateDictionary] = None,
+    ) -> None: ...
+    @property
+    def address(self) -> Tuple[str, int]: ...
+    @property
+    def active_associations(self) -> int: ...
+    @property
+    def total_connections(self) -> int: ...
+    def start(self) -> None: ...
+    def serve_forever(self) -> None: ...
+    def shutdown(self) -> None: ...
