@@ -698,9 +698,10 @@ fn decode_user_info(c: &mut Cursor<'_>) -> Result<UserInformation, PduError> {
                     body_off + 2,
                     "SOP class UID",
                 )?;
+                let service_off = it.offset() + 2;
                 let service_class_uid = text(
                     it.u16_prefixed("service class UID")?,
-                    it.offset(),
+                    service_off,
                     "service class UID",
                 )?;
                 let related_off = it.offset();
