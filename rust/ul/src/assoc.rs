@@ -777,9 +777,15 @@ impl Association {
             if ty == pdu_type::P_DATA_TF {
                 let action = self.fire(Event::Evt10, true)?;
                 let mut body = std::mem::take(&mut self.rx);
-                body.resize(len, 0);
-                if let Err(e) = self.read_exact_deadline(&mut body, deadline, what) {
-                    return Err(self.fail_on_read(e));
+                // Grow the buffer with the bytes that arrive, not with the claimed length:
+                // with an unlimited maximum PDU (0) the claim alone may be 4 GiB.
+                body.clear();
+                while body.len() < len {
+                    let filled = body.len();
+                    body.resize(filled + (len - filled).min(1 << 20), 0);
+                    if let Err(e) = self.read_exact_deadline(&mut body[filled..], deadline, what) {
+                        return Err(self.fail_on_read(e));
+                    }
                 }
                 self.rx = body;
                 self.rx_pos = 0;
