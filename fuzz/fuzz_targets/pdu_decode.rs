@@ -1,11 +1,40 @@
 //! Fuzz target: arbitrary bytes into the PDU decoder (PS3.8 §9.3), the PDV iterator
-//! (§9.3.5) and the DIMSE command-set decoder (PS3.7 §6.3). Nothing may panic; whatever
-//! decodes must re-encode to bytes that decode to the same value (and, for PDUs whose
-//! reserved fields were zero, to the same bytes).
+//! (§9.3.5), the DIMSE command-set decoder (PS3.7 §6.3) and, for what decodes as an
+//! A-ASSOCIATE-RQ/AC, the negotiation functions. Nothing may panic; whatever decodes must
+//! re-encode to bytes that decode to the same value, and the re-encoding must be stable.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ul::dimse::Command;
+use ul::negotiate::accept_or_reject;
 use ul::pdu::{Pdu, PdvIter, ASSOCIATION_PDU_LIMIT};
+use ul::{AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
+
+fn acceptor() -> AcceptorConfig {
+    let mut cfg = AcceptorConfig::new("FUZZ");
+    for abs in ["1.2.840.10008.1.1", "1.2.840.10008.5.1.4.1.1.2"] {
+        cfg.contexts.push(SupportedContext {
+            abstract_syntax: abs.into(),
+            transfer_syntaxes: vec!["1.2.840.10008.1.2".into(), "1.2.840.10008.1.2.1".into()],
+            scp_role: true,
+            scu_role: true,
+        });
+    }
+    cfg.extended_negotiation
+        .insert("1.2.840.10008.1.1".into(), vec![1]);
+    cfg
+}
+
+fn requestor() -> RequestorConfig {
+    let mut cfg = RequestorConfig::new("FUZZ-SCU", "FUZZ");
+    for abs in ["1.2.840.10008.1.1", "1.2.840.10008.5.1.4.1.1.2"] {
+        cfg.contexts.push(ProposedContext {
+            abstract_syntax: abs.into(),
+            transfer_syntaxes: vec!["1.2.840.10008.1.2".into()],
+            roles: Some((true, true)),
+        });
+    }
+    cfg
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(pdu) = Pdu::decode(data, ASSOCIATION_PDU_LIMIT) {
@@ -13,6 +42,34 @@ fuzz_target!(|data: &[u8]| {
         let again = Pdu::decode(&enc, ASSOCIATION_PDU_LIMIT).expect("re-encoded PDU decodes");
         assert_eq!(again, pdu, "decode(encode(decode(x))) != decode(x)");
         assert_eq!(again.encode(), enc, "encoding is not stable");
+        match &pdu {
+            Pdu::AssociateRq(rq) => {
+                if let Ok((ac, n)) = accept_or_reject(&acceptor(), rq) {
+                    assert_eq!(
+                        ac.presentation_contexts.len(),
+                        rq.presentation_contexts.len()
+                    );
+                    assert_eq!(n.contexts.len(), rq.presentation_contexts.len());
+                    let ac = Pdu::AssociateAc(ac);
+                    let bytes = ac.encode();
+                    assert_eq!(
+                        Pdu::decode(&bytes, ASSOCIATION_PDU_LIMIT).as_ref(),
+                        Ok(&ac),
+                        "our A-ASSOCIATE-AC does not decode"
+                    );
+                }
+            }
+            Pdu::AssociateAc(ac) => {
+                let cfg = requestor();
+                let rq = cfg.build_request().expect("fixed request builds");
+                if let Ok(n) = cfg.interpret(&rq, ac) {
+                    for c in &n.contexts {
+                        assert!(rq.presentation_contexts.iter().any(|p| p.id == c.id));
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     // Treat the bytes as a P-DATA-TF body.
     let mut n = 0usize;

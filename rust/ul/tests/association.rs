@@ -762,3 +762,101 @@ fn protocol_version_rejected() {
         }))
     ));
 }
+
+// ---- invalid DIMSE traffic on an established association ------------------------------------
+
+/// Runs a real acceptor, lets a raw requestor send `bytes`, and returns the acceptor's
+/// `receive` result (as text) and the PDU it sent back.
+fn acceptor_answer_to(bytes: &[u8]) -> (String, Vec<u8>) {
+    let (addr, acc) = spawn_acceptor(acceptor_cfg(16384), timeouts(), |a| {
+        format!("{:?}", a.receive(Some(GUARD)))
+    });
+    let mut s = raw_requestor(&addr, &requestor_cfg(16384));
+    let _ = s.write_all(bytes);
+    let back = read_n(&mut s, 10);
+    drop(s);
+    (acc.join().unwrap(), back)
+}
+
+fn pdata(pdvs: &[(u8, u8, &[u8])]) -> Vec<u8> {
+    Pdu::PDataTf(PDataTf {
+        pdvs: pdvs
+            .iter()
+            .map(|(c, ctl, d)| Pdv {
+                context_id: *c,
+                control: *ctl,
+                data: d.to_vec(),
+            })
+            .collect(),
+    })
+    .encode()
+}
+
+const ABORT_UNEXPECTED_PDU: [u8; 10] = [7, 0, 0, 0, 0, 4, 0, 0, 2, 2];
+const ABORT_UNEXPECTED_PARAMETER: [u8; 10] = [7, 0, 0, 0, 0, 4, 0, 0, 2, 5];
+
+#[test]
+fn command_on_a_context_that_was_not_accepted() {
+    let cmd = echo_rq(1).encode();
+    let (r, back) = acceptor_answer_to(&pdata(&[(7, 3, &cmd)]));
+    assert!(r.contains("context 7"), "{r}");
+    assert_eq!(back, ABORT_INVALID_PARAMETER);
+}
+
+#[test]
+fn data_set_fragment_where_a_command_was_expected() {
+    let (r, back) = acceptor_answer_to(&pdata(&[(1, 2, b"\x08\x00")]));
+    assert!(r.contains("data set fragment"), "{r}");
+    assert_eq!(back, ABORT_UNEXPECTED_PARAMETER);
+}
+
+#[test]
+fn command_fragments_on_two_contexts() {
+    let cmd = echo_rq(1).encode();
+    let (r, back) = acceptor_answer_to(&pdata(&[(1, 1, &cmd[..10]), (3, 3, &cmd[10..])]));
+    assert!(r.contains("different presentation contexts"), "{r}");
+    assert_eq!(back, ABORT_UNEXPECTED_PARAMETER);
+}
+
+#[test]
+fn malformed_command_set_is_a_dimse_error() {
+    let mut cmd = echo_rq(1).encode();
+    cmd[12] = 8; // first element after the group length moves to group 0008
+    let (r, back) = acceptor_answer_to(&pdata(&[(1, 3, &cmd)]));
+    assert!(r.contains("Dimse(WrongGroup"), "{r}");
+    assert_eq!(back, ABORT_INVALID_PARAMETER);
+}
+
+#[test]
+fn command_set_over_64_kib_is_refused() {
+    let chunk = vec![0u8; 16000];
+    let mut bytes = Vec::new();
+    for _ in 0..5 {
+        bytes.extend(pdata(&[(1, 1, &chunk)]));
+    }
+    let (r, back) = acceptor_answer_to(&bytes);
+    assert!(r.contains("TooLarge"), "{r}");
+    assert_eq!(back, ABORT_INVALID_PARAMETER);
+}
+
+#[test]
+fn association_request_on_an_established_association() {
+    let rq = requestor_cfg(16384).build_request().unwrap();
+    let (r, back) = acceptor_answer_to(&Pdu::AssociateRq(rq).encode());
+    assert!(r.contains("unexpected PDU type 0x01"), "{r}");
+    assert_eq!(back, ABORT_UNEXPECTED_PDU);
+}
+
+#[test]
+fn release_rp_without_release_rq() {
+    let (r, back) = acceptor_answer_to(&Pdu::ReleaseRp.encode());
+    assert!(r.contains("unexpected PDU type 0x06"), "{r}");
+    assert_eq!(back, ABORT_UNEXPECTED_PDU);
+}
+
+#[test]
+fn empty_p_data_tf_on_the_wire() {
+    let (r, back) = acceptor_answer_to(&[4, 0, 0, 0, 0, 0]);
+    assert!(r.contains("empty P-DATA-TF"), "{r}");
+    assert_eq!(back, ABORT_INVALID_PARAMETER);
+}
