@@ -860,3 +860,164 @@ fn empty_p_data_tf_on_the_wire() {
     assert!(r.contains("empty P-DATA-TF"), "{r}");
     assert_eq!(back, ABORT_INVALID_PARAMETER);
 }
+
+/// A first PDU other than A-ASSOCIATE-RQ (Sta2, Evt12): AA-1, A-ABORT from the service user.
+#[test]
+fn release_rq_before_association() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        Association::accept_transport(s, timeouts()).err()
+    });
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
+    assert_eq!(read_n(&mut s, 10), [7, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    drop(s);
+    let e = h.join().unwrap();
+    assert!(
+        matches!(e, Some(AssocError::Protocol(ref m)) if m.contains("0x05")),
+        "{e:?}"
+    );
+}
+
+/// Garbage as the first PDU (unknown type) is also answered with A-ABORT and refused.
+#[test]
+fn garbage_before_association() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        Association::accept_transport(s, timeouts()).err()
+    });
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_n(&mut s, 10), [7, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    drop(s);
+    let e = h.join().unwrap();
+    assert!(
+        matches!(
+            e,
+            Some(AssocError::Pdu(PduError::UnknownPduType {
+                pdu_type: b'G',
+                ..
+            }))
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn connection_refused_is_an_io_error() {
+    let (l, addr) = listener();
+    drop(l);
+    let e = Association::request(&addr, &requestor_cfg(16384), timeouts()).err();
+    assert!(matches!(e, Some(AssocError::Io(_))), "{e:?}");
+}
+
+// ---- release edge cases and local timers --------------------------------------------------------
+
+/// P-DATA-TF arriving after our A-RELEASE-RQ (Sta7, AR-6) does not stop the release.
+#[test]
+fn p_data_while_awaiting_release_rp() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        let rsp = response_to(&echo_rq(1), 0, false).encode();
+        s.write_all(&pdata(&[(1, 3, &rsp)])).unwrap();
+        s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+        read_to_close(&mut s)
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    a.release().unwrap();
+    assert_eq!(a.state(), State::Sta1);
+    drop(a);
+    assert!(peer.join().unwrap().is_empty());
+}
+
+#[test]
+fn abort_instead_of_release_rp() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        s.write_all(&[7, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let r = a.release();
+    assert!(
+        matches!(
+            r,
+            Err(AssocError::Aborted(Abort {
+                source: 0,
+                reason: 0
+            }))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(a.state(), State::Sta1);
+    peer.join().unwrap();
+}
+
+/// The DIMSE timer expiring aborts the association (AA-1: A-ABORT, service user).
+#[test]
+fn dimse_timeout_aborts() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| read_to_close(&mut s));
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let r = a.receive(Some(Duration::from_millis(100)));
+    assert!(matches!(r, Err(AssocError::Timeout(_))), "{r:?}");
+    assert_eq!(a.state(), State::Sta1);
+    drop(a);
+    assert_eq!(peer.join().unwrap(), [7, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+}
+
+/// No answer to our A-ASSOCIATE-RQ within the ACSE timeout: A-ABORT and a timeout error.
+#[test]
+fn acse_timeout_aborts() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        assert!(matches!(read_whole_pdu(&mut s), Pdu::AssociateRq(_)));
+        read_to_close(&mut s)
+    });
+    let t = Timeouts {
+        acse: Some(Duration::from_millis(100)),
+        ..timeouts()
+    };
+    let e = Association::request(&addr, &requestor_cfg(16384), t).err();
+    assert!(matches!(e, Some(AssocError::Timeout(_))), "{e:?}");
+    assert_eq!(h.join().unwrap(), [7, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+}
+
+/// A data set the receiver does not read is skipped by the next `receive`.
+#[test]
+fn unread_data_set_is_skipped() {
+    let (addr, acc) = spawn_acceptor(acceptor_cfg(4096), timeouts(), |a| {
+        let (_, first) = expect_command(a.receive(Some(GUARD)).unwrap());
+        assert!(first.has_data_set());
+        // Not read: the next receive skips its fragments.
+        let (_, second) = expect_command(a.receive(Some(GUARD)).unwrap());
+        let n = a.read_data_set(|_| Ok(())).unwrap();
+        let end = a.receive(Some(GUARD)).unwrap();
+        (
+            first.message_id(),
+            second.message_id(),
+            n,
+            matches!(end, Incoming::Released),
+        )
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let ctx = a.negotiated().find_context(NM, None).unwrap().id;
+    a.send_message(
+        ctx,
+        &request(command_field::C_STORE_RQ, 1, NM, true),
+        Some(&pattern(50_000)),
+    )
+    .unwrap();
+    a.send_message(
+        ctx,
+        &request(command_field::C_STORE_RQ, 2, NM, true),
+        Some(&pattern(10)),
+    )
+    .unwrap();
+    a.release().unwrap();
+    assert_eq!(acc.join().unwrap(), (Some(1), Some(2), 10, true));
+}
