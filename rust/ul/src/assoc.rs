@@ -847,7 +847,7 @@ impl Association {
     /// Takes the next PDV from the current P-DATA-TF body (bounds-checked).
     fn take_pdv(&mut self) -> Result<(u8, u8, usize, usize), AssocError> {
         let body = &self.rx[self.rx_pos..];
-        let mut it = PdvIter::new(body);
+        let mut it = PdvIter::at_offset(body, PDU_HEADER_LEN + self.rx_pos);
         match it.next() {
             Some(Ok(p)) => {
                 let start = self.rx_pos + 6;

@@ -778,8 +778,13 @@ pub struct PdvIter<'a> {
 
 impl<'a> PdvIter<'a> {
     pub fn new(body: &'a [u8]) -> Self {
+        Self::at_offset(body, PDU_HEADER_LEN)
+    }
+    /// Like [`PdvIter::new`] for the part of a body that starts `offset` bytes into the PDU, so
+    /// that errors still report offsets from the start of the PDU.
+    pub fn at_offset(body: &'a [u8], offset: usize) -> Self {
         PdvIter {
-            c: Cursor::new(body, PDU_HEADER_LEN),
+            c: Cursor::new(body, offset),
             failed: false,
         }
     }
