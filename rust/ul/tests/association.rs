@@ -1021,3 +1021,35 @@ fn unread_data_set_is_skipped() {
     a.release().unwrap();
     assert_eq!(acc.join().unwrap(), (Some(1), Some(2), 10, true));
 }
+
+/// An invalid PDV after a valid one in the same P-DATA-TF: the error names its offset from the
+/// start of the PDU (PS3.8 §9.3.5).
+#[test]
+fn second_pdv_error_reports_its_offset_in_the_pdu() {
+    let cmd = echo_rq(1).encode();
+    let mut bytes = pdata(&[(1, 3, &cmd)]);
+    bytes.extend_from_slice(&[0, 0, 0, 1, 1]); // PDV item length 1
+    let len = (bytes.len() - 6) as u32;
+    bytes[2..6].copy_from_slice(&len.to_be_bytes());
+    let (addr, acc) = spawn_acceptor(acceptor_cfg(16384), timeouts(), |a| {
+        let (_, first) = expect_command(a.receive(Some(GUARD)).unwrap());
+        assert_eq!(first.message_id(), Some(1));
+        match a.receive(Some(GUARD)) {
+            Err(AssocError::Pdu(e)) => e,
+            other => panic!("expected a PDU error, got {other:?}"),
+        }
+    });
+    let mut s = raw_requestor(&addr, &requestor_cfg(16384));
+    s.write_all(&bytes).unwrap();
+    assert_eq!(read_n(&mut s, 10), ABORT_INVALID_PARAMETER);
+    drop(s);
+    let e = acc.join().unwrap();
+    assert_eq!(
+        e,
+        PduError::InvalidField {
+            offset: 6 + 6 + cmd.len(),
+            field: "PDV item length",
+            reason: "1 is shorter than the context ID and control header".into()
+        }
+    );
+}
