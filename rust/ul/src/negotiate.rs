@@ -284,7 +284,11 @@ pub fn accept_or_reject(
             transfer_syntax: Some(if result == pc_result::ACCEPTANCE {
                 ts_chosen.clone()
             } else {
-                trim_uid(&pc.transfer_syntaxes[0]).to_string()
+                pc.transfer_syntaxes
+                    .first()
+                    .map(|t| trim_uid(t))
+                    .unwrap_or("")
+                    .to_string()
             }),
         });
         negotiated.push(NegotiatedContext {
