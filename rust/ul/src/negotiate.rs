@@ -1203,4 +1203,22 @@ mod tests {
         assert!(mine.contexts[1].local_scu && mine.contexts[1].local_scp);
         assert!(!mine.contexts[2].accepted());
     }
+    /// A request built in code (not decoded) may hold a context without transfer syntaxes;
+    /// the acceptor answers "transfer syntaxes not supported" instead of panicking.
+    #[test]
+    fn context_without_transfer_syntaxes_is_rejected_not_a_panic() {
+        let mut rq = echo_rq();
+        rq.presentation_contexts[0].transfer_syntaxes.clear();
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac),
+            vec![(1, pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED, Some(""))]
+        );
+        rq.presentation_contexts[0].abstract_syntax = FIND.into();
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            ac.presentation_contexts[0].result,
+            pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
+        );
+    }
 }
