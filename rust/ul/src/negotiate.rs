@@ -453,6 +453,18 @@ impl RequestorConfig {
             for ts in &c.transfer_syntaxes {
                 check_uid(ts)?;
             }
+            let len = 8
+                + c.abstract_syntax.len()
+                + c.transfer_syntaxes
+                    .iter()
+                    .map(|t| 4 + t.len())
+                    .sum::<usize>();
+            if len > u16::MAX as usize {
+                return Err(format!(
+                    "presentation context for {} does not fit one item ({len} bytes)",
+                    c.abstract_syntax
+                ));
+            }
             pcs.push(PresentationContextRq {
                 id: (2 * i + 1) as u8,
                 abstract_syntax: c.abstract_syntax.clone(),
@@ -507,6 +519,33 @@ impl RequestorConfig {
                 primary: primary.clone(),
                 secondary: secondary.clone(),
             });
+        }
+        check_uid(&self.implementation_class_uid)?;
+        for (uid, _) in &self.extended_negotiation {
+            check_uid(uid)?;
+        }
+        for (sop, service, related) in &self.common_extended {
+            check_uid(sop)?;
+            check_uid(service)?;
+            for r in related {
+                check_uid(r)?;
+            }
+        }
+        // Every sub-item and the User Information item carry 16-bit lengths (PS3.8 §9.3.2.3).
+        let mut total = 0usize;
+        for item in &items {
+            let len = user_item_value_len(item);
+            if len > u16::MAX as usize {
+                return Err(format!(
+                    "user information sub-item of {len} bytes does not fit (at most 65535)"
+                ));
+            }
+            total += 4 + len;
+        }
+        if total > u16::MAX as usize {
+            return Err(format!(
+                "user information of {total} bytes does not fit one item (at most 65535)"
+            ));
         }
         Ok(AssociateRq {
             protocol_version: PROTOCOL_VERSION,
@@ -613,6 +652,37 @@ impl RequestorConfig {
             extended_negotiation: extended,
             common_extended: Vec::new(),
         })
+    }
+}
+
+/// Length of a User Information sub-item's value as encoded (PS3.7 Annex D.3.3).
+fn user_item_value_len(item: &UserItem) -> usize {
+    match item {
+        UserItem::MaximumLength(_) | UserItem::AsyncOperationsWindow { .. } => 4,
+        UserItem::ImplementationClassUid(s) | UserItem::ImplementationVersionName(s) => s.len(),
+        UserItem::RoleSelection { sop_class_uid, .. } => 4 + sop_class_uid.len(),
+        UserItem::SopClassExtended {
+            sop_class_uid,
+            info,
+        } => 2 + sop_class_uid.len() + info.len(),
+        UserItem::SopClassCommonExtended {
+            sop_class_uid,
+            service_class_uid,
+            related_general_sop_classes,
+            ..
+        } => {
+            6 + sop_class_uid.len()
+                + service_class_uid.len()
+                + related_general_sop_classes
+                    .iter()
+                    .map(|r| 2 + r.len())
+                    .sum::<usize>()
+        }
+        UserItem::UserIdentityRq {
+            primary, secondary, ..
+        } => 6 + primary.len() + secondary.len(),
+        UserItem::UserIdentityAc { server_response } => 2 + server_response.len(),
+        UserItem::Unknown { data, .. } => data.len(),
     }
 }
 
