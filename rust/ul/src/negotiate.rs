@@ -1291,4 +1291,116 @@ mod tests {
             pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
         );
     }
+    /// Whatever a caller (e.g. Python) puts in the request must fit the 16-bit item lengths of
+    /// PS3.8 §9.3.2 and PS3.7 Annex D, or be refused with an error; never a corrupt PDU.
+    #[test]
+    fn build_request_refuses_what_does_not_fit_an_item() {
+        let base = || requestor(vec![proposed(VERIFICATION, &[IMPLICIT], None)]);
+        let roundtrips = |cfg: &RequestorConfig| {
+            let rq = cfg.build_request().unwrap();
+            let pdu = Pdu::AssociateRq(rq);
+            assert_eq!(Pdu::decode(&pdu.encode(), ASSOCIATION_PDU_LIMIT), Ok(pdu));
+        };
+        // Large but fitting values are sent intact.
+        let mut ok = base();
+        ok.user_identity = Some((5, true, vec![b'j'; 60_000], vec![]));
+        roundtrips(&ok);
+        let mut ok = base();
+        ok.contexts[0].transfer_syntaxes = (0..900).map(|i| format!("1.2.3.{i}")).collect();
+        roundtrips(&ok);
+
+        let mut bad = Vec::new();
+        let mut c = base();
+        c.user_identity = Some((5, true, vec![b'j'; 70_000], vec![]));
+        bad.push(("user identity", c));
+        let mut c = base();
+        c.user_identity = Some((2, true, vec![b'u'; 40_000], vec![b'p'; 40_000]));
+        bad.push(("user identity, both fields", c));
+        let mut c = base();
+        c.extended_negotiation = vec![(FIND.into(), vec![0; 70_000])];
+        bad.push(("extended negotiation", c));
+        let mut c = base();
+        c.extended_negotiation = (0..3)
+            .map(|_| (FIND.to_string(), vec![0; 30_000]))
+            .collect();
+        bad.push(("user information total", c));
+        let mut c = base();
+        c.common_extended = vec![(
+            CT.into(),
+            "1.2.840.10008.4.2".into(),
+            (0..2500)
+                .map(|i| format!("1.2.840.10008.5.1.4.1.1.{i}"))
+                .collect(),
+        )];
+        bad.push(("common extended related classes", c));
+        let mut c = base();
+        c.contexts[0].transfer_syntaxes = (0..3000)
+            .map(|i| format!("1.2.840.10008.1.2.{i}"))
+            .collect();
+        bad.push(("presentation context", c));
+        let mut c = base();
+        c.implementation_class_uid = "1.2.\u{e9}".into();
+        bad.push(("implementation class UID", c));
+        let mut c = base();
+        c.extended_negotiation = vec![("not a uid".into(), vec![1])];
+        bad.push(("extended negotiation UID", c));
+        let mut c = base();
+        c.common_extended = vec![(CT.into(), "4.2.".into(), vec![])];
+        bad.push(("common extended service class UID", c));
+        for (what, cfg) in bad {
+            assert!(cfg.build_request().is_err(), "{what} accepted");
+        }
+    }
+
+    /// The size arithmetic used above agrees with the encoder for every kind of sub-item.
+    #[test]
+    fn user_item_value_len_matches_the_encoder() {
+        let items = vec![
+            UserItem::MaximumLength(1),
+            UserItem::ImplementationClassUid("1.2.3".into()),
+            UserItem::AsyncOperationsWindow {
+                invoked: 1,
+                performed: 1,
+            },
+            UserItem::RoleSelection {
+                sop_class_uid: CT.into(),
+                scu_role: 1,
+                scp_role: 0,
+            },
+            UserItem::ImplementationVersionName("V1".into()),
+            UserItem::SopClassExtended {
+                sop_class_uid: FIND.into(),
+                info: vec![1, 2, 3],
+            },
+            UserItem::SopClassCommonExtended {
+                version: 0,
+                sop_class_uid: CT.into(),
+                service_class_uid: "1.2.840.10008.4.2".into(),
+                related_general_sop_classes: vec![NM.into(), "1.2".into()],
+            },
+            UserItem::UserIdentityRq {
+                identity_type: 2,
+                positive_response_requested: 0,
+                primary: b"ab".to_vec(),
+                secondary: b"cde".to_vec(),
+            },
+            UserItem::UserIdentityAc {
+                server_response: b"xyz".to_vec(),
+            },
+            UserItem::Unknown {
+                item_type: 0x70,
+                data: vec![9; 7],
+            },
+        ];
+        let mut rq = echo_rq();
+        rq.user_info = Some(UserInformation::default());
+        let empty = Pdu::AssociateRq(rq.clone()).encode().len();
+        for item in items {
+            rq.user_info = Some(UserInformation {
+                items: vec![item.clone()],
+            });
+            let with = Pdu::AssociateRq(rq.clone()).encode().len();
+            assert_eq!(with - empty, 4 + user_item_value_len(&item), "{item:?}");
+        }
+    }
 }
