@@ -797,9 +797,15 @@ impl Association {
             if ty == pdu_type::P_DATA_TF {
                 let action = self.fire(Event::Evt10, true)?;
                 let mut body = std::mem::take(&mut self.rx);
-                body.resize(len, 0);
-                if let Err(e) = self.read_exact_deadline(&mut body, deadline, what) {
-                    return Err(self.fail_on_read(e));
+                // Grow the buffer with the bytes that arrive, not with the claimed length:
+                // with an unlimited maximum PDU (0) the claim alone may be 4 GiB.
+                body.clear();
+                while body.len() < len {
+                    let filled = body.len();
+                    body.resize(filled + (len - filled).min(1 << 20), 0);
+                    if let Err(e) = self.read_exact_deadline(&mut body[filled..], deadline, what) {
+                        return Err(self.fail_on_read(e));
+                    }
                 }
                 self.rx = body;
                 self.rx_pos = 0;
@@ -861,7 +867,7 @@ impl Association {
     /// Takes the next PDV from the current P-DATA-TF body (bounds-checked).
     fn take_pdv(&mut self) -> Result<(u8, u8, usize, usize), AssocError> {
         let body = &self.rx[self.rx_pos..];
-        let mut it = PdvIter::new(body);
+        let mut it = PdvIter::at_offset(body, PDU_HEADER_LEN + self.rx_pos);
         match it.next() {
             Some(Ok(p)) => {
                 let start = self.rx_pos + 6;

@@ -388,3 +388,395 @@ pub fn response_to(rq: &Command, status: u16, has_data_set: bool) -> Command {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    //! Command sets of every C- and N- message (PS3.7 §9.3, §10.3, Annex E) and the typed
+    //! error for each kind of malformed command set.
+    use super::*;
+
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const INSTANCE: &str = "1.2.3.4.5.6.7"; // odd length: padded with NUL
+
+    /// Encodes, checks the group length, decodes and checks equality; returns the bytes.
+    fn roundtrip(cmd: &Command) -> Vec<u8> {
+        let bytes = cmd.encode();
+        assert_eq!(
+            &bytes[..8],
+            &[0, 0, 0, 0, 4, 0, 0, 0],
+            "group length header"
+        );
+        let gl = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        assert_eq!(gl, bytes.len() - 12, "group length value");
+        assert_eq!(bytes.len() % 2, 0, "every value has even length");
+        let back = Command::decode(&bytes).expect("decodes");
+        assert!(back.elements().eq(cmd.elements()));
+        assert_eq!(back.encode(), bytes);
+        assert_eq!(back.get_ul(tag::COMMAND_GROUP_LENGTH), Some(gl as u32));
+        bytes
+    }
+
+    #[test]
+    fn c_echo_rq_bytes() {
+        let c = request(command_field::C_ECHO_RQ, 1, "1.2.840.10008.1.1", false);
+        let bytes = roundtrip(&c);
+        let mut want = vec![0, 0, 0, 0, 4, 0, 0, 0, 56, 0, 0, 0];
+        want.extend_from_slice(&[0, 0, 2, 0, 18, 0, 0, 0]);
+        want.extend_from_slice(b"1.2.840.10008.1.1\0");
+        want.extend_from_slice(&[0, 0, 0, 1, 2, 0, 0, 0, 0x30, 0]);
+        want.extend_from_slice(&[0, 0, 0x10, 1, 2, 0, 0, 0, 1, 0]);
+        want.extend_from_slice(&[0, 0, 0, 8, 2, 0, 0, 0, 1, 1]);
+        assert_eq!(bytes, want);
+        assert!(c.is_request() && !c.has_data_set());
+        assert_eq!(command_field::name(0x0030), Some("C-ECHO-RQ"));
+        assert_eq!(command_field::name(0x1234), None);
+    }
+
+    #[test]
+    fn c_store_rq_and_rsp_with_every_field() {
+        let mut rq = request(command_field::C_STORE_RQ, 17, CT, true);
+        rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, INSTANCE);
+        rq.set_us(tag::PRIORITY, 1);
+        rq.set_str(tag::MOVE_ORIGINATOR_AE_TITLE, "XELERIS");
+        rq.set_us(tag::MOVE_ORIGINATOR_MESSAGE_ID, 5);
+        roundtrip(&rq);
+        assert!(rq.has_data_set());
+        assert_eq!(
+            rq.get_raw(tag::AFFECTED_SOP_INSTANCE_UID),
+            Some(&b"1.2.3.4.5.6.7\0"[..])
+        );
+        assert_eq!(
+            rq.get_raw(tag::MOVE_ORIGINATOR_AE_TITLE),
+            Some(&b"XELERIS "[..])
+        );
+        assert_eq!(
+            rq.get_str(tag::AFFECTED_SOP_INSTANCE_UID).as_deref(),
+            Some(INSTANCE)
+        );
+        assert_eq!(
+            rq.get_str(tag::MOVE_ORIGINATOR_AE_TITLE).as_deref(),
+            Some("XELERIS")
+        );
+
+        let mut rsp = response_to(&rq, 0xB000, false);
+        rsp.set_tags(tag::OFFENDING_ELEMENT, &[0x0028_0010]);
+        rsp.set_str(tag::ERROR_COMMENT, "Coercion of data elements");
+        roundtrip(&rsp);
+        assert_eq!(rsp.command_field(), Some(command_field::C_STORE_RSP));
+        assert_eq!(rsp.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO), Some(17));
+        assert_eq!(rsp.status(), Some(0xB000));
+        assert!(!rsp.is_request() && !rsp.has_data_set());
+        assert_eq!(
+            rsp.get_str(tag::AFFECTED_SOP_CLASS_UID).as_deref(),
+            Some(CT)
+        );
+        assert_eq!(
+            rsp.get_str(tag::AFFECTED_SOP_INSTANCE_UID).as_deref(),
+            Some(INSTANCE)
+        );
+        assert_eq!(
+            rsp.get_tags(tag::OFFENDING_ELEMENT),
+            Some(vec![0x0028_0010])
+        );
+        assert_eq!(
+            rsp.get_raw(tag::OFFENDING_ELEMENT),
+            Some(&[0x28, 0, 0x10, 0][..])
+        );
+        assert_eq!(
+            rsp.get_str(tag::ERROR_COMMENT).as_deref(),
+            Some("Coercion of data elements")
+        );
+        assert_eq!(rsp.get_raw(tag::ERROR_COMMENT).unwrap().len(), 26);
+    }
+
+    #[test]
+    fn c_find_c_get_c_move_with_sub_operation_counts() {
+        let qr = "1.2.840.10008.5.1.4.1.2.2.1";
+        let mut find = request(command_field::C_FIND_RQ, 3, qr, true);
+        find.set_us(tag::PRIORITY, 0);
+        roundtrip(&find);
+        let pending = response_to(&find, 0xFF00, true);
+        roundtrip(&pending);
+        assert_eq!(pending.command_field(), Some(command_field::C_FIND_RSP));
+        assert!(pending.has_data_set());
+
+        let mut mv = request(
+            command_field::C_MOVE_RQ,
+            4,
+            "1.2.840.10008.5.1.4.1.2.2.2",
+            true,
+        );
+        mv.set_us(tag::PRIORITY, 2);
+        mv.set_str(tag::MOVE_DESTINATION, "PACS");
+        roundtrip(&mv);
+        assert_eq!(mv.get_raw(tag::MOVE_DESTINATION), Some(&b"PACS"[..]));
+
+        let mut get = request(
+            command_field::C_GET_RQ,
+            5,
+            "1.2.840.10008.5.1.4.1.2.2.3",
+            true,
+        );
+        get.set_us(tag::PRIORITY, 0);
+        roundtrip(&get);
+
+        for (rq, field) in [
+            (&mv, command_field::C_MOVE_RSP),
+            (&get, command_field::C_GET_RSP),
+        ] {
+            let mut rsp = response_to(rq, 0xB000, false);
+            rsp.set_us(tag::NUMBER_OF_REMAINING_SUBOPERATIONS, 0);
+            rsp.set_us(tag::NUMBER_OF_COMPLETED_SUBOPERATIONS, 10);
+            rsp.set_us(tag::NUMBER_OF_FAILED_SUBOPERATIONS, 2);
+            rsp.set_us(tag::NUMBER_OF_WARNING_SUBOPERATIONS, 1);
+            rsp.set_tags(tag::OFFENDING_ELEMENT, &[]);
+            let bytes = roundtrip(&rsp);
+            let back = Command::decode(&bytes).unwrap();
+            assert_eq!(back.command_field(), Some(field));
+            assert_eq!(
+                back.get_us(tag::NUMBER_OF_COMPLETED_SUBOPERATIONS),
+                Some(10)
+            );
+            assert_eq!(back.get_us(tag::NUMBER_OF_FAILED_SUBOPERATIONS), Some(2));
+            assert_eq!(back.get_us(tag::NUMBER_OF_WARNING_SUBOPERATIONS), Some(1));
+            assert_eq!(back.get_us(tag::NUMBER_OF_REMAINING_SUBOPERATIONS), Some(0));
+            assert_eq!(back.get_tags(tag::OFFENDING_ELEMENT), Some(vec![]));
+        }
+        // C-CANCEL-RQ carries only the message ID being responded to.
+        let mut cancel = Command::new();
+        cancel.set_us(tag::COMMAND_FIELD, command_field::C_CANCEL_RQ);
+        cancel.set_us(tag::MESSAGE_ID_BEING_RESPONDED_TO, 3);
+        cancel.set_us(tag::COMMAND_DATA_SET_TYPE, NO_DATA_SET);
+        roundtrip(&cancel);
+    }
+
+    #[test]
+    fn responses_to_queries_carry_no_affected_instance() {
+        for field in [
+            command_field::C_FIND_RQ,
+            command_field::C_GET_RQ,
+            command_field::C_MOVE_RQ,
+        ] {
+            let mut rq = request(field, 9, "1.2.3", true);
+            rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, INSTANCE);
+            let rsp = response_to(&rq, 0, false);
+            assert!(!rsp.contains(tag::AFFECTED_SOP_INSTANCE_UID), "{field:04X}");
+            assert_eq!(rsp.command_field(), Some(field | 0x8000));
+        }
+    }
+
+    #[test]
+    fn n_services_with_every_field() {
+        let printer = "1.2.840.10008.5.1.1.16";
+        let inst = "1.2.840.10008.5.1.1.17";
+        // Requests addressed to an existing instance use the Requested UIDs (PS3.7 §10.3).
+        for (field, ds) in [
+            (command_field::N_GET_RQ, false),
+            (command_field::N_SET_RQ, true),
+            (command_field::N_ACTION_RQ, true),
+            (command_field::N_DELETE_RQ, false),
+        ] {
+            let mut rq = request(field, 30, printer, ds);
+            rq.set_str(tag::REQUESTED_SOP_INSTANCE_UID, inst);
+            match field {
+                command_field::N_GET_RQ => {
+                    rq.set_tags(tag::ATTRIBUTE_IDENTIFIER_LIST, &[0x2110_0010, 0x2110_0020])
+                }
+                command_field::N_ACTION_RQ => rq.set_us(tag::ACTION_TYPE_ID, 1),
+                _ => {}
+            }
+            roundtrip(&rq);
+            assert!(rq.contains(tag::REQUESTED_SOP_CLASS_UID));
+            assert!(!rq.contains(tag::AFFECTED_SOP_CLASS_UID));
+            assert_eq!(rq.has_data_set(), ds);
+            // The response names the instance as Affected (PS3.7 §10.3.x.1.2).
+            let mut rsp = response_to(&rq, 0x0000, field == command_field::N_GET_RQ);
+            if field == command_field::N_ACTION_RQ {
+                rsp.set_us(tag::ACTION_TYPE_ID, 1);
+            }
+            rsp.set_str(tag::ERROR_COMMENT, "ok");
+            rsp.set_us(tag::ERROR_ID, 0x0001);
+            roundtrip(&rsp);
+            assert_eq!(rsp.command_field(), Some(field | 0x8000));
+            assert_eq!(
+                rsp.get_str(tag::AFFECTED_SOP_CLASS_UID).as_deref(),
+                Some(printer)
+            );
+            assert_eq!(
+                rsp.get_str(tag::AFFECTED_SOP_INSTANCE_UID).as_deref(),
+                Some(inst)
+            );
+            assert_eq!(rsp.get_us(tag::ERROR_ID), Some(1));
+        }
+        let get = {
+            let mut c = request(command_field::N_GET_RQ, 1, printer, false);
+            c.set_tags(tag::ATTRIBUTE_IDENTIFIER_LIST, &[0x2110_0010, 0x2110_0020]);
+            c
+        };
+        assert_eq!(
+            get.get_tags(tag::ATTRIBUTE_IDENTIFIER_LIST),
+            Some(vec![0x2110_0010, 0x2110_0020])
+        );
+        // Requests that create or report use the Affected UIDs.
+        for field in [command_field::N_EVENT_REPORT_RQ, command_field::N_CREATE_RQ] {
+            let mut rq = request(field, 31, "1.2.840.10008.1.20.1", true);
+            rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, "1.2.840.10008.1.20.1.1");
+            if field == command_field::N_EVENT_REPORT_RQ {
+                rq.set_us(tag::EVENT_TYPE_ID, 2);
+            }
+            roundtrip(&rq);
+            assert!(rq.contains(tag::AFFECTED_SOP_CLASS_UID));
+            let mut rsp = response_to(&rq, 0, false);
+            if field == command_field::N_EVENT_REPORT_RQ {
+                rsp.set_us(tag::EVENT_TYPE_ID, 2);
+            }
+            roundtrip(&rsp);
+            assert_eq!(
+                rsp.get_us(tag::EVENT_TYPE_ID),
+                rq.get_us(tag::EVENT_TYPE_ID)
+            );
+        }
+    }
+
+    #[test]
+    fn retired_and_unknown_elements_survive() {
+        let mut c = request(command_field::C_ECHO_RQ, 1, "1.2.840.10008.1.1", false);
+        c.set_raw(0x0800 + 1, vec![1, 2, 3]); // odd: padded with NUL
+        c.set_raw(0x5010, b"RETIRED".to_vec());
+        let bytes = roundtrip(&c);
+        let mut back = Command::decode(&bytes).unwrap();
+        assert_eq!(back.get_raw(0x0801), Some(&[1, 2, 3, 0][..]));
+        assert_eq!(back.get_raw(0x5010), Some(&b"RETIRED\0"[..]));
+        assert!(back.remove(0x5010).is_some());
+        assert!(!back.contains(0x5010));
+        assert_eq!(command_vr(0x5010), CommandVr::Other);
+        assert_eq!(command_vr(tag::ERROR_COMMENT), CommandVr::LO);
+    }
+
+    #[test]
+    fn wrong_group_length_is_tolerated() {
+        let mut bytes = request(command_field::C_ECHO_RQ, 1, "1.2", false).encode();
+        bytes[8] = 0xFF;
+        let c = Command::decode(&bytes).unwrap();
+        assert_eq!(c.message_id(), Some(1));
+        // Re-encoding writes the correct value.
+        assert_eq!(
+            u32::from_le_bytes(c.encode()[8..12].try_into().unwrap()) as usize,
+            bytes.len() - 12
+        );
+        // A command set without a group length also decodes.
+        let c = Command::decode(&bytes[12..]).unwrap();
+        assert_eq!(c.command_field(), Some(command_field::C_ECHO_RQ));
+    }
+
+    fn element(group: u16, el: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&group.to_le_bytes());
+        v.extend_from_slice(&el.to_le_bytes());
+        v.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn malformed_command_sets() {
+        let field = element(0, 0x0100, &[0x30, 0]);
+        // Wrong group.
+        let mut b = field.clone();
+        b.extend(element(8, 0x0016, b"1.2\0"));
+        assert_eq!(
+            Command::decode(&b),
+            Err(DimseError::WrongGroup {
+                offset: 10,
+                group: 8,
+                element: 0x0016
+            })
+        );
+        // Out of order, and a repeated element.
+        let mut b = element(0, 0x0110, &[1, 0]);
+        b.extend(&field);
+        assert_eq!(
+            Command::decode(&b),
+            Err(DimseError::OutOfOrder {
+                offset: 10,
+                element: 0x0100
+            })
+        );
+        let mut b = field.clone();
+        b.extend(&field);
+        assert_eq!(
+            Command::decode(&b),
+            Err(DimseError::OutOfOrder {
+                offset: 10,
+                element: 0x0100
+            })
+        );
+        // Element length past the end (including a huge one: no allocation of that size).
+        for len in [3u32, 0xFFFF_FFFF] {
+            let mut b = field.clone();
+            b.extend_from_slice(&[0, 0, 0x10, 1]);
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(&[1, 0]);
+            assert_eq!(
+                Command::decode(&b),
+                Err(DimseError::LengthOverrun {
+                    offset: 10,
+                    element: 0x0110,
+                    length: len
+                })
+            );
+        }
+        // Truncated element header.
+        for cut in 1..8 {
+            let mut b = field.clone();
+            b.extend_from_slice(&element(0, 0x0110, &[1, 0])[..cut]);
+            assert_eq!(
+                Command::decode(&b),
+                Err(DimseError::Truncated { offset: 10 })
+            );
+        }
+        // Missing Command Field.
+        let b = element(0, 0x0110, &[1, 0]);
+        assert_eq!(
+            Command::decode(&b),
+            Err(DimseError::Missing {
+                element: 0x0100,
+                name: "Command Field"
+            })
+        );
+        assert!(matches!(
+            Command::decode(&[]),
+            Err(DimseError::Missing { .. })
+        ));
+        // Larger than 64 KiB, refused before parsing.
+        let mut b = field.clone();
+        b.extend(element(0, 0x0902, &vec![b' '; MAX_COMMAND_SET]));
+        assert_eq!(
+            Command::decode(&b),
+            Err(DimseError::TooLarge {
+                size: b.len(),
+                limit: MAX_COMMAND_SET
+            })
+        );
+        // Just under the limit is accepted.
+        let mut b = field.clone();
+        b.extend(element(0, 0x0902, &vec![b' '; MAX_COMMAND_SET - 18]));
+        assert_eq!(b.len(), MAX_COMMAND_SET);
+        assert!(Command::decode(&b).is_ok());
+    }
+
+    #[test]
+    fn short_values_give_none_not_panics() {
+        let mut b = element(0, 0x0100, &[0x30]); // US of one byte
+        b.extend(element(0, 0x0901, &[1, 2, 3, 4, 5])); // AT with a trailing partial tag
+        let c = Command::decode(&b).unwrap_err();
+        assert!(matches!(c, DimseError::Missing { .. }));
+        let mut c = Command::new();
+        c.set_raw(tag::COMMAND_FIELD, vec![0x30]);
+        c.set_raw(tag::OFFENDING_ELEMENT, vec![0x10, 0, 0x10, 0, 9]);
+        assert_eq!(c.get_raw(tag::COMMAND_FIELD), Some(&[0x30, b' '][..]));
+        assert_eq!(c.get_tags(tag::OFFENDING_ELEMENT), Some(vec![0x0010_0010]));
+        assert_eq!(c.get_ul(tag::COMMAND_FIELD), None);
+        assert_eq!(Command::new().status(), None);
+    }
+}

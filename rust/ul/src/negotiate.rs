@@ -284,7 +284,11 @@ pub fn accept_or_reject(
             transfer_syntax: Some(if result == pc_result::ACCEPTANCE {
                 ts_chosen.clone()
             } else {
-                trim_uid(&pc.transfer_syntaxes[0]).to_string()
+                pc.transfer_syntaxes
+                    .first()
+                    .map(|t| trim_uid(t))
+                    .unwrap_or("")
+                    .to_string()
             }),
         });
         negotiated.push(NegotiatedContext {
@@ -449,6 +453,18 @@ impl RequestorConfig {
             for ts in &c.transfer_syntaxes {
                 check_uid(ts)?;
             }
+            let len = 8
+                + c.abstract_syntax.len()
+                + c.transfer_syntaxes
+                    .iter()
+                    .map(|t| 4 + t.len())
+                    .sum::<usize>();
+            if len > u16::MAX as usize {
+                return Err(format!(
+                    "presentation context for {} does not fit one item ({len} bytes)",
+                    c.abstract_syntax
+                ));
+            }
             pcs.push(PresentationContextRq {
                 id: (2 * i + 1) as u8,
                 abstract_syntax: c.abstract_syntax.clone(),
@@ -503,6 +519,33 @@ impl RequestorConfig {
                 primary: primary.clone(),
                 secondary: secondary.clone(),
             });
+        }
+        check_uid(&self.implementation_class_uid)?;
+        for (uid, _) in &self.extended_negotiation {
+            check_uid(uid)?;
+        }
+        for (sop, service, related) in &self.common_extended {
+            check_uid(sop)?;
+            check_uid(service)?;
+            for r in related {
+                check_uid(r)?;
+            }
+        }
+        // Every sub-item and the User Information item carry 16-bit lengths (PS3.8 §9.3.2.3).
+        let mut total = 0usize;
+        for item in &items {
+            let len = user_item_value_len(item);
+            if len > u16::MAX as usize {
+                return Err(format!(
+                    "user information sub-item of {len} bytes does not fit (at most 65535)"
+                ));
+            }
+            total += 4 + len;
+        }
+        if total > u16::MAX as usize {
+            return Err(format!(
+                "user information of {total} bytes does not fit one item (at most 65535)"
+            ));
         }
         Ok(AssociateRq {
             protocol_version: PROTOCOL_VERSION,
@@ -612,6 +655,37 @@ impl RequestorConfig {
     }
 }
 
+/// Length of a User Information sub-item's value as encoded (PS3.7 Annex D.3.3).
+fn user_item_value_len(item: &UserItem) -> usize {
+    match item {
+        UserItem::MaximumLength(_) | UserItem::AsyncOperationsWindow { .. } => 4,
+        UserItem::ImplementationClassUid(s) | UserItem::ImplementationVersionName(s) => s.len(),
+        UserItem::RoleSelection { sop_class_uid, .. } => 4 + sop_class_uid.len(),
+        UserItem::SopClassExtended {
+            sop_class_uid,
+            info,
+        } => 2 + sop_class_uid.len() + info.len(),
+        UserItem::SopClassCommonExtended {
+            sop_class_uid,
+            service_class_uid,
+            related_general_sop_classes,
+            ..
+        } => {
+            6 + sop_class_uid.len()
+                + service_class_uid.len()
+                + related_general_sop_classes
+                    .iter()
+                    .map(|r| 2 + r.len())
+                    .sum::<usize>()
+        }
+        UserItem::UserIdentityRq {
+            primary, secondary, ..
+        } => 6 + primary.len() + secondary.len(),
+        UserItem::UserIdentityAc { server_response } => 2 + server_response.len(),
+        UserItem::Unknown { data, .. } => data.len(),
+    }
+}
+
 /// Checks a UID we are about to send (PS3.5 §9.1): 1–64 characters, digits and dots.
 pub fn check_uid(uid: &str) -> Result<(), String> {
     if uid.is_empty() || uid.len() > 64 {
@@ -625,4 +699,708 @@ pub fn check_uid(uid: &str) -> Result<(), String> {
         return Err(format!("UID {uid:?} is not a valid DICOM UID"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Negotiation as pure functions (PS3.8 §7.1.1, §9.3.2–9.3.4; PS3.7 Annex D.3.3).
+    use super::*;
+
+    const VERIFICATION: &str = "1.2.840.10008.1.1";
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    const NM: &str = "1.2.840.10008.5.1.4.1.1.20";
+    const FIND: &str = "1.2.840.10008.5.1.4.1.2.2.1";
+    const IMPLICIT: &str = "1.2.840.10008.1.2";
+    const EXPLICIT: &str = "1.2.840.10008.1.2.1";
+    const BIG: &str = "1.2.840.10008.1.2.2";
+    const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+
+    fn supported(abs: &str, ts: &[&str], scp: bool, scu: bool) -> SupportedContext {
+        SupportedContext {
+            abstract_syntax: abs.into(),
+            transfer_syntaxes: ts.iter().map(|s| s.to_string()).collect(),
+            scp_role: scp,
+            scu_role: scu,
+        }
+    }
+
+    fn acceptor() -> AcceptorConfig {
+        let mut cfg = AcceptorConfig::new("STORESCP");
+        cfg.contexts = vec![
+            supported(VERIFICATION, &[IMPLICIT], true, false),
+            supported(CT, &[IMPLICIT, EXPLICIT], true, false),
+            supported(NM, &[EXPLICIT, IMPLICIT], true, true),
+        ];
+        cfg
+    }
+
+    fn proposed(abs: &str, ts: &[&str], roles: Option<(bool, bool)>) -> ProposedContext {
+        ProposedContext {
+            abstract_syntax: abs.into(),
+            transfer_syntaxes: ts.iter().map(|s| s.to_string()).collect(),
+            roles,
+        }
+    }
+
+    fn requestor(contexts: Vec<ProposedContext>) -> RequestorConfig {
+        let mut cfg = RequestorConfig::new("XELERIS", "STORESCP");
+        cfg.contexts = contexts;
+        cfg
+    }
+
+    fn results(ac: &AssociateAc) -> Vec<(u8, u8, Option<&str>)> {
+        ac.presentation_contexts
+            .iter()
+            .map(|p| (p.id, p.result, p.transfer_syntax.as_deref()))
+            .collect()
+    }
+
+    fn role_items(ac: &AssociateAc) -> Vec<(String, u8, u8)> {
+        ac.user_info
+            .as_ref()
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                UserItem::RoleSelection {
+                    sop_class_uid,
+                    scu_role,
+                    scp_role,
+                } => Some((sop_class_uid.clone(), *scu_role, *scp_role)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn first_proposed_transfer_syntax_the_ae_supports_wins() {
+        let rq = requestor(vec![
+            // AE supports IMPLICIT then EXPLICIT; the proposer's order decides.
+            proposed(CT, &[BIG, EXPLICIT, IMPLICIT], None),
+            proposed(CT, &[IMPLICIT, EXPLICIT], None),
+            proposed(VERIFICATION, &[DEFLATED, IMPLICIT], None),
+        ])
+        .build_request()
+        .unwrap();
+        // Padded UIDs (trailing NUL) from sloppy peers still match.
+        let mut rq = rq;
+        rq.presentation_contexts[2].transfer_syntaxes[1].push('\0');
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac),
+            vec![
+                (1, 0, Some(EXPLICIT)),
+                (3, 0, Some(IMPLICIT)),
+                (5, 0, Some(IMPLICIT))
+            ]
+        );
+        assert_eq!(n.contexts[0].transfer_syntax, EXPLICIT);
+        assert!(n
+            .contexts
+            .iter()
+            .all(|c| c.accepted() && c.local_scp && !c.local_scu));
+        assert_eq!(n.find_context(CT, Some(IMPLICIT)).unwrap().id, 3);
+        assert_eq!(n.find_context(CT, Some(BIG)).unwrap().id, 1);
+        assert_eq!(n.find_context(CT, None).unwrap().id, 1);
+        assert!(n.find_context(FIND, None).is_none());
+    }
+
+    #[test]
+    fn unsupported_abstract_and_transfer_syntaxes() {
+        let rq = requestor(vec![
+            proposed(FIND, &[IMPLICIT], None),
+            proposed(CT, &[BIG, DEFLATED], None),
+            proposed(VERIFICATION, &[IMPLICIT], None),
+        ])
+        .build_request()
+        .unwrap();
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        // Rejected contexts echo the first proposed transfer syntax ("not significant").
+        assert_eq!(
+            results(&ac),
+            vec![
+                (1, pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED, Some(IMPLICIT)),
+                (3, pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED, Some(BIG)),
+                (5, pc_result::ACCEPTANCE, Some(IMPLICIT)),
+            ]
+        );
+        assert_eq!(n.contexts[0].transfer_syntax, "");
+        assert!(!n.contexts[1].accepted() && !n.contexts[1].local_scp);
+        assert!(n.context(5).unwrap().accepted());
+        assert!(n.context(7).is_none());
+    }
+
+    #[test]
+    fn even_and_duplicate_context_ids_are_rejected_without_reason() {
+        let mut rq = requestor(vec![
+            proposed(VERIFICATION, &[IMPLICIT], None),
+            proposed(VERIFICATION, &[IMPLICIT], None),
+            proposed(VERIFICATION, &[IMPLICIT], None),
+        ])
+        .build_request()
+        .unwrap();
+        rq.presentation_contexts[1].id = 2;
+        rq.presentation_contexts[2].id = 1;
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac).iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+            vec![(1, 0), (2, pc_result::NO_REASON), (1, pc_result::NO_REASON)]
+        );
+    }
+
+    /// Every requestor proposal (PS3.7 D.3.3.4: SCU only, SCP only, both, or no item) against
+    /// every acceptor capability. Columns: proposal, acceptor may be (SCP, SCU) ->
+    /// result, reply item (SCU, SCP), acceptor local (SCU, SCP).
+    #[test]
+    fn role_selection_answers_for_each_combination() {
+        type Row = (
+            Option<(bool, bool)>,
+            (bool, bool),
+            u8,
+            Option<(u8, u8)>,
+            (bool, bool),
+        );
+        let rows: [Row; 14] = [
+            (
+                Some((true, false)),
+                (true, false),
+                0,
+                Some((1, 0)),
+                (false, true),
+            ),
+            (
+                Some((true, false)),
+                (true, true),
+                0,
+                Some((1, 0)),
+                (false, true),
+            ),
+            (Some((true, false)), (false, true), 1, None, (false, false)),
+            (Some((true, false)), (false, false), 1, None, (false, false)),
+            (Some((false, true)), (true, false), 1, None, (false, false)),
+            (
+                Some((false, true)),
+                (true, true),
+                0,
+                Some((0, 1)),
+                (true, false),
+            ),
+            (
+                Some((false, true)),
+                (false, true),
+                0,
+                Some((0, 1)),
+                (true, false),
+            ),
+            (Some((false, true)), (false, false), 1, None, (false, false)),
+            (
+                Some((true, true)),
+                (true, false),
+                0,
+                Some((1, 0)),
+                (false, true),
+            ),
+            (
+                Some((true, true)),
+                (true, true),
+                0,
+                Some((1, 1)),
+                (true, true),
+            ),
+            (
+                Some((true, true)),
+                (false, true),
+                0,
+                Some((0, 1)),
+                (true, false),
+            ),
+            (Some((true, true)), (false, false), 1, None, (false, false)),
+            (None, (true, false), 0, None, (false, true)),
+            (None, (false, true), 1, None, (false, false)),
+        ];
+        for (proposal, (scp, scu), result, reply, local) in rows {
+            let mut cfg = AcceptorConfig::new("SCP");
+            cfg.contexts = vec![supported(CT, &[IMPLICIT], scp, scu)];
+            let req = requestor(vec![proposed(CT, &[IMPLICIT], proposal)]);
+            let rq = req.build_request().unwrap();
+            let (ac, n) = accept_or_reject(&cfg, &rq).unwrap();
+            let what = format!("proposal {proposal:?}, acceptor SCP {scp} SCU {scu}");
+            assert_eq!(ac.presentation_contexts[0].result, result, "{what}");
+            assert_eq!(
+                role_items(&ac),
+                reply
+                    .map(|(a, b)| vec![(CT.to_string(), a, b)])
+                    .unwrap_or_default(),
+                "{what}"
+            );
+            assert_eq!(
+                (n.contexts[0].local_scu, n.contexts[0].local_scp),
+                local,
+                "{what}"
+            );
+            // The requestor's reading of the same answer is the mirror image.
+            let mine = req.interpret(&rq, &ac).unwrap();
+            let c = &mine.contexts[0];
+            if result == 0 {
+                assert_eq!((c.local_scu, c.local_scp), (local.1, local.0), "{what}");
+            } else {
+                assert_eq!((c.local_scu, c.local_scp), (false, false), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn role_proposal_sent_once_per_sop_class() {
+        let rq = requestor(vec![
+            proposed(CT, &[IMPLICIT], Some((false, true))),
+            proposed(CT, &[EXPLICIT], Some((false, true))),
+        ])
+        .build_request()
+        .unwrap();
+        let roles: Vec<_> = rq
+            .user_info
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|i| matches!(i, UserItem::RoleSelection { .. }))
+            .collect();
+        assert_eq!(
+            roles,
+            vec![UserItem::RoleSelection {
+                sop_class_uid: CT.into(),
+                scu_role: 0,
+                scp_role: 1
+            }]
+        );
+    }
+
+    fn echo_rq() -> AssociateRq {
+        requestor(vec![proposed(VERIFICATION, &[IMPLICIT], None)])
+            .build_request()
+            .unwrap()
+    }
+
+    #[test]
+    fn rejections() {
+        // Wrong application context: 1/1/2.
+        let mut rq = echo_rq();
+        rq.application_context = "1.2.3.4".into();
+        assert_eq!(
+            accept_or_reject(&acceptor(), &rq),
+            Err(AssociateRj {
+                result: 1,
+                source: 1,
+                reason: 2
+            })
+        );
+        // The application context may carry a trailing NUL.
+        let mut rq = echo_rq();
+        rq.application_context = format!("{DICOM_APPLICATION_CONTEXT}\0");
+        assert!(accept_or_reject(&acceptor(), &rq).is_ok());
+
+        // Called AE title not ours: 1/1/7, only when required.
+        let mut cfg = acceptor();
+        let mut rq = echo_rq();
+        rq.called_ae = AeTitle::new("OTHER").unwrap();
+        assert!(accept_or_reject(&cfg, &rq).is_ok());
+        cfg.require_called_aet = true;
+        assert_eq!(
+            accept_or_reject(&cfg, &rq),
+            Err(AssociateRj {
+                result: 1,
+                source: 1,
+                reason: 7
+            })
+        );
+        rq.called_ae = AeTitle::new("  STORESCP").unwrap();
+        assert!(accept_or_reject(&cfg, &rq).is_ok());
+
+        // Calling AE title not in the allowed list: 1/1/3.
+        let mut cfg = acceptor();
+        cfg.allowed_calling_aets = Some(vec!["PACS".into(), "XELERIS ".into()]);
+        assert!(accept_or_reject(&cfg, &echo_rq()).is_ok());
+        let mut rq = echo_rq();
+        rq.calling_ae = AeTitle::new("INTRUDER").unwrap();
+        assert_eq!(
+            accept_or_reject(&cfg, &rq),
+            Err(AssociateRj {
+                result: 1,
+                source: 1,
+                reason: 3
+            })
+        );
+
+        // Protocol version without bit 0: 1/2/2 (checked first).
+        let mut rq = echo_rq();
+        rq.protocol_version = 0x0002;
+        rq.application_context = "1.2.3".into();
+        assert_eq!(
+            accept_or_reject(&acceptor(), &rq),
+            Err(AssociateRj {
+                result: 1,
+                source: 2,
+                reason: 2
+            })
+        );
+        // Other bits alongside bit 0 are fine (PS3.8 §9.3.2: only bit 0 is defined).
+        let mut rq = echo_rq();
+        rq.protocol_version = 0x0003;
+        assert!(accept_or_reject(&acceptor(), &rq).is_ok());
+    }
+
+    #[test]
+    fn acceptor_user_information_and_summary() {
+        let mut cfg = acceptor();
+        cfg.max_pdu = 65536;
+        cfg.implementation_version_name = Some("SCP_1".into());
+        cfg.extended_negotiation.insert(FIND.into(), vec![1, 0]);
+        let mut req = requestor(vec![
+            proposed(VERIFICATION, &[IMPLICIT], None),
+            proposed(FIND, &[IMPLICIT], None),
+        ]);
+        req.max_pdu = 4096;
+        req.implementation_class_uid = "1.2.3.4".into();
+        req.implementation_version_name = Some("REQ_9".into());
+        req.async_window = Some((2, 1));
+        req.extended_negotiation = vec![(FIND.into(), vec![1, 1, 1]), (CT.into(), vec![1])];
+        req.common_extended = vec![(
+            "1.2.840.10008.5.1.4.1.1.2.1".into(),
+            "1.2.840.10008.4.2".into(),
+            vec![CT.into()],
+        )];
+        req.user_identity = Some((2, true, b"alice".to_vec(), b"pw".to_vec()));
+        let rq = req.build_request().unwrap();
+        let ui = rq.user_info.as_ref().unwrap();
+        assert_eq!(ui.max_length(), Some(4096));
+        assert_eq!(ui.async_window(), Some((2, 1)));
+        assert_eq!(ui.implementation_version_name(), Some("REQ_9"));
+
+        let (ac, n) = accept_or_reject(&cfg, &rq).unwrap();
+        let items = &ac.user_info.as_ref().unwrap().items;
+        assert_eq!(
+            items,
+            &vec![
+                UserItem::MaximumLength(65536),
+                UserItem::ImplementationClassUid(IMPLEMENTATION_CLASS_UID.into()),
+                UserItem::ImplementationVersionName("SCP_1".into()),
+                // A reply only for the SOP class the acceptor knows.
+                UserItem::SopClassExtended {
+                    sop_class_uid: FIND.into(),
+                    info: vec![1, 0]
+                },
+                // Positive response requested for username+passcode: empty server response.
+                UserItem::UserIdentityAc {
+                    server_response: vec![]
+                },
+            ]
+        );
+        assert_eq!(ac.called_ae, rq.called_ae);
+        assert_eq!(ac.calling_ae, rq.calling_ae);
+        assert_eq!(n.calling_ae, "XELERIS");
+        assert_eq!(n.called_ae, "STORESCP");
+        assert_eq!(n.peer_max_pdu, 4096);
+        assert_eq!(n.local_max_pdu, 65536);
+        assert_eq!(n.peer_implementation_class_uid, "1.2.3.4");
+        assert_eq!(n.peer_implementation_version_name.as_deref(), Some("REQ_9"));
+        assert_eq!(
+            n.user_identity,
+            Some((2, b"alice".to_vec(), b"pw".to_vec()))
+        );
+        assert_eq!(n.extended_negotiation, vec![(FIND.to_string(), vec![1, 0])]);
+        assert_eq!(
+            n.common_extended,
+            vec![(
+                "1.2.840.10008.5.1.4.1.1.2.1".to_string(),
+                "1.2.840.10008.4.2".to_string(),
+                vec![CT.to_string()]
+            )]
+        );
+
+        // The requestor's view of the same answer.
+        let mine = req.interpret(&rq, &ac).unwrap();
+        assert_eq!(mine.peer_max_pdu, 65536);
+        assert_eq!(mine.local_max_pdu, 4096);
+        assert_eq!(mine.peer_implementation_class_uid, IMPLEMENTATION_CLASS_UID);
+        assert_eq!(
+            mine.extended_negotiation,
+            vec![(FIND.to_string(), vec![1, 0])]
+        );
+        assert_eq!(mine.contexts.len(), 2);
+        assert!(mine.contexts[0].accepted() && mine.contexts[0].local_scu);
+        assert_eq!(
+            mine.contexts[1].result,
+            pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
+        );
+    }
+
+    #[test]
+    fn user_identity_without_positive_response_gets_no_reply() {
+        let mut req = requestor(vec![proposed(VERIFICATION, &[IMPLICIT], None)]);
+        req.user_identity = Some((1, false, b"bob".to_vec(), vec![]));
+        let rq = req.build_request().unwrap();
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert!(!ac
+            .user_info
+            .unwrap()
+            .items
+            .iter()
+            .any(|i| matches!(i, UserItem::UserIdentityAc { .. })));
+        assert_eq!(n.user_identity, Some((1, b"bob".to_vec(), vec![])));
+    }
+
+    #[test]
+    fn acceptor_handles_request_without_user_information() {
+        let mut rq = echo_rq();
+        rq.user_info = None;
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(ac.presentation_contexts[0].result, 0);
+        assert_eq!(n.peer_max_pdu, 0);
+        assert_eq!(n.peer_implementation_class_uid, "");
+    }
+
+    #[test]
+    fn build_request_assigns_odd_ids_and_validates() {
+        let mut req = requestor(
+            (0..128)
+                .map(|i| proposed(&format!("1.2.3.{i}"), &[IMPLICIT], None))
+                .collect(),
+        );
+        let rq = req.build_request().unwrap();
+        let ids: Vec<u8> = rq.presentation_contexts.iter().map(|p| p.id).collect();
+        assert_eq!(ids, (0..128).map(|i| 2 * i + 1).collect::<Vec<u8>>());
+        req.contexts.push(proposed("1.2.3.999", &[IMPLICIT], None));
+        assert!(req.build_request().unwrap_err().contains("at most 128"));
+
+        assert!(requestor(vec![]).build_request().is_err());
+        assert!(requestor(vec![proposed(CT, &[], None)])
+            .build_request()
+            .is_err());
+        assert!(requestor(vec![proposed("1.2.a", &[IMPLICIT], None)])
+            .build_request()
+            .is_err());
+        assert!(requestor(vec![proposed(CT, &["1..2"], None)])
+            .build_request()
+            .is_err());
+        let mut bad_ae = requestor(vec![proposed(CT, &[IMPLICIT], None)]);
+        bad_ae.called_ae = "WAY-TOO-LONG-AE-TITLE".into();
+        assert!(bad_ae.build_request().is_err());
+        let mut bad_name = requestor(vec![proposed(CT, &[IMPLICIT], None)]);
+        bad_name.implementation_version_name = Some("SEVENTEEN_CHARS__".into());
+        assert!(bad_name.build_request().is_err());
+    }
+
+    #[test]
+    fn check_uid_rules() {
+        for ok in ["1", "1.2.840.10008.1.1", &"1.".repeat(31)[..61]] {
+            assert_eq!(check_uid(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".1", "1.", "1..2", "1.2a", "1.2 ", &"1".repeat(65)] {
+            assert!(check_uid(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requestor_rejects_answers_it_did_not_ask_for() {
+        let req = requestor(vec![proposed(CT, &[EXPLICIT, IMPLICIT], None)]);
+        let rq = req.build_request().unwrap();
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            req.interpret(&rq, &ac).unwrap().contexts[0].transfer_syntax,
+            EXPLICIT
+        );
+
+        // A context that was not proposed.
+        for id in [3u8, 2, 0, 255] {
+            let mut bad = ac.clone();
+            bad.presentation_contexts[0].id = id;
+            let e = req.interpret(&rq, &bad).unwrap_err();
+            assert!(e.contains("not proposed"), "{id}: {e}");
+        }
+        // A transfer syntax that was not proposed for that context.
+        let mut bad = ac.clone();
+        bad.presentation_contexts[0].transfer_syntax = Some(BIG.into());
+        assert!(req
+            .interpret(&rq, &bad)
+            .unwrap_err()
+            .contains("transfer syntax"));
+        let mut bad = ac.clone();
+        bad.presentation_contexts[0].transfer_syntax = None;
+        assert!(req.interpret(&rq, &bad).is_err());
+        // ...unless the context was rejected, where the transfer syntax is not significant.
+        let mut rejected = ac.clone();
+        rejected.presentation_contexts[0].result = pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED;
+        rejected.presentation_contexts[0].transfer_syntax = Some(BIG.into());
+        let n = req.interpret(&rq, &rejected).unwrap();
+        assert!(!n.contexts[0].accepted());
+        assert_eq!(n.contexts[0].transfer_syntax, "");
+        // A NUL-padded transfer syntax from the acceptor matches.
+        let mut padded = ac.clone();
+        padded.presentation_contexts[0].transfer_syntax = Some(format!("{EXPLICIT}\0"));
+        assert_eq!(
+            req.interpret(&rq, &padded).unwrap().contexts[0].transfer_syntax,
+            EXPLICIT
+        );
+    }
+
+    /// Both sides through the real encoder and decoder agree on every context.
+    #[test]
+    fn negotiation_over_encoded_pdus() {
+        let req = requestor(vec![
+            proposed(VERIFICATION, &[IMPLICIT], None),
+            proposed(NM, &[BIG, IMPLICIT], Some((true, true))),
+            proposed(FIND, &[IMPLICIT], None),
+        ]);
+        let rq = req.build_request().unwrap();
+        let wire = Pdu::AssociateRq(rq.clone()).encode();
+        let Ok(Pdu::AssociateRq(rq_in)) = Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT) else {
+            panic!()
+        };
+        let (ac, theirs) = accept_or_reject(&acceptor(), &rq_in).unwrap();
+        let wire = Pdu::AssociateAc(ac).encode();
+        let Ok(Pdu::AssociateAc(ac_in)) = Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT) else {
+            panic!()
+        };
+        let mine = req.interpret(&rq, &ac_in).unwrap();
+        assert_eq!(mine.contexts.len(), theirs.contexts.len());
+        for (m, t) in mine.contexts.iter().zip(&theirs.contexts) {
+            assert_eq!(
+                (m.id, m.result, &m.transfer_syntax),
+                (t.id, t.result, &t.transfer_syntax)
+            );
+            assert_eq!((m.local_scu, m.local_scp), (t.local_scp, t.local_scu));
+        }
+        assert_eq!(mine.contexts[1].transfer_syntax, IMPLICIT);
+        assert!(mine.contexts[1].local_scu && mine.contexts[1].local_scp);
+        assert!(!mine.contexts[2].accepted());
+    }
+    /// A request built in code (not decoded) may hold a context without transfer syntaxes;
+    /// the acceptor answers "transfer syntaxes not supported" instead of panicking.
+    #[test]
+    fn context_without_transfer_syntaxes_is_rejected_not_a_panic() {
+        let mut rq = echo_rq();
+        rq.presentation_contexts[0].transfer_syntaxes.clear();
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac),
+            vec![(1, pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED, Some(""))]
+        );
+        rq.presentation_contexts[0].abstract_syntax = FIND.into();
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            ac.presentation_contexts[0].result,
+            pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
+        );
+    }
+    /// Whatever a caller (e.g. Python) puts in the request must fit the 16-bit item lengths of
+    /// PS3.8 §9.3.2 and PS3.7 Annex D, or be refused with an error; never a corrupt PDU.
+    #[test]
+    fn build_request_refuses_what_does_not_fit_an_item() {
+        let base = || requestor(vec![proposed(VERIFICATION, &[IMPLICIT], None)]);
+        let roundtrips = |cfg: &RequestorConfig| {
+            let rq = cfg.build_request().unwrap();
+            let pdu = Pdu::AssociateRq(rq);
+            assert_eq!(Pdu::decode(&pdu.encode(), ASSOCIATION_PDU_LIMIT), Ok(pdu));
+        };
+        // Large but fitting values are sent intact.
+        let mut ok = base();
+        ok.user_identity = Some((5, true, vec![b'j'; 60_000], vec![]));
+        roundtrips(&ok);
+        let mut ok = base();
+        ok.contexts[0].transfer_syntaxes = (0..900).map(|i| format!("1.2.3.{i}")).collect();
+        roundtrips(&ok);
+
+        let mut bad = Vec::new();
+        let mut c = base();
+        c.user_identity = Some((5, true, vec![b'j'; 70_000], vec![]));
+        bad.push(("user identity", c));
+        let mut c = base();
+        c.user_identity = Some((2, true, vec![b'u'; 40_000], vec![b'p'; 40_000]));
+        bad.push(("user identity, both fields", c));
+        let mut c = base();
+        c.extended_negotiation = vec![(FIND.into(), vec![0; 70_000])];
+        bad.push(("extended negotiation", c));
+        let mut c = base();
+        c.extended_negotiation = (0..3)
+            .map(|_| (FIND.to_string(), vec![0; 30_000]))
+            .collect();
+        bad.push(("user information total", c));
+        let mut c = base();
+        c.common_extended = vec![(
+            CT.into(),
+            "1.2.840.10008.4.2".into(),
+            (0..2500)
+                .map(|i| format!("1.2.840.10008.5.1.4.1.1.{i}"))
+                .collect(),
+        )];
+        bad.push(("common extended related classes", c));
+        let mut c = base();
+        c.contexts[0].transfer_syntaxes = (0..3000)
+            .map(|i| format!("1.2.840.10008.1.2.{i}"))
+            .collect();
+        bad.push(("presentation context", c));
+        let mut c = base();
+        c.implementation_class_uid = "1.2.\u{e9}".into();
+        bad.push(("implementation class UID", c));
+        let mut c = base();
+        c.extended_negotiation = vec![("not a uid".into(), vec![1])];
+        bad.push(("extended negotiation UID", c));
+        let mut c = base();
+        c.common_extended = vec![(CT.into(), "4.2.".into(), vec![])];
+        bad.push(("common extended service class UID", c));
+        for (what, cfg) in bad {
+            assert!(cfg.build_request().is_err(), "{what} accepted");
+        }
+    }
+
+    /// The size arithmetic used above agrees with the encoder for every kind of sub-item.
+    #[test]
+    fn user_item_value_len_matches_the_encoder() {
+        let items = vec![
+            UserItem::MaximumLength(1),
+            UserItem::ImplementationClassUid("1.2.3".into()),
+            UserItem::AsyncOperationsWindow {
+                invoked: 1,
+                performed: 1,
+            },
+            UserItem::RoleSelection {
+                sop_class_uid: CT.into(),
+                scu_role: 1,
+                scp_role: 0,
+            },
+            UserItem::ImplementationVersionName("V1".into()),
+            UserItem::SopClassExtended {
+                sop_class_uid: FIND.into(),
+                info: vec![1, 2, 3],
+            },
+            UserItem::SopClassCommonExtended {
+                version: 0,
+                sop_class_uid: CT.into(),
+                service_class_uid: "1.2.840.10008.4.2".into(),
+                related_general_sop_classes: vec![NM.into(), "1.2".into()],
+            },
+            UserItem::UserIdentityRq {
+                identity_type: 2,
+                positive_response_requested: 0,
+                primary: b"ab".to_vec(),
+                secondary: b"cde".to_vec(),
+            },
+            UserItem::UserIdentityAc {
+                server_response: b"xyz".to_vec(),
+            },
+            UserItem::Unknown {
+                item_type: 0x70,
+                data: vec![9; 7],
+            },
+        ];
+        let mut rq = echo_rq();
+        rq.user_info = Some(UserInformation::default());
+        let empty = Pdu::AssociateRq(rq.clone()).encode().len();
+        for item in items {
+            rq.user_info = Some(UserInformation {
+                items: vec![item.clone()],
+            });
+            let with = Pdu::AssociateRq(rq.clone()).encode().len();
+            assert_eq!(with - empty, 4 + user_item_value_len(&item), "{item:?}");
+        }
+    }
 }
