@@ -10,7 +10,7 @@
 use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -314,16 +314,11 @@ pub fn send_data_set(
     }
     let bytes = {
         let mut w = assoc.send_command_with_writer(ctx.id, &rq)?;
-        let mut buf = vec![0u8; 1 << 20];
         if src.uid == dst.uid {
-            loop {
-                let n = data.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                w.write_all(&buf[..n])?;
-            }
+            // Same syntax: read straight into the outgoing fragment buffer.
+            w.fill_from(data)?;
         } else {
+            let mut buf = vec![0u8; 256 * 1024];
             let mut conv = StreamConverter::new(&src, &dst, dict, &[])?;
             loop {
                 let n = data.read(&mut buf)?;
@@ -444,7 +439,7 @@ pub fn send_file(
     dict: &Dictionary,
     dimse_timeout: Option<Duration>,
 ) -> Result<StoreResponse, SendError> {
-    let mut f = io::BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut f = File::open(path)?;
     let head = read_head(&mut f, dict)?;
     let out = Outgoing {
         sop_class_uid: &head.sop_class_uid,

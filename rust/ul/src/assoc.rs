@@ -135,6 +135,8 @@ pub struct Association {
     rx: Vec<u8>,
     rx_pos: usize,
     tx: Vec<u8>,
+    /// Reused fragment buffer of [`PdvWriter`].
+    pdv_buf: Vec<u8>,
     data: DataState,
     /// Largest PDU body we accept from the peer.
     rx_limit: usize,
@@ -161,6 +163,7 @@ impl Association {
             rx: Vec::new(),
             rx_pos: 0,
             tx: Vec::with_capacity(16 * 1024),
+            pdv_buf: Vec::new(),
             data: DataState::None,
             rx_limit: ASSOCIATION_PDU_LIMIT,
         })
@@ -661,20 +664,20 @@ impl Association {
     fn write_pdv(&mut self, context_id: u8, control: u8, data: &[u8]) -> Result<(), AssocError> {
         self.fire(Event::Evt9, true)?; // DT-1 / AR-7
         let pdv_len = data.len() + 2;
-        self.tx.clear();
-        self.tx.push(pdu_type::P_DATA_TF);
-        self.tx.push(0);
-        self.tx
-            .extend_from_slice(&((pdv_len + 4) as u32).to_be_bytes());
-        self.tx.extend_from_slice(&(pdv_len as u32).to_be_bytes());
-        self.tx.push(context_id);
-        self.tx.push(control);
-        if data.len() <= 64 * 1024 {
+        let mut head = [0u8; 12];
+        head[0] = pdu_type::P_DATA_TF;
+        head[2..6].copy_from_slice(&((pdv_len + 4) as u32).to_be_bytes());
+        head[6..10].copy_from_slice(&(pdv_len as u32).to_be_bytes());
+        head[10] = context_id;
+        head[11] = control;
+        if data.len() <= 16 * 1024 {
+            self.tx.clear();
+            self.tx.extend_from_slice(&head);
             self.tx.extend_from_slice(data);
             self.writer.write_all(&self.tx)?;
         } else {
-            self.writer.write_all(&self.tx)?;
-            self.writer.write_all(data)?;
+            // Header and value in one system call, without copying the value.
+            write_all_vectored(&mut self.writer, &head, data)?;
         }
         Ok(())
     }
@@ -773,11 +776,13 @@ impl Association {
         let bytes = command.encode();
         self.send_fragments(context_id, true, &bytes)?;
         let max = self.max_pdv_data().min(4 << 20);
+        let mut buf = std::mem::take(&mut self.pdv_buf);
+        buf.resize(max, 0);
         Ok(PdvWriter {
             assoc: self,
             context_id,
-            buf: Vec::with_capacity(max),
-            max,
+            buf,
+            filled: 0,
             total: 0,
         })
     }
@@ -1049,22 +1054,87 @@ impl AbortHandle {
     }
 }
 
+/// Writes `head` then `data` with as few system calls as the socket allows.
+fn write_all_vectored(w: &mut TcpStream, mut head: &[u8], mut data: &[u8]) -> io::Result<()> {
+    while !head.is_empty() || !data.is_empty() {
+        let r = if head.is_empty() {
+            w.write(data)
+        } else {
+            w.write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(data)])
+        };
+        let n = match r {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        data = &data[n - from_head..];
+    }
+    Ok(())
+}
+
 /// Streams one data set as P-DATA-TF fragments (see [`Association::send_command_with_writer`]).
-/// One full fragment is held back so the final one can carry the "last" flag.
+/// One full fragment is held back so the final one can carry the "last" flag. The fragment
+/// buffer belongs to the association and is reused from one message to the next.
 pub struct PdvWriter<'a> {
     assoc: &'a mut Association,
     context_id: u8,
+    /// Always `max` bytes long; `filled` of them are pending.
     buf: Vec<u8>,
-    max: usize,
+    filled: usize,
     total: u64,
 }
 
 impl PdvWriter<'_> {
+    fn send_full(&mut self) -> io::Result<()> {
+        self.assoc
+            .write_pdv(self.context_id, 0x00, &self.buf[..self.filled])
+            .map_err(|e| match e {
+                AssocError::Io(io) => io,
+                other => io::Error::other(other.to_string()),
+            })?;
+        self.total += self.filled as u64;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// Reads `r` to its end straight into the fragment buffer (no intermediate copy).
+    pub fn fill_from(&mut self, r: &mut dyn Read) -> io::Result<u64> {
+        let mut n_total = 0u64;
+        loop {
+            if self.filled == self.buf.len() {
+                self.send_full()?;
+            }
+            let n = match r.read(&mut self.buf[self.filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(n_total);
+            }
+            self.filled += n;
+            n_total += n as u64;
+        }
+    }
+
     /// Sends what remains as the last fragment; returns the data set's length.
-    pub fn finish(self) -> Result<u64, AssocError> {
-        let total = self.total + self.buf.len() as u64;
-        self.assoc.write_pdv(self.context_id, 0x02, &self.buf)?;
-        Ok(total)
+    pub fn finish(mut self) -> Result<u64, AssocError> {
+        let total = self.total + self.filled as u64;
+        let buf = std::mem::take(&mut self.buf);
+        let r = self
+            .assoc
+            .write_pdv(self.context_id, 0x02, &buf[..self.filled]);
+        self.buf = buf;
+        r.map(|_| total)
+    }
+}
+
+impl Drop for PdvWriter<'_> {
+    fn drop(&mut self) {
+        self.assoc.pdv_buf = std::mem::take(&mut self.buf);
     }
 }
 
@@ -1072,18 +1142,12 @@ impl Write for PdvWriter<'_> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
         while !data.is_empty() {
-            if self.buf.len() == self.max {
-                self.assoc
-                    .write_pdv(self.context_id, 0x00, &self.buf)
-                    .map_err(|e| match e {
-                        AssocError::Io(io) => io,
-                        other => io::Error::other(other.to_string()),
-                    })?;
-                self.total += self.buf.len() as u64;
-                self.buf.clear();
+            if self.filled == self.buf.len() {
+                self.send_full()?;
             }
-            let take = (self.max - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+            let take = (self.buf.len() - self.filled).min(data.len());
+            self.buf[self.filled..self.filled + take].copy_from_slice(&data[..take]);
+            self.filled += take;
             data = &data[take..];
         }
         Ok(n)
