@@ -552,6 +552,45 @@ impl Association {
         Ok(())
     }
 
+    /// Appends exactly `n` bytes to `buf`, reading into its spare capacity (no zero-filling).
+    fn read_append(
+        &mut self,
+        buf: &mut Vec<u8>,
+        n: usize,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<(), ReadFail> {
+        let target = buf.len() + n;
+        buf.reserve(n);
+        while buf.len() < target {
+            let timeout = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(ReadFail::Timeout(what));
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            if self.reader.buffer().is_empty() {
+                self.reader
+                    .get_ref()
+                    .set_read_timeout(timeout)
+                    .map_err(ReadFail::Io)?;
+            }
+            let want = (target - buf.len()) as u64;
+            match (&mut self.reader).take(want).read_to_end(buf) {
+                Ok(0) => return Err(ReadFail::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if io_timeout(&e) => return Err(ReadFail::Timeout(what)),
+                Err(e) => return Err(ReadFail::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn read_body(&mut self, len: usize) -> Result<Vec<u8>, AssocError> {
         let mut body = vec![0u8; len];
         match self.read_exact_deadline(
@@ -806,9 +845,8 @@ impl Association {
                 // with an unlimited maximum PDU (0) the claim alone may be 4 GiB.
                 body.clear();
                 while body.len() < len {
-                    let filled = body.len();
-                    body.resize(filled + (len - filled).min(1 << 20), 0);
-                    if let Err(e) = self.read_exact_deadline(&mut body[filled..], deadline, what) {
+                    let step = (len - body.len()).min(1 << 20);
+                    if let Err(e) = self.read_append(&mut body, step, deadline, what) {
                         return Err(self.fail_on_read(e));
                     }
                 }
