@@ -22,13 +22,18 @@ from ferrodicom import AE, evt, pdu
 from ferrodicom.uids import IMPLICIT_VR_LE, VERIFICATION
 
 
-def raw_associate_rq(app_context: str = "1.2.840.10008.3.1.1.1", called: str = "FERRO-SCP") -> bytes:
-    """An A-ASSOCIATE-RQ encoded by pynetdicom (not by us)."""
+def raw_associate_rq(
+    app_context: str = "1.2.840.10008.3.1.1.1",
+    called: str = "FERRO-SCP",
+    abstract_syntax: str = VERIFICATION,
+    transfer_syntax: str = IMPLICIT_VR_LE,
+) -> bytes:
+    """An A-ASSOCIATE-RQ (one presentation context, ID 1) encoded by pynetdicom, not by us."""
     prim = A_ASSOCIATE()
     prim.application_context_name = app_context
     prim.calling_ae_title = "RAW"
     prim.called_ae_title = called
-    ctx = build_context(VERIFICATION, [IMPLICIT_VR_LE])
+    ctx = build_context(abstract_syntax, [transfer_syntax])
     ctx.context_id = 1
     prim.presentation_context_definition_list = [ctx]
     ml = MaximumLengthNotification()

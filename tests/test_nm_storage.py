@@ -8,26 +8,15 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
-from ferrodicom import AE, Archive, nm
-from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+from ferrodicom import nm
+from ferrodicom.services.storage import store
 from nm_factory import IMAGE_TYPES, make_nm, to_bytes
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    archive = Archive(tmp_path_factory.mktemp("nm-archive") / "archive", durability="full")
-    ae = AE("FERRO")
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
-    yield server, archive
-    server.shutdown()
-    archive.close()
 
 
 @pytest.mark.parametrize("image_type", IMAGE_TYPES)
 @pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ExplicitVRBigEndian])
-def test_to_dataset_through_storage_scp_reads_back_identical(node, tmp_path, image_type, ts):
-    server, archive = node
+def test_to_dataset_through_storage_scp_reads_back_identical(archive_node, tmp_path, image_type, ts):
+    server, archive = archive_node
     ds, expected = make_nm(image_type, bits=16, transfer_syntax=ts, seed=7)
     vol = nm.volume(ds)
     out = nm.to_dataset(vol, template=ds)

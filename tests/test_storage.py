@@ -29,7 +29,6 @@ from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
 from ferrodicom import AE
 from ferrodicom.archive import Archive
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
-from ferrodicom.uids import VERIFICATION
 
 # pydicom's own files (data we did not write): uncompressed LE/BE pairs and compressed ones.
 SAMPLES = [
@@ -110,19 +109,6 @@ def assert_same(sent: Path, stored: Path) -> None:
             assert a.PixelData == b.PixelData  # compressed: stored exactly as received
         else:
             assert np.array_equal(a.pixel_array, b.pixel_array)
-
-
-@pytest.fixture
-def archive_node(tmp_path):
-    """An in-process storage SCP into a fresh archive."""
-    archive = Archive(tmp_path / "archive", durability="full")
-    ae = AE("FERRO")
-    ae.add_supported_context(VERIFICATION)
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
-    yield server, archive
-    server.shutdown()
-    archive.close()
 
 
 def stored_path(archive: Archive, sop_instance_uid: str) -> Path:

@@ -18,22 +18,12 @@ import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from test_association import raw_associate_rq, read_pdu
 from test_storage import make_instance
 
 from conftest import ferrodicom_cli, free_port, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
-
-
-@pytest.fixture
-def node(tmp_path):
-    archive = Archive(tmp_path / "archive", durability="full")
-    ae = AE("FERRO")
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
-    yield server, archive
-    server.shutdown()
-    archive.close()
 
 
 def leftovers(archive: Archive) -> list[Path]:
@@ -56,8 +46,8 @@ def scu(port: int):
     return assoc
 
 
-def test_truncated_data_set_is_refused_and_nothing_kept(node, tmp_path):
-    server, archive = node
+def test_truncated_data_set_is_refused_and_nothing_kept(archive_node, tmp_path):
+    server, archive = archive_node
     ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
     with scu(server.port) as assoc:
         status, rsp, _, _ = assoc.core.send_c_store_data(
@@ -72,8 +62,8 @@ def test_truncated_data_set_is_refused_and_nothing_kept(node, tmp_path):
     assert leftovers(archive) == []
 
 
-def test_hostile_sop_instance_uid_never_escapes_the_archive(node, tmp_path):
-    server, archive = node
+def test_hostile_sop_instance_uid_never_escapes_the_archive(archive_node, tmp_path):
+    server, archive = archive_node
     ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
     with scu(server.port) as assoc:
         for bad in ("../../etc/passwd", "1.2/../../x", "/tmp/evil"):
@@ -98,9 +88,9 @@ def dataset_bytes_of(ds: pydicom.Dataset) -> tuple[pydicom.Dataset, bytes]:
     return ds, buf.getvalue()
 
 
-def test_hostile_command_uid_from_a_raw_peer(node, tmp_path):
+def test_hostile_command_uid_from_a_raw_peer(archive_node, tmp_path):
     """A peer that puts '../..' in the command's Affected SOP Instance UID (our SCU would refuse to)."""
-    server, archive = node
+    server, archive = archive_node
     ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
         ctx_id = raw_associate(s)
@@ -116,8 +106,8 @@ def test_hostile_command_uid_from_a_raw_peer(node, tmp_path):
     assert not Path("/tmp/x").exists()
 
 
-def test_abort_mid_transfer_leaves_nothing(node, tmp_path):
-    server, archive = node
+def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
+    server, archive = archive_node
     ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
         ctx_id = raw_associate(s)
@@ -136,8 +126,8 @@ def test_abort_mid_transfer_leaves_nothing(node, tmp_path):
     assert [int(r.status) for r in report.results] == [0]
 
 
-def test_unknown_sop_class_is_not_accepted(node, tmp_path):
-    server, archive = node
+def test_unknown_sop_class_is_not_accepted(archive_node, tmp_path):
+    server, archive = archive_node
     path = tmp_path / "odd.dcm"
     make_instance(path, sop="1.2.3.4.5.6.7.8.9")
     report = store("127.0.0.1", server.port, [path], called_ae="FERRO")
@@ -235,44 +225,11 @@ def test_sigkill_during_parallel_send_keeps_every_acknowledged_instance(tmp_path
 
 
 def raw_associate(s: socket.socket) -> int:
-    from pynetdicom.pdu import A_ASSOCIATE_RQ  # noqa: F401 - imported by raw_associate_rq
-    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-    from pynetdicom.presentation import build_context
-    from test_association import raw_associate_rq
-
-    prim = A_ASSOCIATE()
-    prim.application_context_name = "1.2.840.10008.3.1.1.1"
-    prim.calling_ae_title, prim.called_ae_title = "RAW", "FERRO"
-    ctx = build_context(CTImageStorage, [ExplicitVRLittleEndian])
-    ctx.context_id = 1
-    prim.presentation_context_definition_list = [ctx]
-    ml = MaximumLengthNotification()
-    ml.maximum_length_received = 16382
-    prim.user_information = [ml]
-    rq = __import__("pynetdicom.pdu", fromlist=["A_ASSOCIATE_RQ"]).A_ASSOCIATE_RQ()
-    rq.from_primitive(prim)
-    s.sendall(rq.encode())
+    """Opens an association by hand (pynetdicom encodes the request); returns the context ID."""
+    s.sendall(raw_associate_rq(called="FERRO", abstract_syntax=CTImageStorage, transfer_syntax=ExplicitVRLittleEndian))
     ac = pdu.decode(read_pdu(s))
     assert ac.name == "A-ASSOCIATE-AC" and ac.presentation_contexts[0]["result"] == 0
-    del raw_associate_rq
     return 1
-
-
-def read_pdu(s: socket.socket) -> bytes:
-    head = b""
-    while len(head) < 6:
-        chunk = s.recv(6 - len(head))
-        if not chunk:
-            return b""
-        head += chunk
-    (n,) = struct.unpack(">I", head[2:])
-    body = b""
-    while len(body) < n:
-        chunk = s.recv(n - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return head + body
 
 
 def pdata(ctx_id: int, control: int, data: bytes) -> bytes:

@@ -16,6 +16,17 @@ use ul::negotiate::{AcceptorConfig, ProposedContext, RequestorConfig, SupportedC
 use ul::pdu::{AssociateRj, AssociateRq};
 use ul::{AssocError, Association, Incoming, Negotiated, NegotiatedContext, Timeouts};
 
+/// Converts a storage-sender error into the matching Python exception.
+fn send_err(e: SendError) -> PyErr {
+    match e {
+        SendError::Assoc(a) => assoc_err(a),
+        SendError::Codec(c) => crate::errors::CodecError::new_err(c.to_string()),
+        SendError::Io(io) => pyo3::exceptions::PyOSError::new_err(io.to_string()),
+        SendError::NoContext { .. } => AssociationError::new_err(e.to_string()),
+        SendError::Invalid(m) => DimseError::new_err(m),
+    }
+}
+
 /// Converts an association error into the matching Python exception.
 pub fn assoc_err(e: AssocError) -> PyErr {
     match e {
@@ -244,10 +255,13 @@ pub struct PyAssociation {
 }
 
 impl PyAssociation {
-    fn with<T: Send>(
+    /// Runs `f` on the association with the GIL released; forgets the association once it is no
+    /// longer established. `map` turns `f`'s error into a Python exception.
+    fn run<T: Send, E>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Association) -> Result<T, AssocError> + Send,
+        f: impl FnOnce(&mut Association) -> Result<T, E> + Send,
+        map: impl FnOnce(E) -> PyErr + Send,
     ) -> PyResult<T> {
         py.detach(|| {
             let mut guard = self
@@ -261,8 +275,15 @@ impl PyAssociation {
             if !assoc.is_established() {
                 *guard = None;
             }
-            r.map_err(assoc_err)
+            r.map_err(map)
         })
+    }
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Association) -> Result<T, AssocError> + Send,
+    ) -> PyResult<T> {
+        self.run(py, f, assoc_err)
     }
     /// Like `with`, for the storage sender whose errors are not all association errors.
     fn with_send<T: Send>(
@@ -270,26 +291,7 @@ impl PyAssociation {
         py: Python<'_>,
         f: impl FnOnce(&mut Association) -> Result<T, SendError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| {
-            let mut guard = self
-                .inner
-                .lock()
-                .map_err(|_| AssociationError::new_err("association lock poisoned"))?;
-            let assoc = guard
-                .as_mut()
-                .ok_or_else(|| AssociationError::new_err("association is closed"))?;
-            let r = f(assoc);
-            if !assoc.is_established() {
-                *guard = None;
-            }
-            r.map_err(|e| match e {
-                SendError::Assoc(a) => assoc_err(a),
-                SendError::Codec(c) => crate::errors::CodecError::new_err(c.to_string()),
-                SendError::Io(io) => pyo3::exceptions::PyOSError::new_err(io.to_string()),
-                SendError::NoContext { .. } => AssociationError::new_err(e.to_string()),
-                SendError::Invalid(m) => DimseError::new_err(m),
-            })
-        })
+        self.run(py, f, send_err)
     }
     fn message_id(&self) -> u16 {
         (self.next_id.fetch_add(1, Ordering::Relaxed) % 65535 + 1) as u16

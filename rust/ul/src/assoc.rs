@@ -524,23 +524,7 @@ impl Association {
     ) -> Result<(), ReadFail> {
         let mut done = 0;
         while done < buf.len() {
-            let timeout = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(ReadFail::Timeout(what));
-                    }
-                    Some(d - now)
-                }
-                None => None,
-            };
-            // Only touch the socket option when the buffer is empty and we will block.
-            if self.reader.buffer().is_empty() {
-                self.reader
-                    .get_ref()
-                    .set_read_timeout(timeout)
-                    .map_err(ReadFail::Io)?;
-            }
+            self.arm_read_timeout(deadline, what)?;
             match self.reader.read(&mut buf[done..]) {
                 Ok(0) => return Err(ReadFail::Closed),
                 Ok(n) => done += n,
@@ -548,6 +532,32 @@ impl Association {
                 Err(e) if io_timeout(&e) => return Err(ReadFail::Timeout(what)),
                 Err(e) => return Err(ReadFail::Io(e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's read timeout to what is left before `deadline` (only when the next read
+    /// will block, i.e. nothing is buffered); a deadline already past is a timeout.
+    fn arm_read_timeout(
+        &mut self,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<(), ReadFail> {
+        let timeout = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(ReadFail::Timeout(what));
+                }
+                Some(d - now)
+            }
+            None => None,
+        };
+        if self.reader.buffer().is_empty() {
+            self.reader
+                .get_ref()
+                .set_read_timeout(timeout)
+                .map_err(ReadFail::Io)?;
         }
         Ok(())
     }
@@ -563,22 +573,7 @@ impl Association {
         let target = buf.len() + n;
         buf.reserve(n);
         while buf.len() < target {
-            let timeout = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(ReadFail::Timeout(what));
-                    }
-                    Some(d - now)
-                }
-                None => None,
-            };
-            if self.reader.buffer().is_empty() {
-                self.reader
-                    .get_ref()
-                    .set_read_timeout(timeout)
-                    .map_err(ReadFail::Io)?;
-            }
+            self.arm_read_timeout(deadline, what)?;
             let want = (target - buf.len()) as u64;
             match (&mut self.reader).take(want).read_to_end(buf) {
                 Ok(0) => return Err(ReadFail::Closed),

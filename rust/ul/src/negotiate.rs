@@ -22,41 +22,21 @@ pub const MAX_PRESENTATION_CONTEXTS: usize = 128;
 /// A-ASSOCIATE-RJ reasons used by the acceptor (PS3.8 §9.3.4, Table 9-21).
 pub mod reject {
     use crate::pdu::AssociateRj;
-    pub const NO_REASON: AssociateRj = AssociateRj {
-        result: 1,
-        source: 1,
-        reason: 1,
-    };
-    pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = AssociateRj {
-        result: 1,
-        source: 1,
-        reason: 2,
-    };
-    pub const CALLING_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
-        result: 1,
-        source: 1,
-        reason: 3,
-    };
-    pub const CALLED_AE_NOT_RECOGNIZED: AssociateRj = AssociateRj {
-        result: 1,
-        source: 1,
-        reason: 7,
-    };
-    pub const PROTOCOL_VERSION_NOT_SUPPORTED: AssociateRj = AssociateRj {
-        result: 1,
-        source: 2,
-        reason: 2,
-    };
-    pub const TEMPORARY_CONGESTION: AssociateRj = AssociateRj {
-        result: 2,
-        source: 3,
-        reason: 1,
-    };
-    pub const LOCAL_LIMIT_EXCEEDED: AssociateRj = AssociateRj {
-        result: 2,
-        source: 3,
-        reason: 2,
-    };
+
+    const fn rj(result: u8, source: u8, reason: u8) -> AssociateRj {
+        AssociateRj {
+            result,
+            source,
+            reason,
+        }
+    }
+    pub const NO_REASON: AssociateRj = rj(1, 1, 1);
+    pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = rj(1, 1, 2);
+    pub const CALLING_AE_NOT_RECOGNIZED: AssociateRj = rj(1, 1, 3);
+    pub const CALLED_AE_NOT_RECOGNIZED: AssociateRj = rj(1, 1, 7);
+    pub const PROTOCOL_VERSION_NOT_SUPPORTED: AssociateRj = rj(1, 2, 2);
+    pub const TEMPORARY_CONGESTION: AssociateRj = rj(2, 3, 1);
+    pub const LOCAL_LIMIT_EXCEEDED: AssociateRj = rj(2, 3, 2);
 }
 
 /// Presentation context results (PS3.8 Table 9-18).
