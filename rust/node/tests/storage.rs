@@ -83,16 +83,19 @@ fn data_set(sop_instance: &str, pixels: &[u16], big: bool) -> Vec<u8> {
     d
 }
 
-/// What the handler saw, per C-STORE.
+/// One C-STORE as the handler saw it.
+struct Stored {
+    instance: String,
+    path: Option<PathBuf>,
+    transfer_syntax: String,
+    keys: Vec<(u32, String)>,
+    failure: Option<(u16, String)>,
+}
+
+/// What the handler saw.
 #[derive(Default)]
 struct Seen {
-    stored: Vec<(
-        String,
-        Option<PathBuf>,
-        String,
-        Vec<(u32, String)>,
-        Option<(u16, String)>,
-    )>,
+    stored: Vec<Stored>,
     events: Vec<&'static str>,
 }
 
@@ -282,7 +285,11 @@ fn converts_big_endian_to_the_storage_syntax_on_the_fly() {
     assoc.release().unwrap();
     server.shutdown();
     let seen = seen.lock().unwrap();
-    let (_, path, ts, _, _) = &seen.stored[0];
+    let Stored {
+        path,
+        transfer_syntax: ts,
+        ..
+    } = &seen.stored[0];
     assert_eq!(ts, ELE);
     let file = std::fs::read(path.as_ref().unwrap()).unwrap();
     assert!(
@@ -315,7 +322,7 @@ fn truncated_data_set_is_reported_and_leaves_no_file() {
     assoc.release().unwrap();
     server.shutdown();
     let seen = seen.lock().unwrap();
-    assert!(seen.stored[0].1.is_none() && seen.stored[0].4.is_some());
+    assert!(seen.stored[0].path.is_none() && seen.stored[0].failure.is_some());
     let parts: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(parts.len(), 1, "only the good instance's file remains");
 }
