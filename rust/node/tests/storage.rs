@@ -133,11 +133,13 @@ impl Session for TestSession {
         let inst = command
             .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
             .unwrap_or_default();
-        self.0
-            .lock()
-            .unwrap()
-            .stored
-            .push((inst, r.part_path, r.transfer_syntax, keys, r.failure));
+        self.0.lock().unwrap().stored.push(Stored {
+            instance: inst,
+            path: r.part_path,
+            transfer_syntax: r.transfer_syntax,
+            keys,
+            failure: r.failure,
+        });
         Reply::status(status)
     }
     fn close(&mut self, outcome: &'static str) {
@@ -232,7 +234,13 @@ fn stores_a_part10_file_and_extracts_keys_while_streaming() {
     assoc.release().unwrap();
     server.shutdown();
     let seen = seen.lock().unwrap();
-    let (inst, path, ts, keys, failure) = &seen.stored[0];
+    let Stored {
+        instance: inst,
+        path,
+        transfer_syntax: ts,
+        keys,
+        failure,
+    } = &seen.stored[0];
     assert_eq!(
         (inst.as_str(), ts.as_str(), failure),
         ("1.2.3.4.5.6", ELE, &None)
