@@ -8,7 +8,7 @@ use crate::error::{DimseError, PduError};
 use crate::fsm::{transition, Action, Conditions, Event, State};
 use crate::negotiate::{accept_or_reject, AcceptorConfig, Negotiated, RequestorConfig};
 use crate::pdu::*;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -140,6 +140,31 @@ pub struct Association {
     data: DataState,
     /// Largest PDU body we accept from the peer.
     rx_limit: usize,
+}
+
+/// One `recv` of at most `max` bytes into the spare capacity of `buf` (which must have room).
+#[cfg(unix)]
+fn recv_into_spare(stream: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: the kernel writes at most `want` bytes into the spare capacity, which is valid for
+    // writes; `set_len` then covers exactly the bytes it reported as written.
+    let got = unsafe { libc::recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), want, 0) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = got as usize;
+    unsafe { buf.set_len(buf.len() + got) };
+    Ok(got)
+}
+
+#[cfg(not(unix))]
+fn recv_into_spare(stream: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let mut tmp = vec![0u8; buf.capacity().saturating_sub(buf.len()).min(max)];
+    let got = (&*stream).read(&mut tmp)?;
+    buf.extend_from_slice(&tmp[..got]);
+    Ok(got)
 }
 
 fn io_timeout(e: &io::Error) -> bool {
@@ -563,6 +588,8 @@ impl Association {
     }
 
     /// Appends exactly `n` bytes to `buf`, reading into its spare capacity (no zero-filling).
+    /// Bytes already buffered are taken first; the rest is read from the socket straight into
+    /// `buf`, as much as has arrived per call, so large PDVs are copied once, not twice.
     fn read_append(
         &mut self,
         buf: &mut Vec<u8>,
@@ -573,9 +600,15 @@ impl Association {
         let target = buf.len() + n;
         buf.reserve(n);
         while buf.len() < target {
+            let buffered = self.reader.buffer();
+            if !buffered.is_empty() {
+                let k = buffered.len().min(target - buf.len());
+                buf.extend_from_slice(&buffered[..k]);
+                self.reader.consume(k);
+                continue;
+            }
             self.arm_read_timeout(deadline, what)?;
-            let want = (target - buf.len()) as u64;
-            match (&mut self.reader).take(want).read_to_end(buf) {
+            match recv_into_spare(self.reader.get_ref(), buf, target - buf.len()) {
                 Ok(0) => return Err(ReadFail::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
