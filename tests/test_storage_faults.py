@@ -27,7 +27,9 @@ from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 
 
 def leftovers(archive: Archive) -> list[Path]:
-    return list(archive.incoming_dir.iterdir())
+    """Data left in ``.incoming``. A running server keeps a few empty ``.part`` files ready there (its part
+    pool, removed at shutdown); every file the data path has written to holds at least the File Meta."""
+    return [p for p in archive.incoming_dir.iterdir() if p.stat().st_size > 0]
 
 
 def dataset_bytes(path: Path) -> tuple[pydicom.Dataset, bytes]:

@@ -245,6 +245,8 @@ class Server:
         storage_dir: Optional[Union[str, PathLike]] = None,
         store_transfer_syntax: Optional[str] = None,
         fsync: bool = True,
+        writeback: bool = False,
+        part_pool: int = 8,
         extract: Optional[List[Tuple[int, str]]] = None,
         max_pdu: int = 262144,
         require_called_aet: bool = False,

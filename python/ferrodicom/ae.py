@@ -220,6 +220,7 @@ class Server:
                 storage_dir=str(storage.archive.incoming_dir),
                 store_transfer_syntax=store_transfer_syntax,
                 fsync=storage.archive.durability == "full",
+                writeback=storage.archive.durability == "full",
                 extract=index_tags(),
             )
         self._core = _core.Server(

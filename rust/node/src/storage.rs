@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use ul::dimse::{self, command_field, tag};
 use ul::{AssocError, Association, Command, Incoming, NegotiatedContext};
@@ -27,11 +28,151 @@ pub struct StorageConfig {
     pub store_transfer_syntax: Option<String>,
     /// fsync each file before it is reported (durability "full").
     pub fsync: bool,
+    /// Start writing each file out to disk while it streams in (Linux `sync_file_range`), so
+    /// that the fsync which makes it durable (here or in the archive) has less left to wait for.
+    pub writeback: bool,
     pub implementation_class_uid: String,
     pub implementation_version_name: String,
     pub dictionary: Dictionary,
     /// Top-level attributes extracted while streaming, for the index.
     pub extract: Vec<Tag>,
+    /// Empty `.part` files made ahead of time (see [`PartPool`]); `None` creates each one inline.
+    pub parts: Option<Arc<PartPool>>,
+}
+
+impl StorageConfig {
+    /// A new, empty, exclusively created `.part` file in the incoming folder.
+    fn new_part(&self) -> io::Result<(File, PathBuf)> {
+        if let Some(pool) = &self.parts {
+            if let Some(part) = pool.take() {
+                return Ok(part);
+            }
+        }
+        create_part(&self.incoming_dir)
+    }
+}
+
+fn create_part(dir: &Path) -> io::Result<(File, PathBuf)> {
+    let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{}-{}.part", std::process::id(), n));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((file, path))
+}
+
+/// Empty `.part` files created by a background thread, so that making a file (inode allocation,
+/// which ext4 can make slow after many deletions) is not on the path between a data set's last
+/// PDV and its C-STORE-RSP. Files left when the pool is dropped are removed; after a crash the
+/// archive's recovery removes everything in the incoming folder.
+pub struct PartPool {
+    shared: Arc<PoolShared>,
+    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct PoolShared {
+    dir: PathBuf,
+    target: usize,
+    state: Mutex<PoolState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    ready: std::collections::VecDeque<(File, PathBuf)>,
+    stop: bool,
+    /// Creation failed (e.g. disk full): callers create inline and get the real error.
+    failed: bool,
+}
+
+impl PartPool {
+    /// Keeps up to `target` empty files ready in `dir`.
+    pub fn new(dir: PathBuf, target: usize) -> io::Result<Self> {
+        let shared = Arc::new(PoolShared {
+            dir,
+            target: target.max(1),
+            state: Mutex::new(PoolState::default()),
+            cv: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let filler = std::thread::Builder::new()
+            .name("ferrodicom-parts".into())
+            .spawn(move || worker.fill())?;
+        Ok(Self {
+            shared,
+            filler: Mutex::new(Some(filler)),
+        })
+    }
+
+    /// A ready file, or `None` when the pool is empty.
+    pub fn take(&self) -> Option<(File, PathBuf)> {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let part = st.ready.pop_front();
+        st.failed = false;
+        drop(st);
+        self.shared.cv.notify_one();
+        part
+    }
+
+    /// Files ready now.
+    pub fn ready(&self) -> usize {
+        let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.ready.len()
+    }
+}
+
+impl PoolShared {
+    fn fill(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            while !st.stop && (st.failed || st.ready.len() >= self.target) {
+                st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.stop {
+                return;
+            }
+            drop(st);
+            let made = create_part(&self.dir);
+            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match made {
+                Ok((file, path)) if st.stop => {
+                    drop(file);
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(part) => st.ready.push_back(part),
+                Err(_) => st.failed = true,
+            }
+        }
+    }
+}
+
+impl PartPool {
+    /// Stops the filler and removes the files not handed out (also done on drop). After this,
+    /// [`PartPool::take`] returns `None`.
+    pub fn close(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop = true;
+        self.shared.cv.notify_all();
+        let filler = self.filler.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (file, path) in st.ready.drain(..) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for PartPool {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// The outcome of receiving one data set.
@@ -50,6 +191,28 @@ pub struct Received {
 }
 
 static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes received between two writeback kicks.
+const WRITEBACK_STEP: u64 = 256 * 1024;
+
+/// Asks the kernel to start writing the file's dirty pages from `from` to the end, without
+/// waiting (the durability still comes from fsync; this only starts the I/O earlier).
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &File, from: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            from as libc::off64_t,
+            0,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &File, _from: u64) {}
 
 /// The value of an extracted element as text.
 pub fn value_text(v: &codec::ExtractedValue) -> String {
@@ -103,11 +266,7 @@ pub fn receive_to_file(
     let sop_instance = command
         .get_str(tag::AFFECTED_SOP_INSTANCE_UID)
         .unwrap_or_default();
-    let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let part_path = cfg
-        .incoming_dir
-        .join(format!("{}-{}.part", std::process::id(), n));
-
+    let mut part_path = PathBuf::new();
     let mut state = SinkState::Writing;
     let mut file: Option<BufWriter<File>> = None;
     let mut converter = match StreamConverter::new(&src, &dst, &cfg.dictionary, &cfg.extract) {
@@ -118,36 +277,40 @@ pub fn receive_to_file(
         }
     };
     if let SinkState::Writing = state {
-        let opened = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&part_path)
-            .and_then(|f| {
-                // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
-                let mut w = BufWriter::with_capacity(64 * 1024, f);
-                write_file_meta(
-                    &mut w,
-                    &FileMetaInfo {
-                        sop_class_uid: &sop_class,
-                        sop_instance_uid: &sop_instance,
-                        transfer_syntax_uid: &dst.uid,
-                        implementation_class_uid: &cfg.implementation_class_uid,
-                        implementation_version_name: &cfg.implementation_version_name,
-                        source_ae_title: calling_ae,
-                    },
-                )?;
-                Ok(w)
-            });
+        let opened = cfg.new_part().and_then(|(f, path)| {
+            part_path = path;
+            // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
+            let mut w = BufWriter::with_capacity(64 * 1024, f);
+            write_file_meta(
+                &mut w,
+                &FileMetaInfo {
+                    sop_class_uid: &sop_class,
+                    sop_instance_uid: &sop_instance,
+                    transfer_syntax_uid: &dst.uid,
+                    implementation_class_uid: &cfg.implementation_class_uid,
+                    implementation_version_name: &cfg.implementation_version_name,
+                    source_ae_title: calling_ae,
+                },
+            )?;
+            Ok(w)
+        });
         match opened {
             Ok(w) => file = Some(w),
             Err(e) => state = SinkState::Draining(io_failure(&e)),
         }
     }
 
+    let mut fed: u64 = 0;
+    let mut kicked: u64 = 0;
     let streamed = assoc.read_data_set(|chunk| {
         if let (SinkState::Writing, Some(conv), Some(w)) =
             (&state, converter.as_mut(), file.as_mut())
         {
+            fed += chunk.len() as u64;
+            if cfg.writeback && fed - kicked >= WRITEBACK_STEP {
+                start_writeback(w.get_ref(), kicked.saturating_sub(WRITEBACK_STEP));
+                kicked = fed;
+            }
             if let Err(e) = conv.feed(chunk, w) {
                 state = SinkState::Draining(match e {
                     codec::CodecError::Io(io) => io_failure(&io),
@@ -179,6 +342,9 @@ pub fn receive_to_file(
     if let SinkState::Writing = state {
         let w = file.take().expect("file is open while writing");
         let done = w.into_inner().map_err(|e| e.into_error()).and_then(|f| {
+            if cfg.writeback {
+                start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP));
+            }
             if cfg.fsync {
                 f.sync_all()?;
             }

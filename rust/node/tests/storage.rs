@@ -160,10 +160,14 @@ fn start(dir: &Path, store_ts: Option<&str>) -> (Server, Arc<Mutex<Seen>>) {
         incoming_dir: dir.to_path_buf(),
         store_transfer_syntax: store_ts.map(String::from),
         fsync: true,
+        writeback: true,
         implementation_class_uid: "1.2.3".into(),
         implementation_version_name: "TEST".into(),
         dictionary: Dictionary::standard(),
         extract: vec![Tag(0x0008_0018), Tag(0x0010_0020), Tag(0x0028_0011)],
+        parts: Some(std::sync::Arc::new(
+            node::PartPool::new(dir.to_path_buf(), 2).expect("part pool"),
+        )),
     };
     let config = ServerConfig {
         acceptor,
@@ -331,6 +335,44 @@ fn truncated_data_set_is_reported_and_leaves_no_file() {
     server.shutdown();
     let seen = seen.lock().unwrap();
     assert!(seen.stored[0].path.is_none() && seen.stored[0].failure.is_some());
-    let parts: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    // Empty files are the part pool's, made ahead of time; every received file has its File Meta.
+    let parts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().metadata().unwrap().len() > 0)
+        .collect();
     assert_eq!(parts.len(), 1, "only the good instance's file remains");
+}
+
+#[test]
+fn part_pool_hands_out_fresh_files_and_removes_the_rest_on_close() {
+    let dir = std::env::temp_dir().join(format!("ferrodicom-pool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pool = node::PartPool::new(dir.clone(), 3).unwrap();
+    // The filler thread makes up to 3 files ahead (bounded wait).
+    for _ in 0..200 {
+        if pool.ready() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pool.ready(), 3);
+    let (mut file, path) = pool.take().expect("a ready file");
+    use std::io::Write;
+    file.write_all(b"data").unwrap();
+    assert!(path.starts_with(&dir) && path.extension().unwrap() == "part");
+    let (_, other) = pool.take().unwrap();
+    assert_ne!(path, other, "every file is handed out once");
+    pool.close();
+    assert!(pool.take().is_none(), "a closed pool hands out nothing");
+    // Only the two files handed out remain; the ready ones were removed.
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    left.sort();
+    let mut expected = vec![path, other];
+    expected.sort();
+    assert_eq!(left, expected);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -840,6 +840,8 @@ impl Session for PySession {
 #[pyclass(name = "Server", module = "ferrodicom._core")]
 pub struct PyServer {
     server: node::Server,
+    /// The C-STORE part pool, emptied at shutdown.
+    parts: Option<Arc<node::PartPool>>,
 }
 
 #[pymethods]
@@ -850,8 +852,8 @@ impl PyServer {
     /// called with the result; `extract` lists (tag, keyword) pairs to index while streaming.
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, *, handler = None, events = None, routed = None,
-        store_handler = None, storage_dir = None, store_transfer_syntax = None, fsync = true, extract = None,
-        max_pdu = 262_144, require_called_aet = false, allowed_calling_aets = None, max_associations = 64,
+        store_handler = None, storage_dir = None, store_transfer_syntax = None, fsync = true, writeback = false, part_pool = 8,
+        extract = None, max_pdu = 262_144, require_called_aet = false, allowed_calling_aets = None, max_associations = 64,
         implementation_class_uid = None, implementation_version_name = None, extended_negotiation = None,
         artim_timeout = 30.0, acse_timeout = Some(30.0), dimse_timeout = None, max_data_set = 1usize << 30,
         private_dictionary = None))]
@@ -869,6 +871,8 @@ impl PyServer {
         storage_dir: Option<std::path::PathBuf>,
         store_transfer_syntax: Option<String>,
         fsync: bool,
+        writeback: bool,
+        part_pool: usize,
         extract: Option<Vec<(u32, String)>>,
         max_pdu: u32,
         require_called_aet: bool,
@@ -906,10 +910,19 @@ impl PyServer {
         }
         acceptor.extended_negotiation = extended_negotiation.unwrap_or_default();
         let extract = extract.unwrap_or_default();
+        let parts = match &storage_dir {
+            Some(dir) if part_pool > 0 => Some(Arc::new(
+                node::PartPool::new(dir.clone(), part_pool)
+                    .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?,
+            )),
+            _ => None,
+        };
         let storage = storage_dir.map(|dir| StorageConfig {
             incoming_dir: dir,
             store_transfer_syntax,
             fsync,
+            writeback,
+            parts: parts.clone(),
             implementation_class_uid: acceptor.implementation_class_uid.clone(),
             implementation_version_name: acceptor
                 .implementation_version_name
@@ -943,7 +956,7 @@ impl PyServer {
             Arc::new(PyHandler(Arc::new(inner))),
         )
         .map_err(|e| AssociationError::new_err(format!("cannot listen on {host}:{port}: {e}")))?;
-        Ok(PyServer { server })
+        Ok(PyServer { server, parts })
     }
 
     /// The bound (host, port).
@@ -986,7 +999,12 @@ impl PyServer {
     }
     /// Stops accepting, aborts open associations and waits for their threads.
     fn shutdown(&self, py: Python<'_>) {
-        py.detach(|| self.server.shutdown());
+        py.detach(|| {
+            self.server.shutdown();
+            if let Some(p) = &self.parts {
+                p.close();
+            }
+        });
     }
 }
 
