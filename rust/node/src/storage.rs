@@ -107,7 +107,7 @@ impl PartPool {
 
     /// A ready file, or `None` when the pool is empty.
     pub fn take(&self) -> Option<(File, PathBuf)> {
-        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.shared.lock();
         let part = st.ready.pop_front();
         st.failed = false;
         drop(st);
@@ -115,16 +115,37 @@ impl PartPool {
         part
     }
 
+    /// Stops the filler and removes the files not handed out (also done on drop). After this,
+    /// [`PartPool::take`] returns `None`.
+    pub fn close(&self) {
+        self.shared.lock().stop = true;
+        self.shared.cv.notify_all();
+        let filler = self.filler.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
+        let mut st = self.shared.lock();
+        for (file, path) in st.ready.drain(..) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Files ready now.
     pub fn ready(&self) -> usize {
-        let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.shared.lock();
         st.ready.len()
     }
 }
 
 impl PoolShared {
+    /// The pool state (a panic elsewhere never makes the pool unusable).
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn fill(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.lock();
         loop {
             while !st.stop && (st.failed || st.ready.len() >= self.target) {
                 st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -134,7 +155,7 @@ impl PoolShared {
             }
             drop(st);
             let made = create_part(&self.dir);
-            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st = self.lock();
             match made {
                 Ok((file, path)) if st.stop => {
                     drop(file);
@@ -143,28 +164,6 @@ impl PoolShared {
                 Ok(part) => st.ready.push_back(part),
                 Err(_) => st.failed = true,
             }
-        }
-    }
-}
-
-impl PartPool {
-    /// Stops the filler and removes the files not handed out (also done on drop). After this,
-    /// [`PartPool::take`] returns `None`.
-    pub fn close(&self) {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stop = true;
-        self.shared.cv.notify_all();
-        let filler = self.filler.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = filler {
-            let _ = t.join();
-        }
-        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        for (file, path) in st.ready.drain(..) {
-            drop(file);
-            let _ = std::fs::remove_file(path);
         }
     }
 }
