@@ -296,3 +296,58 @@ def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
         stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
         assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == pydicom.dcmread(f).file_meta.TransferSyntaxUID
         assert_same(f, stored)
+
+
+class _RecordingSCP(StorageSCP):
+    """A StorageSCP that keeps what the data path handed to ``prepare`` and ``store``."""
+
+    def __init__(self, archive: Archive) -> None:
+        super().__init__(archive)
+        self.prepared: list[dict] = []
+        self.received: list[dict] = []
+
+    def prepare(self, info, ctx, command, keys):
+        self.prepared.append(dict(keys))
+        return super().prepare(info, ctx, command, keys)
+
+    def store(self, info, ctx, command, received):
+        self.received.append(dict(received))
+        return super().store(info, ctx, command, received)
+
+
+@pytest.mark.parametrize("durability", ["full", "none"])
+@pytest.mark.parametrize(
+    "policy, second_status, kept",
+    [("keep-first", 0x0000, "Test^Storage"), ("reject", 0xC003, "Test^Storage"), ("replace", 0x0000, "Second^Copy")],
+)
+def test_placed_mid_stream_and_duplicates_over_the_network(tmp_path, durability, policy, second_status, kept):
+    """The archive decides where a file goes once the data path has the index keys (before the Pixel Data
+    has arrived); the file is renamed there by the data path. Duplicates follow the policy either way."""
+    archive = Archive(tmp_path / "arc", durability=durability, duplicates=policy)
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    scp = _RecordingSCP(archive)
+    server = ae.start_server(("127.0.0.1", 0), block=False, storage=scp)
+    try:
+        first = tmp_path / "a.dcm"
+        make_instance(first)
+        second = tmp_path / "b.dcm"
+        ds = pydicom.dcmread(first)
+        ds.PatientName = "Second^Copy"
+        ds.save_as(second)
+        assert [r.status for r in store("127.0.0.1", server.port, [first], called_ae="FERRO").results] == [0]
+        report = store("127.0.0.1", server.port, [second], called_ae="FERRO")
+        assert [r.status for r in report.results] == [second_status]
+        rows = archive.query("instance")
+        assert len(rows) == 1 and rows[0]["PatientName"] == kept
+        assert pydicom.dcmread(archive.root / rows[0]["path"]).PatientName == kept
+        assert_same(first if kept == "Test^Storage" else second, archive.root / rows[0]["path"])
+        # Both were decided mid-stream: keys known, the first placed by the data path, no .part left.
+        assert [p["SOPInstanceUID"] for p in scp.prepared] == [str(ds.SOPInstanceUID)] * 2
+        assert scp.received[0]["placed"] == str(archive.root / rows[0]["path"])
+        assert scp.received[0]["path"] is None
+        assert scp.received[1]["discarded"] is (policy != "replace")
+        assert [p for p in archive.incoming_dir.iterdir() if p.stat().st_size > 0] == []
+    finally:
+        server.shutdown()
+        archive.close()

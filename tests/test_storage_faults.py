@@ -116,7 +116,9 @@ def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
         cmd = _core.Command(
             {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(ds.SOPInstanceUID)}
         ).encode()
-        s.sendall(pdata(ctx_id, 0x03, cmd) + pdata(ctx_id, 0x00, data[:5000]))
+        # Cut inside the Pixel Data: the archive has already prepared the instance's place (keys known).
+        cut = data.index(b"\xe0\x7f\x10\x00") + 12 + 100
+        s.sendall(pdata(ctx_id, 0x03, cmd) + pdata(ctx_id, 0x00, data[:cut]))
         time.sleep(0.2)
         s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
     deadline = time.monotonic() + 10
@@ -124,8 +126,10 @@ def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
         time.sleep(0.05)
     assert archive.count() == 0
     assert leftovers(archive) == []
+    # The same instance again: not held up by the aborted one's reservation.
     report = store("127.0.0.1", server.port, [tmp_path / "a.dcm"], called_ae="FERRO")
     assert [int(r.status) for r in report.results] == [0]
+    assert archive.count() == 1
 
 
 def test_unknown_sop_class_is_not_accepted(archive_node, tmp_path):

@@ -242,6 +242,7 @@ class Server:
         events: Optional[Callable[[str, Dict[str, Any]], None]] = None,
         routed: Optional[List[int]] = None,
         store_handler: Optional[Callable[..., Any]] = None,
+        store_prepare: Optional[Callable[..., Any]] = None,
         storage_dir: Optional[Union[str, PathLike]] = None,
         store_transfer_syntax: Optional[str] = None,
         fsync: bool = True,

@@ -217,6 +217,7 @@ class Server:
 
             store_kw = dict(
                 store_handler=storage.store,
+                store_prepare=getattr(storage, "prepare", None),
                 storage_dir=str(storage.archive.incoming_dir),
                 store_transfer_syntax=store_transfer_syntax,
                 fsync=storage.archive.durability == "full",

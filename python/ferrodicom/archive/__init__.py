@@ -2,7 +2,9 @@
 
 The data path (Rust) writes each received data set to ``archive.incoming_dir`` and calls
 :meth:`Archive.ingest` once per C-STORE; the returned ``(status, comment)`` goes into the C-STORE-RSP
-(PS3.4 B.2.3). See :mod:`ferrodicom.archive.status` for the codes.
+(PS3.4 B.2.3). A data path that extracts the index keys before the data set ends can split that call in
+two: :meth:`Archive.prepare` mid-stream, :meth:`Archive.complete` once the file is in place.
+See :mod:`ferrodicom.archive.status` for the codes.
 """
 
 from ferrodicom.archive.core import (
@@ -11,6 +13,7 @@ from ferrodicom.archive.core import (
     UNKNOWN_DIR,
     Archive,
     ArchiveError,
+    Plan,
     StoredInstance,
 )
 from ferrodicom.archive.index import INDEX_KEYWORDS
@@ -27,6 +30,7 @@ __all__ = [
     "UNKNOWN_DIR",
     "Archive",
     "ArchiveError",
+    "Plan",
     "StoredInstance",
     "check_uid",
     "keys_from_dataset",

@@ -36,7 +36,7 @@ from ferrodicom.archive.index import (
 )
 from ferrodicom.archive.uid import check_uid, clean_uid
 
-__all__ = ["Archive", "ArchiveError", "StoredInstance", "DURABILITIES", "DUPLICATE_POLICIES", "UNKNOWN_DIR"]
+__all__ = ["Archive", "ArchiveError", "Plan", "StoredInstance", "DURABILITIES", "DUPLICATE_POLICIES", "UNKNOWN_DIR"]
 
 log = logging.getLogger("ferrodicom.archive")
 
@@ -77,6 +77,27 @@ class StoredInstance:
     coerced: bool = False
     discarded: bool = False
     parse_error: Optional[str] = None
+
+
+@dataclass(eq=False)
+class Plan:
+    """Where one instance goes, decided by :meth:`Archive.prepare` before its file is complete."""
+
+    sop_uid: str
+    sop_class: str
+    study_uid: str
+    series_uid: str
+    study_dir: str
+    series_dir: str
+    rel: str
+    #: Absolute path the file is to be renamed to.
+    final: str
+    keys: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    #: With the replace policy: a hard link to the file being replaced (restored if indexing fails).
+    backup: Optional[str] = None
+    #: With the replace policy: the replaced instance's file when it lived at another path.
+    old_other: Optional[str] = None
 
 
 def _comment(text: str) -> str:
@@ -277,141 +298,172 @@ class Archive:
         """Validates, places and indexes one received file; returns ``(status, error_comment)``.
 
         Every failure leaves neither the file nor an index row behind. See
-        :mod:`ferrodicom.archive.status` for the codes (PS3.4 B.2.3).
+        :mod:`ferrodicom.archive.status` for the codes (PS3.4 B.2.3). Equivalent to :meth:`prepare`,
+        moving the file to ``plan.final``, then :meth:`complete`.
         """
         part = os.fspath(inst.part_path)
         if os.path.dirname(part) != self._incoming:
             raise ArchiveError(f"part file {part} is not in {self._incoming}")
-        if self._closed:
-            _unlink(part)
-            return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
         if inst.parse_error is not None:
             _unlink(part)
             return st.CANNOT_UNDERSTAND, _comment(f"cannot parse data set: {inst.parse_error}")
+        plan = self.prepare(inst.sop_class_uid, inst.sop_instance_uid, inst.keys)
+        if not isinstance(plan, Plan):
+            _unlink(part)
+            return plan
+        try:
+            os.replace(part, plan.final)
+        except OSError as exc:
+            part_missing = isinstance(exc, FileNotFoundError) and not os.path.exists(part)
+            _unlink(part)
+            self.abandon(plan, failed=not part_missing)
+            if part_missing:
+                return st.RECEIVED_FILE_UNUSABLE, "received file missing"
+            if isinstance(exc, FileNotFoundError):
+                return st.OUT_OF_RESOURCES_IO, "archive directory disappeared"
+            if exc.errno in _DISK_FULL:
+                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
+            return st.OUT_OF_RESOURCES_IO, _comment(f"cannot place file: {exc.strerror or exc}")
+        return self.complete(plan, inst)
 
-        sop_uid = clean_uid(inst.sop_instance_uid)
+    def prepare(
+        self, sop_class_uid: str, sop_instance_uid: str, keys: dict[str, str]
+    ) -> Union[Plan, tuple[int, Optional[str]]]:
+        """First half of :meth:`ingest`, for a data path that knows the index keys before the data set
+        has finished arriving (the Pixel Data usually follows them): validates the UIDs, applies the
+        duplicate policy and makes the directory. Returns the final ``(status, comment)`` when the
+        instance is not to be kept, else a :class:`Plan` whose file is to be placed at ``plan.final``
+        (same filesystem as :attr:`incoming_dir`), followed by exactly one of :meth:`complete` or
+        :meth:`abandon`. A plan reserves its SOP Instance UID until then.
+        """
+        if self._closed:
+            return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
+        sop_uid = clean_uid(sop_instance_uid)
         ok, problem = check_uid(sop_uid)
         if not ok:
-            _unlink(part)
             return st.INVALID_SOP_INSTANCE_UID, _comment(f"SOP Instance UID: {problem}")
         if problem is not None:
             self._warn_leading_zero("SOP Instance", sop_uid)
-        sop_class = clean_uid(inst.sop_class_uid)
-        keys = inst.keys
+        sop_class = clean_uid(sop_class_uid)
         warnings: list[str] = []
         ds_uid = keys.get("SOPInstanceUID")
         ds_class = keys.get("SOPClassUID")
         if ds_uid and ds_uid != sop_uid:
-            _unlink(part)
             return st.SOP_CLASS_MISMATCH, "data set SOP Instance UID differs from the command's"
         if ds_class and ds_class != sop_class:
-            _unlink(part)
             return st.SOP_CLASS_MISMATCH, "data set SOP Class UID differs from the command's"
         if not ds_uid or not ds_class:
             warnings.append("no SOP Instance/Class UID in data set")
         study_uid = keys.get("StudyInstanceUID") or ""
         series_uid = keys.get("SeriesInstanceUID") or ""
         study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
-
         rel = f"{study_dir}/{series_dir}/{sop_uid}.dcm"
-        final = f"{self._root}/{rel}"
-        row = build_row(
-            keys,
-            sop_uid,
-            sop_class,
-            study_uid,
-            series_uid,
-            (inst.transfer_syntax_uid, inst.size, rel, time.time(), inst.calling_ae, inst.called_ae),
-        )
+        plan = Plan(sop_uid, sop_class, study_uid, series_uid, study_dir, series_dir, rel, f"{self._root}/{rel}")
+        plan.keys = keys
+        plan.warnings = warnings
 
         # One ingest per SOP Instance UID at a time: the duplicate decision sees every earlier one committed.
         with self._pending_cv:
             while sop_uid in self._pending:
                 self._pending_cv.wait()
             self._pending.add(sop_uid)
-        queued = False
         try:
-            try:
-                existing = self._lookup(sop_uid)
-            except sqlite3.Error as exc:
-                _unlink(part)
-                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not readable: {exc}")
-            backup: Optional[str] = None
-            old_other: Optional[str] = None
-            if existing is not None:
-                if self.duplicates == "reject":
-                    _unlink(part)
-                    return st.DUPLICATE_REJECTED, "duplicate SOP Instance UID refused"
-                if self.duplicates == "keep-first":
-                    _unlink(part)
-                    log.info("duplicate SOP Instance %s: kept the first one (%s)", sop_uid, existing)
-                    return st.SUCCESS, None
-                if existing == rel:
-                    backup = f"{part}.old"
-                    try:
-                        os.link(final, backup)
-                    except FileNotFoundError:
-                        backup = None
-                else:
-                    old_other = f"{self._root}/{existing}"
+            existing = self._lookup(sop_uid)
+        except sqlite3.Error as exc:
+            self.abandon(plan)
+            return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not readable: {exc}")
+        if existing is not None:
+            if self.duplicates == "reject":
+                self.abandon(plan)
+                return st.DUPLICATE_REJECTED, "duplicate SOP Instance UID refused"
+            if self.duplicates == "keep-first":
+                self.abandon(plan)
+                log.info("duplicate SOP Instance %s: kept the first one (%s)", sop_uid, existing)
+                return st.SUCCESS, None
+            if existing == rel:
+                backup = f"{self.new_part_path()}.old"
+                try:
+                    os.link(plan.final, backup)
+                    plan.backup = backup
+                except FileNotFoundError:
+                    pass
+            else:
+                plan.old_other = f"{self._root}/{existing}"
+        try:
+            self._ensure_dir(study_dir, series_dir)
+        except OSError as exc:
+            self.abandon(plan, failed=True)
+            if exc.errno in _DISK_FULL:
+                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
+            return st.OUT_OF_RESOURCES_IO, _comment(f"cannot make directory: {exc.strerror or exc}")
+        return plan
 
-            try:
-                self._ensure_dir(study_dir, series_dir)
-                os.replace(part, final)
-            except FileNotFoundError:
-                if backup is not None:
-                    _unlink(backup)
-                if os.path.exists(part):  # the directory vanished under us: make it again next time
-                    self._dirs.discard(f"{study_dir}/{series_dir}")
-                    _unlink(part)
-                    return st.OUT_OF_RESOURCES_IO, "archive directory disappeared"
-                return st.RECEIVED_FILE_UNUSABLE, "received file missing"
-            except OSError as exc:
-                _unlink(part)
-                if backup is not None:
-                    _unlink(backup)
-                if exc.errno in _DISK_FULL:
-                    return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
-                return st.OUT_OF_RESOURCES_IO, _comment(f"cannot place file: {exc.strerror or exc}")
+    def early_status(self, plan: Plan) -> Optional[tuple[int, Optional[str]]]:
+        """With durability none, the status :meth:`complete` will return once the file is at
+        ``plan.final`` (so a data path may answer before indexing); None with durability full."""
+        if self._full or plan.backup is not None or plan.old_other is not None:
+            return None
+        return self._status(None, plan.warnings)
 
-            try:
-                batch = self._committer.submit("put", row, sop_uid)
-            except RuntimeError:
-                self._undo(final, backup)
-                return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
-            queued = True
-            if not self._full:
-                if backup is not None or old_other is not None:
-                    batch.done.wait()
-                    if batch.error is None:
-                        self._after_replace(backup, old_other)
-                return self._status(inst, warnings)
+    def abandon(self, plan: Plan, failed: bool = False) -> None:
+        """Gives up a :meth:`prepare` plan whose file was not placed (releases its SOP Instance UID).
+        ``failed``: placing failed, so the directory is checked again next time."""
+        if plan.backup is not None:
+            _unlink(plan.backup)
+            plan.backup = None
+        if failed:
+            self._dirs.discard(f"{plan.study_dir}/{plan.series_dir}")
+        with self._pending_cv:
+            self._pending.discard(plan.sop_uid)
+            self._pending_cv.notify_all()
 
-            fsync_error: Optional[OSError] = None
-            try:
-                _fsync_dir(f"{self._root}/{study_dir}/{series_dir}")
-            except OSError as exc:
-                fsync_error = exc
-            batch.done.wait()
-            if batch.error is not None:
-                self._undo(final, backup)
-                return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not written: {batch.error}")
-            if fsync_error is not None:
-                self._committer.submit("delete", (sop_uid, rel), None).done.wait()
-                self._undo(final, backup)
-                code = st.OUT_OF_RESOURCES_DISK if fsync_error.errno in _DISK_FULL else st.OUT_OF_RESOURCES_IO
-                return code, _comment(f"cannot sync directory: {fsync_error.strerror}")
-            self._after_replace(backup, old_other)
-            return self._status(inst, warnings)
-        finally:
-            if not queued:
-                with self._pending_cv:
-                    self._pending.discard(sop_uid)
-                    self._pending_cv.notify_all()
+    def complete(self, plan: Plan, inst: StoredInstance) -> tuple[int, Optional[str]]:
+        """Second half of :meth:`ingest`: the file is at ``plan.final``; indexes it (and with durability
+        full waits until file, directory entry and index row are durable)."""
+        row = build_row(
+            plan.keys,
+            plan.sop_uid,
+            plan.sop_class,
+            plan.study_uid,
+            plan.series_uid,
+            (inst.transfer_syntax_uid, inst.size, plan.rel, time.time(), inst.calling_ae, inst.called_ae),
+        )
+        final, backup = plan.final, plan.backup
+        try:
+            batch = self._committer.submit("put", row, plan.sop_uid)
+        except RuntimeError:
+            self._undo(final, backup)
+            self.abandon(plan)
+            return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
+        if not self._full:
+            if backup is not None or plan.old_other is not None:
+                batch.done.wait()
+                if batch.error is None:
+                    self._after_replace(backup, plan.old_other)
+            return self._status(inst, plan.warnings)
 
-    def _status(self, inst: StoredInstance, warnings: list[str]) -> tuple[int, Optional[str]]:
+        fsync_error: Optional[OSError] = None
+        try:
+            _fsync_dir(f"{self._root}/{plan.study_dir}/{plan.series_dir}")
+        except OSError as exc:
+            fsync_error = exc
+        batch.done.wait()
+        if batch.error is not None:
+            self._undo(final, backup)
+            return st.OUT_OF_RESOURCES_INDEX, _comment(f"index not written: {batch.error}")
+        if fsync_error is not None:
+            self._committer.submit("delete", (plan.sop_uid, plan.rel), None).done.wait()
+            self._undo(final, backup)
+            code = st.OUT_OF_RESOURCES_DISK if fsync_error.errno in _DISK_FULL else st.OUT_OF_RESOURCES_IO
+            return code, _comment(f"cannot sync directory: {fsync_error.strerror}")
+        self._after_replace(backup, plan.old_other)
+        return self._status(inst, plan.warnings)
+
+    def _status(self, inst: Optional[StoredInstance], warnings: list[str]) -> tuple[int, Optional[str]]:
         if warnings:
             return st.WARN_MISMATCH, _comment("; ".join(warnings))
+        if inst is None:
+            return st.SUCCESS, None
         if inst.discarded:
             return st.WARN_DISCARDED, "elements discarded"
         if inst.coerced:

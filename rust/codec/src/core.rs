@@ -101,6 +101,8 @@ pub(crate) struct Core {
     cap: Vec<u8>,
     cap_truncated: bool,
     want: Vec<Tag>,
+    /// A top-level data element beyond every wanted tag has begun.
+    passed_wanted: bool,
     pub extracted: Extracted,
 }
 
@@ -132,12 +134,19 @@ impl Core {
             cap: Vec::new(),
             cap_truncated: false,
             want,
+            passed_wanted: false,
             extracted: Extracted::default(),
         }
     }
 
     pub fn set_total(&mut self, total: u64) {
         self.total = Some(total);
+    }
+
+    /// True once a top-level element beyond every wanted tag has begun: in a data set with
+    /// ascending tags (PS3.5 §7.1) no extracted value can change after that.
+    pub fn keys_complete(&self) -> bool {
+        self.passed_wanted
     }
 
     pub fn position(&self) -> u64 {
@@ -357,6 +366,9 @@ impl Core {
                 tag: h.tag,
                 what: "data element where an item was expected",
             });
+        }
+        if self.stack.len() == 1 && self.want.last().is_some_and(|max| h.tag > *max) {
+            self.passed_wanted = true;
         }
         let vr = match h.vr {
             Some(vr) => vr,

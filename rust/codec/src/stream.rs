@@ -82,6 +82,12 @@ impl StreamConverter {
         &self.core.extracted
     }
 
+    /// True once the stream has passed every tag to extract (a later top-level element has
+    /// begun), so [`StreamConverter::extracted`] is final for a data set in tag order.
+    pub fn keys_complete(&self) -> bool {
+        self.core.keys_complete()
+    }
+
     /// Bytes of (inflated) data set consumed so far.
     pub fn position(&self) -> u64 {
         self.core.position()

@@ -356,3 +356,40 @@ fn process_wide_default_private_dictionary() {
     assert!(ebe(&Dictionary::with_default_private()).ends_with(&[b'U', b'L', 0, 4, 4, 3, 2, 1]));
     codec::dict::set_default_private_dictionary(None);
 }
+
+#[test]
+fn keys_complete_once_a_later_top_level_element_begins() {
+    // A tag beyond the wanted ones inside a sequence does not count; the Pixel Data header does.
+    let w = WELE;
+    let mut d = Vec::new();
+    w.el(&mut d, t(0x0008, 0x0018), Vr::UI, b"1.2.3.4\0");
+    let mut item = Vec::new();
+    w.el(&mut item, t(0x0040, 0xA160), Vr::UT, b"deep");
+    let mut seq = Vec::new();
+    w.item(&mut seq, Tag::ITEM, item.len() as u32);
+    seq.extend_from_slice(&item);
+    w.header(&mut d, t(0x0010, 0x1002), Vr::SQ, seq.len() as u32);
+    d.extend_from_slice(&seq);
+    w.el(&mut d, t(0x0020, 0x000D), Vr::UI, b"1.2.5\0");
+    let pixel_header_end = d.len() + 12;
+    w.el(&mut d, Tag::PIXEL_DATA, Vr::OW, &[7u8; 64]);
+    let tags = [t(0x0008, 0x0018), t(0x0020, 0x000D)];
+    let mut conv = StreamConverter::from_uids(ELE, ELE, &Dictionary::standard(), &tags).unwrap();
+    let mut out = Vec::new();
+    let mut first_complete = None;
+    for (i, b) in d.iter().enumerate() {
+        conv.feed(std::slice::from_ref(b), &mut out).unwrap();
+        if first_complete.is_none() && conv.keys_complete() {
+            first_complete = Some(i + 1);
+            assert_eq!(
+                conv.extracted().string(t(0x0020, 0x000D)).as_deref(),
+                Some("1.2.5")
+            );
+        }
+    }
+    assert_eq!(first_complete, Some(pixel_header_end));
+    // Nothing wanted: never "complete" (there is nothing to wait for, and nothing to decide on).
+    let mut none = StreamConverter::from_uids(ELE, ELE, &Dictionary::standard(), &[]).unwrap();
+    none.feed(&d, &mut Vec::new()).unwrap();
+    assert!(!none.keys_complete());
+}

@@ -6,5 +6,5 @@ pub mod storage;
 pub use server::{FieldValue, Handler, Reply, Server, ServerConfig, Session};
 pub use storage::{
     peek_file, read_head, receive_to_file, send_data_set, send_file, Outgoing, Part10Head,
-    PartPool, Received, SendError, StorageConfig, StoreResponse,
+    PartPool, Prepared, Received, SendError, StorageConfig, StoreResponse,
 };

@@ -1,7 +1,8 @@
 //! The SCP: accept loop, one thread per association, negotiation against a fixed configuration,
 //! and dispatch of DIMSE requests to a [`Handler`] (PS3.7 §9–10). C-ECHO is answered here unless
 //! the handler routes it; C-STORE data sets stream to disk through [`crate::storage`].
-use crate::storage::{receive_to_file, Received, StorageConfig};
+use crate::storage::{receive_to_file, Prepared, Received, StorageConfig};
+use codec::Tag;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -73,7 +74,21 @@ pub trait Session: Send {
         command: Command,
         data: Option<Vec<u8>>,
     ) -> Vec<Reply>;
-    /// A C-STORE whose data set was streamed to disk (or failed); returns the response.
+    /// Mid-stream, once a C-STORE's index keys are known: where its file goes (see
+    /// [`Prepared`]). The default decides nothing until [`Session::stored`].
+    fn prepare_store(
+        &mut self,
+        _ctx: &NegotiatedContext,
+        _command: &Command,
+        _keys: &[(Tag, String)],
+    ) -> Prepared {
+        Prepared::Later
+    }
+    /// The association ended in the middle of a C-STORE's data set (nothing was kept): lets a
+    /// session release what [`Session::prepare_store`] reserved.
+    fn store_aborted(&mut self, _ctx: &NegotiatedContext, _command: &Command) {}
+    /// A C-STORE whose data set was streamed to disk (or failed); returns the response. After an
+    /// early reply (`received.early`, already sent) the returned reply is not sent.
     fn stored(&mut self, ctx: &NegotiatedContext, command: &Command, received: Received) -> Reply;
     /// The association ended: "released" or "aborted".
     fn close(&mut self, outcome: &'static str);
@@ -297,9 +312,32 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
             None
         };
         let replies = if let Some(store) = store_here {
-            match receive_to_file(&mut assoc, &command, &ctx, &calling_ae, store) {
-                Ok(received) => vec![session.stored(&ctx, &command, received)],
-                Err(_) => break "aborted",
+            let received = receive_to_file(
+                &mut assoc,
+                &command,
+                &ctx,
+                &calling_ae,
+                store,
+                &mut |keys| session.prepare_store(&ctx, &command, keys),
+            );
+            match received {
+                Ok(mut received) => match received.early.take() {
+                    Some(early) => {
+                        // The file is in place and the service answered early: respond now, then
+                        // let the session finish (index) while the peer reads the response.
+                        if send_reply(&mut assoc, ctx_id, &command, &early).is_err() {
+                            session.stored(&ctx, &command, received);
+                            break "aborted";
+                        }
+                        session.stored(&ctx, &command, received);
+                        Vec::new()
+                    }
+                    None => vec![session.stored(&ctx, &command, received)],
+                },
+                Err(_) => {
+                    session.store_aborted(&ctx, &command);
+                    break "aborted";
+                }
             }
         } else if shared.handler.routes(field) {
             let data = if command.has_data_set() {
@@ -323,21 +361,23 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
             // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
             vec![Reply::status(0x0211)]
         };
-        let mut failed = false;
-        for reply in replies {
-            let mut rsp = dimse::response_to(&command, reply.status, reply.data.is_some());
-            apply_fields(&mut rsp, &reply.fields);
-            if assoc
-                .send_message(ctx_id, &rsp, reply.data.as_deref())
-                .is_err()
-            {
-                failed = true;
-                break;
-            }
-        }
-        if failed {
+        if replies
+            .iter()
+            .any(|reply| send_reply(&mut assoc, ctx_id, &command, reply).is_err())
+        {
             break "aborted";
         }
     };
     session.close(outcome);
+}
+
+fn send_reply(
+    assoc: &mut Association,
+    ctx_id: u8,
+    command: &Command,
+    reply: &Reply,
+) -> Result<(), AssocError> {
+    let mut rsp = dimse::response_to(command, reply.status, reply.data.is_some());
+    apply_fields(&mut rsp, &reply.fields);
+    assoc.send_message(ctx_id, &rsp, reply.data.as_deref())
 }

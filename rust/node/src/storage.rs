@@ -7,6 +7,7 @@
 //!
 //! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
 //! the fly when the peer accepted another uncompressed transfer syntax.
+use crate::server::Reply;
 use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
 use std::fs::{File, OpenOptions};
@@ -174,11 +175,41 @@ impl Drop for PartPool {
     }
 }
 
+/// What the storage service decided about a C-STORE once the data set's index keys were known,
+/// while the rest of the data set (usually the Pixel Data) is still arriving (ARCHITECTURE.md,
+/// "Ingest, as data flows", step 3). Deciding early takes that work off the path between the last
+/// PDV and the C-STORE-RSP.
+#[derive(Debug)]
+pub enum Prepared {
+    /// No decision yet: the session's `stored` decides once the data set is complete.
+    Later,
+    /// Keep nothing: the rest of the data set is read and dropped and the part file deleted;
+    /// `stored` gives the reply (`Received::discarded`).
+    Discard,
+    /// Rename the complete file to `path` (after its fsync when configured). With `early`, that
+    /// reply is sent as soon as the file is in place, before `stored` runs (whose reply is then
+    /// not sent).
+    Place { path: PathBuf, early: Option<Reply> },
+}
+
+/// Extracted keys as text, in the order met.
+pub type Keys = Vec<(Tag, String)>;
+
+/// The storage service's mid-stream decision (see [`receive_to_file`]).
+pub type PrepareFn<'a> = dyn FnMut(&[(Tag, String)]) -> Prepared + 'a;
+
 /// The outcome of receiving one data set.
 #[derive(Debug)]
 pub struct Received {
-    /// The complete Part 10 file (None when `failure` is set: nothing is left behind).
+    /// The complete Part 10 file, still in the incoming folder (None when `failure` is set, the
+    /// data set was discarded, or the file was placed: nothing is left there).
     pub part_path: Option<PathBuf>,
+    /// Where the file was placed, as [`Prepared::Place`] asked.
+    pub placed: Option<PathBuf>,
+    /// The reply to send before calling `stored` (only with `placed`).
+    pub early: Option<Reply>,
+    /// The data set was dropped as [`Prepared::Discard`] asked.
+    pub discarded: bool,
     /// File size in bytes.
     pub size: u64,
     /// The transfer syntax the file is stored in.
@@ -239,6 +270,8 @@ fn io_failure(e: &io::Error) -> (u16, String) {
 /// What the sink saw while the PDVs streamed.
 enum SinkState {
     Writing,
+    /// The storage service wants nothing of this data set: read and drop the rest.
+    Discarding,
     /// Something failed: the rest of the data set is read and discarded.
     Draining((u16, String)),
 }
@@ -247,12 +280,17 @@ enum SinkState {
 /// Association-level failures (abort, timeout, protocol error) are returned as `Err`; data
 /// failures (unparsable data set, full disk) come back in `Received::failure` with the data set
 /// fully drained and no file left behind.
+///
+/// `prepare` is called at most once, as soon as every key in `cfg.extract` is final (a later
+/// top-level element has begun), with the keys met so far; see [`Prepared`]. If the keys at the end
+/// differ from those (a data set out of tag order), a placement is not made and `stored` decides.
 pub fn receive_to_file(
     assoc: &mut Association,
     command: &Command,
     ctx: &NegotiatedContext,
     calling_ae: &str,
     cfg: &StorageConfig,
+    prepare: &mut PrepareFn<'_>,
 ) -> Result<Received, AssocError> {
     let src = TransferSyntax::from_uid(&ctx.transfer_syntax);
     let dst = match &cfg.store_transfer_syntax {
@@ -301,6 +339,9 @@ pub fn receive_to_file(
 
     let mut fed: u64 = 0;
     let mut kicked: u64 = 0;
+    let mut asked = false;
+    // (where to place the file, its early reply, the keys the decision was made on)
+    let mut plan: Option<(PathBuf, Option<Reply>, Keys)> = None;
     let streamed = assoc.read_data_set(|chunk| {
         if let (SinkState::Writing, Some(conv), Some(w)) =
             (&state, converter.as_mut(), file.as_mut())
@@ -315,6 +356,14 @@ pub fn receive_to_file(
                     codec::CodecError::Io(io) => io_failure(&io),
                     other => (0xC000, format!("cannot understand the data set: {other}")),
                 });
+            } else if !asked && conv.keys_complete() {
+                asked = true;
+                let keys = keys_of(conv.extracted());
+                match prepare(&keys) {
+                    Prepared::Later => {}
+                    Prepared::Discard => state = SinkState::Discarding,
+                    Prepared::Place { path, early } => plan = Some((path, early, keys)),
+                }
             }
         }
         Ok(())
@@ -351,28 +400,61 @@ pub fn receive_to_file(
         });
         match done {
             Ok(size) => {
-                return Ok(Received {
+                let keys = keys_of(&extracted);
+                let mut received = Received {
                     part_path: Some(part_path),
+                    placed: None,
+                    early: None,
+                    discarded: false,
                     size,
                     transfer_syntax: dst.uid,
-                    keys: keys_of(&extracted),
+                    keys,
                     failure: None,
-                })
+                };
+                if let Some((path, early, keys_then)) = plan {
+                    if keys_then == received.keys {
+                        place(&mut received, path, early);
+                    }
+                }
+                return Ok(received);
             }
             Err(e) => state = SinkState::Draining(io_failure(&e)),
         }
     }
     cleanup(file);
-    let SinkState::Draining(failure) = state else {
-        unreachable!("writing state returned above")
+    let (failure, discarded) = match state {
+        SinkState::Draining(failure) => (Some(failure), false),
+        SinkState::Discarding => (None, true),
+        SinkState::Writing => unreachable!("writing state returned above"),
     };
     Ok(Received {
         part_path: None,
+        placed: None,
+        early: None,
+        discarded,
         size: 0,
         transfer_syntax: dst.uid,
         keys: Vec::new(),
-        failure: Some(failure),
+        failure,
     })
+}
+
+/// Renames the complete part file to where the storage service asked (same filesystem: atomic).
+/// On failure the part is deleted and the failure reported.
+fn place(received: &mut Received, path: PathBuf, early: Option<Reply>) {
+    let Some(part) = received.part_path.take() else {
+        return;
+    };
+    match std::fs::rename(&part, &path) {
+        Ok(()) => {
+            received.placed = Some(path);
+            received.early = early;
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            received.failure = Some(io_failure(&e));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

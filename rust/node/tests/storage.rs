@@ -2,7 +2,7 @@
 //! a Rust `Handler` records what the server hands it; a requestor sends Part 10 data.
 use codec::part10::{write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Tag};
-use node::{Handler, Received, Reply, Server, ServerConfig, Session, StorageConfig};
+use node::{Handler, Prepared, Received, Reply, Server, ServerConfig, Session, StorageConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,6 +87,8 @@ fn data_set(sop_instance: &str, pixels: &[u16], big: bool) -> Vec<u8> {
 struct Stored {
     instance: String,
     path: Option<PathBuf>,
+    placed: Option<PathBuf>,
+    discarded: bool,
     transfer_syntax: String,
     keys: Vec<(u32, String)>,
     failure: Option<(u16, String)>,
@@ -96,19 +98,25 @@ struct Stored {
 #[derive(Default)]
 struct Seen {
     stored: Vec<Stored>,
+    /// (instance, keys) for each `prepare_store` call.
+    prepared: Vec<(String, Vec<(u32, String)>)>,
     events: Vec<&'static str>,
 }
 
 struct TestHandler {
     storage: StorageConfig,
+    /// Where `prepare_store` places "9.9.place" instances.
+    place_dir: PathBuf,
     seen: Arc<Mutex<Seen>>,
 }
 
-struct TestSession(Arc<Mutex<Seen>>);
+/// Instances "9.9.1.*" are placed early (with an early B007), "9.9.2.*" discarded; the rest
+/// are left to `stored`.
+struct TestSession(Arc<Mutex<Seen>>, PathBuf);
 
 impl Handler for TestHandler {
     fn open(&self, _n: &Negotiated, _peer: Option<SocketAddr>) -> Box<dyn Session> {
-        Box::new(TestSession(self.seen.clone()))
+        Box::new(TestSession(self.seen.clone(), self.place_dir.clone()))
     }
     fn routes(&self, _field: u16) -> bool {
         false
@@ -127,8 +135,31 @@ impl Session for TestSession {
     ) -> Vec<Reply> {
         vec![Reply::status(0x0211)]
     }
+    fn prepare_store(
+        &mut self,
+        _ctx: &NegotiatedContext,
+        command: &Command,
+        keys: &[(Tag, String)],
+    ) -> Prepared {
+        let inst = command
+            .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
+            .unwrap_or_default();
+        let keys = keys.iter().map(|(t, v)| (t.0, v.clone())).collect();
+        self.0.lock().unwrap().prepared.push((inst.clone(), keys));
+        if inst.starts_with("9.9.1.") {
+            Prepared::Place {
+                path: self.1.join(format!("{inst}.dcm")),
+                early: Some(Reply::status(0xB007)),
+            }
+        } else if inst.starts_with("9.9.2.") {
+            Prepared::Discard
+        } else {
+            Prepared::Later
+        }
+    }
     fn stored(&mut self, _ctx: &NegotiatedContext, command: &Command, r: Received) -> Reply {
         let status = r.failure.as_ref().map(|f| f.0).unwrap_or(0);
+        let status = if r.discarded { 0xA900 } else { status };
         let keys = r.keys.iter().map(|(t, v)| (t.0, v.clone())).collect();
         let inst = command
             .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
@@ -136,6 +167,8 @@ impl Session for TestSession {
         self.0.lock().unwrap().stored.push(Stored {
             instance: inst,
             path: r.part_path,
+            placed: r.placed,
+            discarded: r.discarded,
             transfer_syntax: r.transfer_syntax,
             keys,
             failure: r.failure,
@@ -180,6 +213,7 @@ fn start(dir: &Path, store_ts: Option<&str>) -> (Server, Arc<Mutex<Seen>>) {
         config,
         Arc::new(TestHandler {
             storage,
+            place_dir: dir.join("placed"),
             seen: seen.clone(),
         }),
     )
@@ -244,6 +278,7 @@ fn stores_a_part10_file_and_extracts_keys_while_streaming() {
         transfer_syntax: ts,
         keys,
         failure,
+        ..
     } = &seen.stored[0];
     assert_eq!(
         (inst.as_str(), ts.as_str(), failure),
@@ -375,4 +410,59 @@ fn part_pool_hands_out_fresh_files_and_removes_the_rest_on_close() {
     expected.sort();
     assert_eq!(left, expected);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn prepare_places_discards_or_defers_once_the_keys_are_known() {
+    let dir = tempdir("prepare");
+    std::fs::create_dir_all(dir.join("placed")).unwrap();
+    let (server, seen) = start(&dir, None);
+    let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
+    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
+    // Placed: the early reply (B007) is what the sender sees, not stored()'s.
+    let placed = data_set("9.9.1.1", &pixels, false);
+    assert_eq!(send(&mut assoc, "9.9.1.1", ELE, &placed), 0xB007);
+    // Discarded: the rest of the data set is drained; stored() answers.
+    let dropped = data_set("9.9.2.1", &pixels, false);
+    assert_eq!(send(&mut assoc, "9.9.2.1", ELE, &dropped), 0xA900);
+    // Keys out of tag order (Patient ID after the Pixel Data): prepare saw other keys than the
+    // end did, so the placement is not made and the part file goes to stored().
+    let many: Vec<u16> = (0..300_000u32).map(|i| i as u16).collect(); // several PDUs
+    let mut odd = data_set("9.9.1.2", &many, false);
+    el(&mut odd, 0x0010, 0x0020, b"LO", b"LATE", false);
+    let odd = odd
+        .windows(4)
+        .position(|w| w == b"PID1")
+        .map(|at| [&odd[..at - 8], &odd[at + 4..]].concat())
+        .unwrap();
+    assert_eq!(send(&mut assoc, "9.9.1.2", ELE, &odd), 0);
+    assoc.release().unwrap();
+    server.shutdown();
+    let seen = seen.lock().unwrap();
+    let prepared: Vec<&str> = seen.prepared.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(prepared, ["9.9.1.1", "9.9.2.1", "9.9.1.2"]);
+    assert!(seen.prepared[0].1.contains(&(0x0010_0020, "PID1".into())));
+    assert!(!seen.prepared[2].1.iter().any(|(t, _)| *t == 0x0010_0020));
+
+    let s = &seen.stored[0];
+    assert_eq!((s.path.as_ref(), s.discarded), (None, false));
+    let at = s.placed.as_ref().unwrap();
+    assert_eq!(at, &dir.join("placed").join("9.9.1.1.dcm"));
+    assert!(std::fs::read(at).unwrap().ends_with(&placed));
+    let s = &seen.stored[1];
+    assert!(s.discarded && s.path.is_none() && s.placed.is_none() && s.failure.is_none());
+    let s = &seen.stored[2];
+    assert!(s.placed.is_none());
+    assert!(s.keys.contains(&(0x0010_0020, "LATE".into())));
+    assert!(std::fs::read(s.path.as_ref().unwrap())
+        .unwrap()
+        .ends_with(&odd));
+    // Nothing of the discarded instance is left: only the deferred part (and pool files, empty).
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file() && e.metadata().unwrap().len() > 0)
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(leftovers, vec![s.path.clone().unwrap()]);
 }

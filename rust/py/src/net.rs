@@ -2,7 +2,9 @@
 //! and DIMSE `Command` objects. All socket work runs with the GIL released; Python is entered
 //! once per DIMSE request (the server's handler), never per PDU.
 use crate::errors::{AssociationError, DicomError, DicomTimeout, DimseError, PduError};
-use node::storage::{send_data_set, send_file, Outgoing, Received, SendError, StorageConfig};
+use node::storage::{
+    send_data_set, send_file, Outgoing, Prepared, Received, SendError, StorageConfig,
+};
 use node::{FieldValue, Handler, Reply, ServerConfig, Session};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -607,6 +609,8 @@ struct HandlerInner {
     request: Option<Py<PyAny>>,
     /// store_handler(info, ctx, Command, received: dict) -> reply
     store: Option<Py<PyAny>>,
+    /// store_prepare(info, ctx, Command, keys: dict) -> None | (path | None, early reply | None, state)
+    prepare: Option<Py<PyAny>>,
     /// events(kind, info)
     events: Option<Py<PyAny>>,
     routed: Vec<u16>,
@@ -621,6 +625,46 @@ struct PyHandler(Arc<HandlerInner>);
 struct PySession {
     handler: Arc<HandlerInner>,
     info: Option<Py<PyAny>>,
+    /// The state `store_prepare` returned for the C-STORE in progress, handed back to `stored`.
+    prepared: Option<Py<PyAny>>,
+}
+
+/// The extracted keys as {keyword: text}.
+fn keys_dict<'py>(
+    py: Python<'py>,
+    names: &HashMap<u32, String>,
+    keys: &[(codec::Tag, String)],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (tag, value) in keys {
+        if let Some(name) = names.get(&tag.0) {
+            d.set_item(name, value)?;
+        }
+    }
+    Ok(d)
+}
+
+/// `store_prepare`'s answer: None decides later; else (path | None, early reply | None, state).
+fn extract_prepared(out: &Bound<'_, PyAny>) -> PyResult<(Prepared, Option<Py<PyAny>>)> {
+    if out.is_none() {
+        return Ok((Prepared::Later, None));
+    }
+    let t: &Bound<'_, PyTuple> = out.cast()?;
+    let (path, early, state) = (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?);
+    let early = if early.is_none() {
+        None
+    } else {
+        Some(extract_reply(&early)?)
+    };
+    let prepared = if path.is_none() {
+        Prepared::Discard
+    } else {
+        Prepared::Place {
+            path: path.extract::<std::path::PathBuf>()?,
+            early,
+        }
+    };
+    Ok((prepared, Some(state.unbind())))
 }
 
 fn call_events(events: &Option<Py<PyAny>>, kind: &str, info: &Option<Py<PyAny>>) {
@@ -693,6 +737,7 @@ impl Handler for PyHandler {
         Box::new(PySession {
             handler: Arc::clone(h),
             info,
+            prepared: None,
         })
     }
     fn rejected(&self, rq: &AssociateRq, rj: AssociateRj) {
@@ -770,12 +815,66 @@ impl Session for PySession {
                 .unbind())
         })
     }
+    fn prepare_store(
+        &mut self,
+        ctx: &NegotiatedContext,
+        command: &ul::Command,
+        keys: &[(codec::Tag, String)],
+    ) -> Prepared {
+        let (Some(f), Some(info)) = (&self.handler.prepare, &self.info) else {
+            return Prepared::Later;
+        };
+        Python::attach(|py| {
+            let r = (|| -> PyResult<(Prepared, Option<Py<PyAny>>)> {
+                let cmd = Bound::new(
+                    py,
+                    PyCommand {
+                        inner: command.clone(),
+                    },
+                )?;
+                let keys = keys_dict(py, &self.handler.key_names, keys)?;
+                let out = f.call1(py, (info.clone_ref(py), ctx_tuple(ctx), cmd, keys))?;
+                extract_prepared(out.bind(py))
+            })();
+            match r {
+                Ok((prepared, state)) => {
+                    self.prepared = state;
+                    prepared
+                }
+                Err(e) => {
+                    // The handler's store() still decides, as if no prepare were configured.
+                    e.print(py);
+                    Prepared::Later
+                }
+            }
+        })
+    }
+    fn store_aborted(&mut self, ctx: &NegotiatedContext, command: &ul::Command) {
+        if self.prepared.is_some() {
+            // Hand the prepared state back with a failure, so the handler releases it.
+            self.stored(
+                ctx,
+                command,
+                Received {
+                    part_path: None,
+                    placed: None,
+                    early: None,
+                    discarded: false,
+                    size: 0,
+                    transfer_syntax: ctx.transfer_syntax.clone(),
+                    keys: Vec::new(),
+                    failure: Some((0xA701, "association ended during the data set".into())),
+                },
+            );
+        }
+    }
     fn stored(
         &mut self,
         ctx: &NegotiatedContext,
         command: &ul::Command,
         received: Received,
     ) -> Reply {
+        let prepared = self.prepared.take();
         if self.handler.store.is_none() {
             // Storage without a Python handler: report the data-path outcome as is.
             if let Some(p) = &received.part_path {
@@ -805,14 +904,17 @@ impl Session for PySession {
             )?;
             d.set_item("size", received.size)?;
             d.set_item("transfer_syntax", &received.transfer_syntax)?;
-            let keys = PyDict::new(py);
-            for (tag, value) in &received.keys {
-                if let Some(name) = names.get(&tag.0) {
-                    keys.set_item(name, value)?;
-                }
-            }
-            d.set_item("keys", keys)?;
+            d.set_item("keys", keys_dict(py, names, &received.keys)?)?;
             d.set_item("failure", received.failure.clone())?;
+            d.set_item("prepared", prepared)?;
+            d.set_item(
+                "placed",
+                received
+                    .placed
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+            )?;
+            d.set_item("discarded", received.discarded)?;
             Ok((info, ctx_tuple(ctx), cmd, d)
                 .into_pyobject(py)?
                 .into_any()
@@ -850,9 +952,12 @@ impl PyServer {
     /// syntaxes], scp_role, scu_role). `routed`: command fields passed to `handler`. With
     /// `storage_dir`, C-STORE data sets stream into `.part` files there and `store_handler` is
     /// called with the result; `extract` lists (tag, keyword) pairs to index while streaming.
+    /// `store_prepare`, if given, is called mid-stream once those keys are final and may choose
+    /// the file's final path and an early reply (see `node::Prepared`); its state comes back to
+    /// `store_handler` as `received["prepared"]`.
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, *, handler = None, events = None, routed = None,
-        store_handler = None, storage_dir = None, store_transfer_syntax = None, fsync = true, writeback = false, part_pool = 8,
+        store_handler = None, store_prepare = None, storage_dir = None, store_transfer_syntax = None, fsync = true, writeback = false, part_pool = 8,
         extract = None, max_pdu = 262_144, require_called_aet = false, allowed_calling_aets = None, max_associations = 64,
         implementation_class_uid = None, implementation_version_name = None, extended_negotiation = None,
         artim_timeout = 30.0, acse_timeout = Some(30.0), dimse_timeout = None, max_data_set = 1usize << 30,
@@ -868,6 +973,7 @@ impl PyServer {
         events: Option<Py<PyAny>>,
         routed: Option<Vec<u16>>,
         store_handler: Option<Py<PyAny>>,
+        store_prepare: Option<Py<PyAny>>,
         storage_dir: Option<std::path::PathBuf>,
         store_transfer_syntax: Option<String>,
         fsync: bool,
@@ -934,6 +1040,7 @@ impl PyServer {
         let inner = HandlerInner {
             request: handler,
             store: store_handler,
+            prepare: store_prepare,
             events,
             routed: routed.unwrap_or_default(),
             storage,
