@@ -629,6 +629,10 @@ struct PySession {
     prepared: Option<Py<PyAny>>,
 }
 
+fn path_text(p: &Option<std::path::PathBuf>) -> Option<String> {
+    p.as_ref().map(|p| p.to_string_lossy().into_owned())
+}
+
 /// The extracted keys as {keyword: text}.
 fn keys_dict<'py>(
     py: Python<'py>,
@@ -895,25 +899,13 @@ impl Session for PySession {
                 },
             )?;
             let d = PyDict::new(py);
-            d.set_item(
-                "path",
-                received
-                    .part_path
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-            )?;
+            d.set_item("path", path_text(&received.part_path))?;
             d.set_item("size", received.size)?;
             d.set_item("transfer_syntax", &received.transfer_syntax)?;
             d.set_item("keys", keys_dict(py, names, &received.keys)?)?;
             d.set_item("failure", received.failure.clone())?;
             d.set_item("prepared", prepared)?;
-            d.set_item(
-                "placed",
-                received
-                    .placed
-                    .as_ref()
-                    .map(|p| p.to_string_lossy().into_owned()),
-            )?;
+            d.set_item("placed", path_text(&received.placed))?;
             d.set_item("discarded", received.discarded)?;
             Ok((info, ctx_tuple(ctx), cmd, d)
                 .into_pyobject(py)?
