@@ -28,6 +28,7 @@ from ferrodicom.archive import (
     UNKNOWN_DIR,
     Archive,
     ArchiveError,
+    Plan,
     StoredInstance,
     check_uid,
     keys_from_dataset,
@@ -352,6 +353,23 @@ def test_unreadable_index_is_a701(archive: Archive, monkeypatch: pytest.MonkeyPa
     status, comment = archive.ingest(inst)
     assert status == st.OUT_OF_RESOURCES_INDEX and "I/O" in comment
     assert not Path(inst.part_path).exists() and dcm_files(archive.root) == []
+
+
+def test_placed_file_answered_early_survives_an_archive_closing_under_it(tmp_path: Path) -> None:
+    """Durability none: the data path may have answered as soon as the file was placed; if the archive closes
+    before the row is queued, the file stays and the next open (full scan) indexes it."""
+    archive = Archive(tmp_path / "arc", durability="none")
+    ds = make_ds()
+    inst = write_part(archive, ds)
+    plan = archive.prepare(inst.sop_class_uid, inst.sop_instance_uid, inst.keys)
+    assert isinstance(plan, Plan) and archive.early_status(plan) == (0, None)
+    os.replace(inst.part_path, plan.final)
+    archive.close()
+    assert archive.complete(plan, inst)[0] == st.OUT_OF_RESOURCES_CLOSED
+    assert Path(plan.final).exists()
+    with Archive(tmp_path / "arc", durability="none") as again:
+        assert again.last_recovery["reindexed"] == 1
+        assert again.query("instance", SOPInstanceUID=str(ds.SOPInstanceUID))[0]["path"] == plan.rel
 
 
 def test_closed_archive_refuses_with_a703(tmp_path: Path) -> None:

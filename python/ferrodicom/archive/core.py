@@ -432,7 +432,14 @@ class Archive:
         try:
             batch = self._committer.submit("put", row, plan.sop_uid)
         except RuntimeError:
-            self._undo(final, backup)
+            if self.early_status(plan) is not None:
+                # The sender may already have its answer (early reply): keep the file, and make the next
+                # open run the full recovery scan, which indexes it.
+                self._dirty = True
+                _unlink(str(self.root / CLEAN_MARKER))
+                log.error("archive closed before %s was indexed; the next open indexes it", final)
+            else:
+                self._undo(final, backup)
             self.abandon(plan)
             return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
         if not self._full:
