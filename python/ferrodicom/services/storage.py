@@ -119,7 +119,7 @@ class StorageSCP:
                 self.archive.abandon(plan, failed=True)
             status, comment = failure
             log.warning("C-STORE %s from %s failed: %s", command.affected_sop_instance_uid, info["calling_ae"], comment)
-            return (status, None, {0x0902: comment[:64]})
+            return _reply(status, comment)
         if received.get("discarded"):
             return _reply(*plan)  # prepare's decision: not kept (a refusal, or keep-first)
         placed = received.get("placed")

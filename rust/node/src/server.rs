@@ -325,11 +325,11 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
                     Some(early) => {
                         // The file is in place and the service answered early: respond now, then
                         // let the session finish (index) while the peer reads the response.
-                        if send_reply(&mut assoc, ctx_id, &command, &early).is_err() {
-                            session.stored(&ctx, &command, received);
+                        let sent = send_reply(&mut assoc, ctx_id, &command, &early);
+                        session.stored(&ctx, &command, received);
+                        if sent.is_err() {
                             break "aborted";
                         }
-                        session.stored(&ctx, &command, received);
                         Vec::new()
                     }
                     None => vec![session.stored(&ctx, &command, received)],
