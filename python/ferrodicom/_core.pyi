@@ -248,6 +248,7 @@ class Server:
         fsync: bool = True,
         writeback: bool = False,
         part_pool: int = 8,
+        journal: Optional[Journal] = None,
         extract: Optional[List[Tuple[int, str]]] = None,
         max_pdu: int = 262144,
         require_called_aet: bool = False,
@@ -271,3 +272,25 @@ class Server:
     def start(self) -> None: ...
     def serve_forever(self) -> None: ...
     def shutdown(self) -> None: ...
+
+
+class Journal:
+    """``<archive>/.journal``, the write-ahead journal of durability full (rust/node/src/journal.rs):
+    small instances are acknowledged once appended; files and rows become durable at checkpoints.
+    Opening replays the records after the last checkpoint (their files are written again)."""
+
+    def __init__(self, root: str, ring_bytes: int = ..., checkpoint_interval: float = 1.0) -> None: ...
+    @property
+    def replayed(self) -> list[str]:
+        """Archive-relative paths of the files written again at open."""
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def max_record(self) -> int: ...
+    @property
+    def stats(self) -> dict[str, int]:
+        """appended, full (appends refused: ring full), syncs, checkpoints."""
+    def wait_ready(self, timeout: float) -> bool: ...
+    def done(self, seqs: list[int]) -> None: ...
+    def checkpoint(self) -> bool: ...
+    def close(self) -> None: ...

@@ -222,6 +222,7 @@ class Server:
                 store_transfer_syntax=store_transfer_syntax,
                 fsync=storage.archive.durability == "full",
                 writeback=storage.archive.durability == "full",
+                journal=getattr(storage.archive, "journal", None),
                 extract=index_tags(),
             )
         self._core = _core.Server(

@@ -48,6 +48,8 @@ QUARANTINE_DIR = ".quarantine"
 INDEX_FILE = "index.sqlite"
 CLEAN_MARKER = ".clean-shutdown"
 LOCK_FILE = ".lock"
+#: Ring size of a new archive's write-ahead journal (durability full; see ``journal`` below).
+JOURNAL_BYTES = 64 << 20
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: 64 characters (PS3.7 E.1)
 
@@ -77,6 +79,8 @@ class StoredInstance:
     coerced: bool = False
     discarded: bool = False
     parse_error: Optional[str] = None
+    #: The journal record that already made the placed file durable (durability full), if any.
+    journal_seq: Optional[int] = None
 
 
 @dataclass(eq=False)
@@ -204,6 +208,11 @@ class Archive:
     wait for the index commit; flushing is left to the OS, as DCMTK's storescp does.
     ``duplicates``: "keep-first" (existing file stays, 0000), "replace" (new file replaces it, 0000) or
     "reject" (0xC003).
+    ``journal``: ring size in bytes of the write-ahead journal ``<root>/.journal`` (durability full
+    only; 0 for none). An instance up to an eighth of it that arrives over the network is made
+    durable by one journal append instead of its file's fsync, and answered then; its file and row
+    become durable at the next checkpoint, and a crash before that is repaired at open by replaying
+    the journal. See DESIGN.md, "Journal".
     """
 
     def __init__(
@@ -211,6 +220,8 @@ class Archive:
         root: Union[str, os.PathLike[str]],
         durability: str = "full",
         duplicates: str = "keep-first",
+        journal: int = JOURNAL_BYTES,
+        journal_checkpoint: float = 1.0,
     ) -> None:
         if durability not in DURABILITIES:
             raise ArchiveError(f"durability must be one of {DURABILITIES}, not {durability!r}")
@@ -220,6 +231,9 @@ class Archive:
         self.durability = durability
         self.duplicates = duplicates
         self._full = durability == "full"
+        self._journal_bytes = journal if self._full else 0
+        self._journal_checkpoint = journal_checkpoint
+        self.journal: Optional[Any] = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.incoming_dir.mkdir(exist_ok=True)
@@ -262,7 +276,24 @@ class Archive:
                 "operating system (as DCMTK's storescp does); a power loss may lose acknowledged instances",
                 self.root,
             )
+        replayed: list[str] = []
+        if self._journal_bytes or (self._full and (self.root / ".journal").exists()):
+            # Replays what a crash left (files written again), before the recovery scan indexes them.
+            from ferrodicom._core import Journal
+
+            try:
+                self.journal = Journal(self._root, self._journal_bytes or JOURNAL_BYTES, self._journal_checkpoint)
+            except OSError as exc:
+                raise ArchiveError(str(exc)) from exc
+            replayed = self.journal.replayed
+            if not self._journal_bytes:
+                self.journal.close()
+                self.journal = None
+        if replayed:
+            log.warning("archive %s: %d instances written again from the journal", self.root, len(replayed))
+            _unlink(str(self.root / CLEAN_MARKER))
         self.last_recovery = self.recover(full_scan=None)
+        self.last_recovery["journal_replayed"] = len(replayed)
         self._readers = _ReaderPool(self._db_path)
         self._committer = Committer(
             self._db_path,
@@ -399,9 +430,11 @@ class Archive:
         return plan
 
     def early_status(self, plan: Plan) -> Optional[tuple[int, Optional[str]]]:
-        """With durability none, the status :meth:`complete` will return once the file is at
-        ``plan.final`` (so a data path may answer before indexing); None with durability full."""
-        if self._full or plan.backup is not None or plan.old_other is not None:
+        """The status :meth:`complete` will return once the file is at ``plan.final``, for a data path
+        that answers before indexing: with durability none once the file is there, with full once a
+        journal record made it durable. None when the answer must wait for the index (a replacement,
+        or full without a journal)."""
+        if (self._full and self.journal is None) or plan.backup is not None or plan.old_other is not None:
             return None
         return self._status(None, plan.warnings)
 
@@ -429,8 +462,9 @@ class Archive:
             (inst.transfer_syntax_uid, inst.size, plan.rel, time.time(), inst.calling_ae, inst.called_ae),
         )
         final, backup = plan.final, plan.backup
+        journaled = inst.journal_seq is not None
         try:
-            batch = self._committer.submit("put", row, plan.sop_uid)
+            batch = self._committer.submit("put", row, plan.sop_uid, inst.journal_seq)
         except RuntimeError:
             if self.early_status(plan) is not None:
                 # The sender may already have its answer (early reply): keep the file, and make the next
@@ -442,7 +476,8 @@ class Archive:
                 self._undo(final, backup)
             self.abandon(plan)
             return st.OUT_OF_RESOURCES_CLOSED, "archive closed"
-        if not self._full:
+        if not self._full or journaled:
+            # Answered already (early reply): nobody waits for this commit.
             if backup is not None or plan.old_other is not None:
                 batch.done.wait()
                 if batch.error is None:
@@ -560,8 +595,10 @@ class Archive:
         """Committer thread: releases the batch's SOP Instance UIDs for the next ingest of the same UID."""
         if batch.error is not None:
             self._dirty = True
-            if not self._full:
-                log.error("archive index commit failed (durability none): %s; recovery runs at next open", batch.error)
+            if not self._full or batch.journal:
+                log.error("archive index commit failed after the reply: %s; recovery runs at next open", batch.error)
+        elif batch.journal and self.journal is not None:
+            self.journal.done(batch.journal)
         if batch.uids:
             with self._pending_cv:
                 self._pending.difference_update(batch.uids)
@@ -581,6 +618,8 @@ class Archive:
         try:
             self._committer.close()
             self._readers.close()
+            if self.journal is not None:
+                self.journal.close()  # final checkpoint
             if not self._dirty:
                 self._mark_clean()
         finally:

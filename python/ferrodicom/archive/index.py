@@ -171,11 +171,15 @@ def create_schema(conn: sqlite3.Connection) -> None:
 class Batch:
     """The operations one commit covers; ``done`` is set once the commit (or its failure) is known."""
 
-    __slots__ = ("ops", "done", "error", "uids")
+    __slots__ = ("ops", "done", "error", "uids", "journal", "durable")
 
     def __init__(self) -> None:
         self.ops: list[tuple[str, Any]] = []
         self.uids: list[str] = []
+        #: Journal records whose rows this batch commits (reported done after the commit).
+        self.journal: list[int] = []
+        #: Some operation needs the commit itself durable (not only a journal record's checkpoint).
+        self.durable = False
         self.done = threading.Event()
         self.error: Optional[BaseException] = None
 
@@ -193,6 +197,7 @@ class Committer:
 
     def __init__(self, db_path: str, synchronous: str, lock: threading.Lock, on_done: Any, linger: float = 0.0) -> None:
         self._conn = connect(db_path, synchronous)
+        self._sync = self._mode = synchronous
         self._linger = linger
         self._lock = lock
         self._cv = threading.Condition(lock)
@@ -208,7 +213,7 @@ class Committer:
         self._thread = threading.Thread(target=self._run, name="ferrodicom-archive-committer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: str, payload: Any, uid: Optional[str]) -> Batch:
+    def submit(self, op: str, payload: Any, uid: Optional[str], journal_seq: Optional[int] = None) -> Batch:
         """Queues one operation; the returned batch's ``done`` is set once it is committed. Caller holds no lock."""
         with self._cv:
             if self._closing:
@@ -217,6 +222,10 @@ class Committer:
             batch.ops.append((op, payload))
             if uid is not None:
                 batch.uids.append(uid)
+            if journal_seq is not None:
+                batch.journal.append(journal_seq)
+            else:
+                batch.durable = True
             if not self._linger or len(batch.ops) >= LINGER_ROWS or op != "put":
                 self._cv.notify()
             return batch
@@ -247,7 +256,13 @@ class Committer:
                 batch = self._batch
                 self._batch = Batch()
                 self._last = batch
+            # Rows whose records are in the journal become durable at its checkpoint (syncfs): their
+            # commit need not flush by itself.
+            mode = self._sync if batch.durable else "NORMAL"
             try:
+                if mode != self._mode:
+                    self._conn.execute(f"PRAGMA synchronous = {mode}")
+                    self._mode = mode
                 self._apply(batch.ops)
             except BaseException as exc:  # noqa: BLE001 - reported to every waiter of the batch
                 batch.error = exc

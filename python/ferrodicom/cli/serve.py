@@ -57,6 +57,8 @@ def command(
     log = logging.getLogger("ferrodicom.serve")
     ts = SYNTAXES.get(storage_syntax.lower(), storage_syntax) if storage_syntax else None
     archive = Archive(archive_dir, durability=durability, duplicates=duplicates)
+    if archive.journal is not None and not archive.journal.wait_ready(60.0):
+        log.warning("journal not ready: instances are fsynced one by one until it is")
     if durability == "none":
         log.warning("--durability none: flushing to disk is left to the operating system (as DCMTK's storescp)")
     ae = AE(aet)

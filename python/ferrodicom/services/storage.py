@@ -96,9 +96,9 @@ class StorageSCP:
     def prepare(self, info: dict, ctx: tuple[int, str, str], command: _core.Command, keys: dict) -> Any:
         """Called mid-stream once the data set's index keys are known (the Pixel Data is usually still
         arriving): ``(final path | None to discard, early reply | None, state)``; the state comes back
-        to :meth:`store` as ``received["prepared"]``. The early reply (durability none only) is sent as
-        soon as the file is in place, before it is indexed, as DCMTK's storescp answers once its file
-        is written."""
+        to :meth:`store` as ``received["prepared"]``. The early reply is sent as soon as the file is in
+        place, before it is indexed: with durability none as DCMTK's storescp answers once its file is
+        written; with full only if a journal record made the file durable (else :meth:`store` answers)."""
         from ferrodicom.archive import Plan
 
         plan = self.archive.prepare(command.affected_sop_class_uid or "", command.affected_sop_instance_uid or "", keys)
@@ -132,6 +132,7 @@ class StorageSCP:
             calling_ae=info["calling_ae"],
             called_ae=info["called_ae"],
             keys=received["keys"],
+            journal_seq=received.get("journal_seq"),
         )
         if isinstance(plan, Plan):
             if placed:

@@ -7,6 +7,7 @@
 //!
 //! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
 //! the fly when the peer accepted another uncompressed transfer syntax.
+use crate::journal::Journal;
 use crate::server::Reply;
 use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
@@ -39,6 +40,9 @@ pub struct StorageConfig {
     pub extract: Vec<Tag>,
     /// Empty `.part` files made ahead of time (see [`PartPool`]); `None` creates each one inline.
     pub parts: Option<Arc<PartPool>>,
+    /// With `fsync`: make a placed instance durable by appending it to this journal instead of
+    /// fsyncing its file (see [`crate::journal`]); the early reply is then sent at once.
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl StorageConfig {
@@ -56,7 +60,9 @@ impl StorageConfig {
 fn create_part(dir: &Path) -> io::Result<(File, PathBuf)> {
     let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("{}-{}.part", std::process::id(), n));
+    // Readable too: the journal copies the finished file from this descriptor.
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .open(&path)?;
@@ -210,6 +216,8 @@ pub struct Received {
     pub early: Option<Reply>,
     /// The data set was dropped as [`Prepared::Discard`] asked.
     pub discarded: bool,
+    /// The journal record that made the placed file durable (report it done once indexed).
+    pub journal_seq: Option<u64>,
     /// File size in bytes.
     pub size: u64,
     /// The transfer syntax the file is stored in.
@@ -228,7 +236,7 @@ const WRITEBACK_STEP: u64 = 256 * 1024;
 /// Asks the kernel to start writing the file's dirty pages from `from` to the end, without
 /// waiting (the durability still comes from fsync; this only starts the I/O earlier).
 #[cfg(target_os = "linux")]
-fn start_writeback(f: &File, from: u64) {
+pub(crate) fn start_writeback(f: &File, from: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor; no memory is passed.
     unsafe {
@@ -242,7 +250,7 @@ fn start_writeback(f: &File, from: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_f: &File, _from: u64) {}
+pub(crate) fn start_writeback(_f: &File, _from: u64) {}
 
 /// The value of an extracted element as text.
 pub fn value_text(v: &codec::ExtractedValue) -> String {
@@ -339,6 +347,11 @@ pub fn receive_to_file(
 
     let mut fed: u64 = 0;
     let mut kicked: u64 = 0;
+    // Data that may go through the journal is not written out early: the journal write comes first.
+    let kick_floor = match &cfg.journal {
+        Some(j) if cfg.fsync => j.max_record(),
+        _ => 0,
+    };
     let mut asked = false;
     // (where to place the file, its early reply, the keys the decision was made on)
     let mut plan: Option<(PathBuf, Option<Reply>, Keys)> = None;
@@ -347,7 +360,7 @@ pub fn receive_to_file(
             (&state, converter.as_mut(), file.as_mut())
         {
             fed += chunk.len() as u64;
-            if cfg.writeback && fed - kicked >= WRITEBACK_STEP {
+            if cfg.writeback && fed > kick_floor && fed - kicked >= WRITEBACK_STEP {
                 start_writeback(w.get_ref(), kicked.saturating_sub(WRITEBACK_STEP));
                 kicked = fed;
             }
@@ -389,31 +402,60 @@ pub fn receive_to_file(
     }
     if let SinkState::Writing = state {
         let w = file.take().expect("file is open while writing");
+        let keys = keys_of(&extracted);
+        // The placement stands only if the keys it was decided on are still the keys.
+        let plan = plan.filter(|(_, _, keys_then)| *keys_then == keys);
         let done = w.into_inner().map_err(|e| e.into_error()).and_then(|f| {
-            if cfg.writeback {
-                start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP));
-            }
+            let size = f.metadata()?.len();
+            let mut journaled = None;
             if cfg.fsync {
-                f.sync_all()?;
+                // Only a placement answered early is journaled (a replacement waits for its index).
+                if let (Some(j), Some((path, Some(_), _))) = (&cfg.journal, &plan) {
+                    let rel = path.strip_prefix(j.root()).ok().and_then(|r| r.to_str());
+                    if let Some(rel) = rel {
+                        // An I/O error of the journal falls back to fsyncing the file.
+                        journaled = j.append(&f, size, rel).unwrap_or(None);
+                    }
+                }
             }
-            f.metadata().map(|m| m.len())
+            if let (Some(_), Some(j)) = (journaled, &cfg.journal) {
+                // Start writing the file itself out now, off this thread: the checkpoint then has
+                // little left to wait for, and the disk is not hit by one large burst.
+                j.write_out(&f);
+            }
+            if journaled.is_none() {
+                if cfg.writeback {
+                    start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP));
+                }
+                if cfg.fsync {
+                    f.sync_all()?;
+                }
+            }
+            Ok((size, journaled))
         });
         match done {
-            Ok(size) => {
-                let keys = keys_of(&extracted);
+            Ok((size, journaled)) => {
                 let mut received = Received {
                     part_path: Some(part_path),
                     placed: None,
                     early: None,
                     discarded: false,
+                    journal_seq: journaled,
                     size,
                     transfer_syntax: dst.uid,
                     keys,
                     failure: None,
                 };
-                if let Some((path, early, keys_then)) = plan {
-                    if keys_then == received.keys {
-                        place(&mut received, path, early);
+                if let Some((path, early, _)) = plan {
+                    // Durable already (no fsync wanted, or journaled): the early reply may go.
+                    let early = early.filter(|_| !cfg.fsync || journaled.is_some());
+                    place(&mut received, path, early);
+                    if let (Some(seq), Some(j)) = (journaled, &cfg.journal) {
+                        if received.placed.is_none() {
+                            // Placing failed: the record must not bring the file back.
+                            let _ = j.cancel(seq);
+                            received.journal_seq = None;
+                        }
                     }
                 }
                 return Ok(received);
@@ -432,6 +474,7 @@ pub fn receive_to_file(
         placed: None,
         early: None,
         discarded,
+        journal_seq: None,
         size: 0,
         transfer_syntax: dst.uid,
         keys: Vec::new(),

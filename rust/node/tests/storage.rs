@@ -181,6 +181,14 @@ impl Session for TestSession {
 }
 
 fn start(dir: &Path, store_ts: Option<&str>) -> (Server, Arc<Mutex<Seen>>) {
+    start_with(dir, store_ts, None)
+}
+
+fn start_with(
+    dir: &Path,
+    store_ts: Option<&str>,
+    journal: Option<Arc<node::Journal>>,
+) -> (Server, Arc<Mutex<Seen>>) {
     let mut acceptor = AcceptorConfig::new("NODE");
     acceptor.contexts = vec![SupportedContext {
         abstract_syntax: CT.into(),
@@ -198,6 +206,7 @@ fn start(dir: &Path, store_ts: Option<&str>) -> (Server, Arc<Mutex<Seen>>) {
         implementation_version_name: "TEST".into(),
         dictionary: Dictionary::standard(),
         extract: vec![Tag(0x0008_0018), Tag(0x0010_0020), Tag(0x0028_0011)],
+        journal,
         parts: Some(std::sync::Arc::new(
             node::PartPool::new(dir.to_path_buf(), 2).expect("part pool"),
         )),
@@ -416,7 +425,10 @@ fn part_pool_hands_out_fresh_files_and_removes_the_rest_on_close() {
 fn prepare_places_discards_or_defers_once_the_keys_are_known() {
     let dir = tempdir("prepare");
     std::fs::create_dir_all(dir.join("placed")).unwrap();
-    let (server, seen) = start(&dir, None);
+    // With fsync, an early reply may go only once the file is durable: here through the journal.
+    let journal = Arc::new(node::Journal::open(&dir, 4 << 20, Duration::from_secs(3600)).unwrap());
+    assert!(journal.wait_ready(Duration::from_secs(30)));
+    let (server, seen) = start_with(&dir, None, Some(journal.clone()));
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
     let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
     // Placed: the early reply (B007) is what the sender sees, not stored()'s.
@@ -438,6 +450,12 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
     assert_eq!(send(&mut assoc, "9.9.1.2", ELE, &odd), 0);
     assoc.release().unwrap();
     server.shutdown();
+    assert_eq!(
+        journal.stats().appended,
+        1,
+        "only the placed instance is journaled"
+    );
+    journal.close();
     let seen = seen.lock().unwrap();
     let prepared: Vec<&str> = seen.prepared.iter().map(|(i, _)| i.as_str()).collect();
     assert_eq!(prepared, ["9.9.1.1", "9.9.2.1", "9.9.1.2"]);
@@ -462,7 +480,27 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file() && e.metadata().unwrap().len() > 0)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".journal"))
         .map(|e| e.path())
         .collect();
     assert_eq!(leftovers, vec![s.path.clone().unwrap()]);
+}
+
+#[test]
+fn with_fsync_and_no_journal_the_early_reply_waits_for_stored() {
+    let dir = tempdir("no-journal");
+    std::fs::create_dir_all(dir.join("placed")).unwrap();
+    let (server, seen) = start(&dir, None);
+    let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
+    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
+    // prepare offers B007 early, but the file is not durable until stored() has run: its 0 is sent.
+    let placed = data_set("9.9.1.1", &pixels, false);
+    assert_eq!(send(&mut assoc, "9.9.1.1", ELE, &placed), 0);
+    assoc.release().unwrap();
+    server.shutdown();
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.stored[0].placed.as_deref(),
+        Some(dir.join("placed").join("9.9.1.1.dcm").as_path())
+    );
 }

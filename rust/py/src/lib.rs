@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod codec;
 mod errors;
+mod journal;
 mod net;
 mod nm;
 mod pdu;
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     net::register(m)?;
     codec::register(m)?;
     nm::register(m)?;
+    journal::register(m)?;
     Ok(())
 }

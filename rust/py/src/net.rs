@@ -864,6 +864,7 @@ impl Session for PySession {
                     placed: None,
                     early: None,
                     discarded: false,
+                    journal_seq: None,
                     size: 0,
                     transfer_syntax: ctx.transfer_syntax.clone(),
                     keys: Vec::new(),
@@ -907,6 +908,7 @@ impl Session for PySession {
             d.set_item("prepared", prepared)?;
             d.set_item("placed", path_text(&received.placed))?;
             d.set_item("discarded", received.discarded)?;
+            d.set_item("journal_seq", received.journal_seq)?;
             Ok((info, ctx_tuple(ctx), cmd, d)
                 .into_pyobject(py)?
                 .into_any()
@@ -946,10 +948,11 @@ impl PyServer {
     /// called with the result; `extract` lists (tag, keyword) pairs to index while streaming.
     /// `store_prepare`, if given, is called mid-stream once those keys are final and may choose
     /// the file's final path and an early reply (see `node::Prepared`); its state comes back to
-    /// `store_handler` as `received["prepared"]`.
+    /// `store_handler` as `received["prepared"]`. With `fsync` and `journal`, an instance placed
+    /// with an early reply is made durable by a journal record (`received["journal_seq"]`).
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, *, handler = None, events = None, routed = None,
-        store_handler = None, store_prepare = None, storage_dir = None, store_transfer_syntax = None, fsync = true, writeback = false, part_pool = 8,
+        store_handler = None, store_prepare = None, storage_dir = None, store_transfer_syntax = None, fsync = true, writeback = false, part_pool = 8, journal = None,
         extract = None, max_pdu = 262_144, require_called_aet = false, allowed_calling_aets = None, max_associations = 64,
         implementation_class_uid = None, implementation_version_name = None, extended_negotiation = None,
         artim_timeout = 30.0, acse_timeout = Some(30.0), dimse_timeout = None, max_data_set = 1usize << 30,
@@ -971,6 +974,7 @@ impl PyServer {
         fsync: bool,
         writeback: bool,
         part_pool: usize,
+        journal: Option<Bound<'_, crate::journal::PyJournal>>,
         extract: Option<Vec<(u32, String)>>,
         max_pdu: u32,
         require_called_aet: bool,
@@ -1021,6 +1025,7 @@ impl PyServer {
             fsync,
             writeback,
             parts: parts.clone(),
+            journal: journal.map(|j| std::sync::Arc::clone(&j.get().inner)),
             implementation_class_uid: acceptor.implementation_class_uid.clone(),
             implementation_version_name: acceptor
                 .implementation_version_name

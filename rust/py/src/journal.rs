@@ -1,0 +1,92 @@
+//! Binding of `node::Journal`, the archive's write-ahead journal (durability "full").
+use pyo3::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn os_err(e: std::io::Error) -> PyErr {
+    pyo3::exceptions::PyOSError::new_err(e.to_string())
+}
+
+/// `<archive>/.journal`: small instances are acknowledged once appended here; files and index rows
+/// become durable at checkpoints. Opening replays what the last run left (see `replayed`).
+#[pyclass(name = "Journal", module = "ferrodicom._core", frozen)]
+pub struct PyJournal {
+    pub inner: Arc<node::Journal>,
+}
+
+#[pymethods]
+impl PyJournal {
+    /// Opens (replaying) or creates the journal of the archive at `root`. `ring_bytes`: size of
+    /// a new journal; `checkpoint_interval`: seconds between checkpoints while records wait.
+    #[new]
+    #[pyo3(signature = (root, ring_bytes = 64 << 20, checkpoint_interval = 1.0))]
+    fn new(
+        py: Python<'_>,
+        root: std::path::PathBuf,
+        ring_bytes: u64,
+        checkpoint_interval: f64,
+    ) -> PyResult<Self> {
+        let interval = Duration::from_secs_f64(checkpoint_interval.max(0.001));
+        let inner = py
+            .detach(|| node::Journal::open(&root, ring_bytes, interval))
+            .map_err(|e| {
+                pyo3::exceptions::PyOSError::new_err(format!("journal of {}: {e}", root.display()))
+            })?;
+        Ok(PyJournal {
+            inner: Arc::new(inner),
+        })
+    }
+    /// Archive-relative paths of the files written again from the journal at open.
+    #[getter]
+    fn replayed(&self) -> Vec<String> {
+        self.inner.replayed().to_vec()
+    }
+    /// Whether instances can be journaled now.
+    #[getter]
+    fn ready(&self) -> bool {
+        self.inner.ready()
+    }
+    /// Largest instance (bytes) that is journaled.
+    #[getter]
+    fn max_record(&self) -> u64 {
+        self.inner.max_record()
+    }
+    /// Waits up to `timeout` seconds for the journal file to be ready (a new one is zero-filled).
+    fn wait_ready(&self, py: Python<'_>, timeout: f64) -> bool {
+        let inner = Arc::clone(&self.inner);
+        py.detach(move || inner.wait_ready(Duration::from_secs_f64(timeout.max(0.0))))
+    }
+    /// The records' files and index rows are in place: they may go at the next checkpoint.
+    fn done(&self, seqs: Vec<u64>) {
+        for s in seqs {
+            self.inner.done(s);
+        }
+    }
+    /// Runs a checkpoint now; returns whether records were given up.
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<bool> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(move || inner.checkpoint()).map_err(os_err)
+    }
+    /// {appended, full, syncs, checkpoints}.
+    #[getter]
+    fn stats(&self) -> std::collections::HashMap<&'static str, u64> {
+        let s = self.inner.stats();
+        [
+            ("appended", s.appended),
+            ("full", s.full),
+            ("syncs", s.syncs),
+            ("checkpoints", s.checkpoints),
+        ]
+        .into_iter()
+        .collect()
+    }
+    /// Final checkpoint, then stops the journal's threads.
+    fn close(&self, py: Python<'_>) {
+        let inner = Arc::clone(&self.inner);
+        py.detach(move || inner.close());
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyJournal>()
+}

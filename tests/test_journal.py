@@ -1,0 +1,128 @@
+"""The archive's write-ahead journal (durability full): instances acknowledged through it survive a crash
+that loses their files and index rows, because opening the archive replays it (rust/node/src/journal.rs)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pydicom
+from test_storage import make_instance
+
+from conftest import free_port, wait_for_port
+from ferrodicom import AE, Archive
+from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+
+
+def _serve(archive: Archive):
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    return ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+
+
+def test_small_instances_are_acknowledged_through_the_journal_and_large_ones_fsynced(tmp_path):
+    archive = Archive(tmp_path / "archive", journal=1 << 20)  # 1 MiB ring: records up to 128 KiB
+    assert archive.journal is not None and archive.journal.wait_ready(30)
+    assert archive.journal.max_record == 128 * 1024
+    small = [tmp_path / f"s{i}.dcm" for i in range(5)]
+    for f in small:
+        make_instance(f, frames=2)  # ~17 KB
+    big = tmp_path / "big.dcm"
+    make_instance(big, frames=40)  # ~330 KB: larger than a record may be
+    server = _serve(archive)
+    try:
+        report = store("127.0.0.1", server.port, [*small, big], called_ae="FERRO")
+        assert [int(r.status) for r in report.results] == [0] * 6
+        assert archive.journal.stats["appended"] == 5
+        assert archive.count() == 6
+        for f in [*small, big]:
+            uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+            (row,) = archive.query(SOPInstanceUID=uid)
+            assert pydicom.dcmread(archive.root / row["path"]).PixelData == pydicom.dcmread(f).PixelData
+    finally:
+        server.shutdown()
+        archive.close()
+    # A clean close checkpoints everything: nothing is replayed at the next open.
+    again = Archive(tmp_path / "archive", journal=1 << 20)
+    try:
+        assert again.last_recovery["journal_replayed"] == 0
+        assert again.last_recovery["full_scan"] == 0
+        assert again.count() == 6
+    finally:
+        again.close()
+
+
+SERVER = textwrap.dedent(
+    """
+    import sys, time
+    from ferrodicom import AE, Archive
+    from ferrodicom.services.storage import StorageSCP, add_storage_contexts
+    archive = Archive(sys.argv[1], journal=8 << 20, journal_checkpoint=3600.0)  # no checkpoint during the test
+    archive.journal.wait_ready(30)
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    ae.start_server(("127.0.0.1", int(sys.argv[2])), block=False, storage=StorageSCP(archive))
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+def test_a_crash_that_loses_files_and_rows_is_repaired_from_the_journal(tmp_path):
+    files = [tmp_path / f"i{i}.dcm" for i in range(6)]
+    uids = []
+    for f in files:
+        uids.append(str(make_instance(f, frames=3).SOPInstanceUID))
+    root, port = tmp_path / "archive", free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(root), str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        report = store("127.0.0.1", port, files, called_ae="FERRO")
+        assert [int(r.status) for r in report.results] == [0] * len(files)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    # What a power cut may do to data that was only in the page cache: the acknowledged files are
+    # gone and so are their index rows (the journal records were fdatasynced, so they survive).
+    placed = sorted(p for p in root.rglob("*.dcm"))
+    assert len(placed) == len(files)
+    for p in placed:
+        p.unlink()
+    with sqlite3.connect(root / "index.sqlite") as db:
+        db.execute("DELETE FROM instance")
+
+    archive = Archive(root)
+    try:
+        assert archive.last_recovery["journal_replayed"] == len(files)
+        assert archive.last_recovery["full_scan"] == 1
+        assert archive.count() == len(files)
+        for f, uid in zip(files, uids):
+            (row,) = archive.query(SOPInstanceUID=uid)
+            assert row["calling_ae"] == "FERRODICOM"  # from the File Meta written by the data path
+            assert pydicom.dcmread(root / row["path"]).PixelData == pydicom.dcmread(f).PixelData
+        assert list(archive.incoming_dir.iterdir()) == []
+    finally:
+        archive.close()
+    # Replayed once only.
+    again = Archive(root)
+    try:
+        assert again.last_recovery["journal_replayed"] == 0
+        assert again.count() == len(files)
+    finally:
+        again.close()
+
+
+def test_durability_none_and_a_zero_journal_have_no_journal(tmp_path):
+    none = Archive(tmp_path / "a", durability="none")
+    off = Archive(tmp_path / "b", journal=0)
+    try:
+        assert none.journal is None and off.journal is None
+        assert not (tmp_path / "a" / ".journal").exists()
+    finally:
+        none.close()
+        off.close()
