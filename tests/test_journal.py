@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pydicom
 from test_storage import make_instance

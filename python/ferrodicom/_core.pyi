@@ -273,7 +273,6 @@ class Server:
     def serve_forever(self) -> None: ...
     def shutdown(self) -> None: ...
 
-
 class Journal:
     """``<archive>/.journal``, the write-ahead journal of durability full (rust/node/src/journal.rs):
     small instances are acknowledged once appended; files and rows become durable at checkpoints.
