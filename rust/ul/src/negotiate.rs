@@ -159,6 +159,9 @@ impl Negotiated {
 }
 
 /// The acceptor's answer to an A-ASSOCIATE-RQ: accept with this AC and summary, or reject.
+///
+/// A request without presentation contexts is rejected (1/1/1). A request whose contexts are
+/// all rejected is accepted with every context's result (the requestor decides what to do).
 pub fn accept_or_reject(
     cfg: &AcceptorConfig,
     rq: &AssociateRq,
@@ -168,6 +171,11 @@ pub fn accept_or_reject(
     }
     if trim_uid(&rq.application_context) != DICOM_APPLICATION_CONTEXT {
         return Err(reject::APPLICATION_CONTEXT_NOT_SUPPORTED);
+    }
+    // PS3.8 §9.3.2: the request carries one or more Presentation Context Items, and the
+    // A-ASSOCIATE-AC must too (§9.3.3). Without any there is nothing to accept: 1/1/1.
+    if rq.presentation_contexts.is_empty() {
+        return Err(reject::NO_REASON);
     }
     let called = rq.called_ae.trimmed();
     if cfg.require_called_aet && called != cfg.ae_title.trim() {
@@ -1026,6 +1034,60 @@ mod tests {
         let mut rq = echo_rq();
         rq.protocol_version = 0x0003;
         assert!(accept_or_reject(&acceptor(), &rq).is_ok());
+    }
+
+    /// PS3.8 §9.3.2: an A-ASSOCIATE-RQ carries one or more Presentation Context Items. One
+    /// without any is refused (1/1/1), never answered with an A-ASSOCIATE-AC that has none
+    /// (§9.3.3 requires one or more there too).
+    #[test]
+    fn request_without_presentation_contexts_is_rejected() {
+        let mut rq = echo_rq();
+        rq.presentation_contexts.clear();
+        assert_eq!(accept_or_reject(&acceptor(), &rq), Err(reject::NO_REASON));
+        assert_eq!(
+            reject::NO_REASON,
+            AssociateRj {
+                result: 1,
+                source: 1,
+                reason: 1
+            }
+        );
+        // Also when nothing else is wrong with it (no user information, AE titles checked).
+        let mut cfg = acceptor();
+        cfg.require_called_aet = true;
+        cfg.allowed_calling_aets = Some(vec!["XELERIS".into()]);
+        rq.user_info = None;
+        assert_eq!(accept_or_reject(&cfg, &rq), Err(reject::NO_REASON));
+        // The same request decoded from the wire (the decoder itself lets it through).
+        let wire = Pdu::AssociateRq(rq).encode();
+        let Ok(Pdu::AssociateRq(rq_in)) = Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT) else {
+            panic!()
+        };
+        assert!(rq_in.presentation_contexts.is_empty());
+        assert_eq!(accept_or_reject(&cfg, &rq_in), Err(reject::NO_REASON));
+    }
+
+    /// A request whose every context is rejected is still accepted, each context answered
+    /// with its own result: PS3.8 §9.3.3 asks only for one Presentation Context Item per
+    /// proposed context in the AC, whatever its result, and leaves it to the requestor to
+    /// abort or release (as DCMTK's and pynetdicom's requestors do).
+    #[test]
+    fn request_with_every_context_rejected_is_accepted() {
+        let rq = requestor(vec![
+            proposed(FIND, &[IMPLICIT], None),
+            proposed(CT, &[BIG], None),
+        ])
+        .build_request()
+        .unwrap();
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac),
+            vec![
+                (1, pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED, Some(IMPLICIT)),
+                (3, pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED, Some(BIG)),
+            ]
+        );
+        assert!(n.contexts.iter().all(|c| !c.accepted()));
     }
 
     #[test]

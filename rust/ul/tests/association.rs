@@ -763,6 +763,40 @@ fn protocol_version_rejected() {
     ));
 }
 
+/// An A-ASSOCIATE-RQ without any presentation context (PS3.8 §9.3.2 requires one or more) is
+/// answered A-ASSOCIATE-RJ 1/1/1 by a real acceptor, not accepted with an empty AC.
+#[test]
+fn request_without_presentation_contexts_rejected() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let (mut assoc, rq) = Association::accept_transport(s, timeouts()).unwrap();
+        let r = assoc.respond(&acceptor_cfg(16384), &rq);
+        (r, assoc.state(), assoc.is_established())
+    });
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    let mut rq = requestor_cfg(16384).build_request().unwrap();
+    rq.presentation_contexts.clear();
+    s.write_all(&Pdu::AssociateRq(rq).encode()).unwrap();
+    assert_eq!(
+        read_whole_pdu(&mut s),
+        Pdu::AssociateRj(AssociateRj {
+            result: 1,
+            source: 1,
+            reason: 1
+        })
+    );
+    drop(s);
+    let (r, state, established) = h.join().unwrap();
+    assert!(
+        matches!(r, Err(AssocError::Rejected(rj)) if rj == reject::NO_REASON),
+        "{r:?}"
+    );
+    assert_eq!(state, State::Sta1);
+    assert!(!established);
+}
+
 // ---- invalid DIMSE traffic on an established association ------------------------------------
 
 /// Runs a real acceptor, lets a raw requestor send `bytes`, and returns the acceptor's
