@@ -300,15 +300,22 @@ pub fn accept_or_reject(
     let mut extended = Vec::new();
     let mut common_extended = Vec::new();
     let mut user_identity = None;
+    let mut identity_reply = false;
     for item in &ui.items {
         match item {
             UserItem::SopClassExtended { sop_class_uid, .. } => {
-                if let Some(reply) = cfg.extended_negotiation.get(trim_uid(sop_class_uid)) {
-                    items.push(UserItem::SopClassExtended {
-                        sop_class_uid: sop_class_uid.clone(),
-                        info: reply.clone(),
-                    });
-                    extended.push((trim_uid(sop_class_uid).to_string(), reply.clone()));
+                // One reply per SOP class (PS3.7 D.3.3.5.2), naming it as we know it (unpadded),
+                // however often and however padded the request names it: the replies must fit
+                // the 16-bit length of the User Information item.
+                let uid = trim_uid(sop_class_uid);
+                if let Some((known, reply)) = cfg.extended_negotiation.get_key_value(uid) {
+                    if !extended.iter().any(|(u, _)| u == known) {
+                        items.push(UserItem::SopClassExtended {
+                            sop_class_uid: known.clone(),
+                            info: reply.clone(),
+                        });
+                        extended.push((known.clone(), reply.clone()));
+                    }
                 }
             }
             UserItem::SopClassCommonExtended {
@@ -332,16 +339,18 @@ pub fn accept_or_reject(
                 primary,
                 secondary,
             } => {
+                // The last identity item counts; it alone decides on the reply.
                 user_identity = Some((*identity_type, primary.clone(), secondary.clone()));
-                if *positive_response_requested == 1 {
-                    // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
-                    items.push(UserItem::UserIdentityAc {
-                        server_response: Vec::new(),
-                    });
-                }
+                identity_reply = *positive_response_requested == 1;
             }
             _ => {}
         }
+    }
+    if identity_reply {
+        // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
+        items.push(UserItem::UserIdentityAc {
+            server_response: Vec::new(),
+        });
     }
     let ac = AssociateAc {
         protocol_version: PROTOCOL_VERSION,
@@ -1173,6 +1182,69 @@ mod tests {
             mine.contexts[1].result,
             pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
         );
+    }
+
+    /// PS3.7 D.3.3.5.2: at most one SOP Class Extended Negotiation Sub-Item per SOP class in the
+    /// AC. A request repeating the item (or padding its UID) must not multiply our replies: 1900
+    /// copies fit one request's User Information item, but 1900 replies would not fit ours
+    /// (16-bit item length, PS3.8 §9.3.3.3), and the AC sent would be corrupt.
+    #[test]
+    fn repeated_requests_get_one_reply_and_the_ac_stays_valid() {
+        let mut cfg = acceptor();
+        cfg.extended_negotiation.insert(FIND.into(), vec![7; 20]);
+        let mut rq = echo_rq();
+        let ui = rq.user_info.as_mut().unwrap();
+        for i in 0..1900 {
+            ui.items.push(UserItem::SopClassExtended {
+                // Some copies padded: the reply names the SOP class unpadded.
+                sop_class_uid: if i % 2 == 0 {
+                    FIND.to_string()
+                } else {
+                    format!("{FIND}\0")
+                },
+                info: vec![],
+            });
+        }
+        for _ in 0..3 {
+            ui.items.push(UserItem::UserIdentityRq {
+                identity_type: 1,
+                positive_response_requested: 1,
+                primary: b"u".to_vec(),
+                secondary: vec![],
+            });
+        }
+        // The request itself is a valid PDU.
+        let wire = Pdu::AssociateRq(rq.clone()).encode();
+        assert_eq!(
+            Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT),
+            Ok(Pdu::AssociateRq(rq.clone()))
+        );
+        let (ac, n) = accept_or_reject(&cfg, &rq).unwrap();
+        let items = &ac.user_info.as_ref().unwrap().items;
+        let ext: Vec<_> = items
+            .iter()
+            .filter(|i| matches!(i, UserItem::SopClassExtended { .. }))
+            .collect();
+        assert_eq!(
+            ext,
+            vec![&UserItem::SopClassExtended {
+                sop_class_uid: FIND.into(),
+                info: vec![7; 20]
+            }]
+        );
+        assert_eq!(
+            items
+                .iter()
+                .filter(|i| matches!(i, UserItem::UserIdentityAc { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            n.extended_negotiation,
+            vec![(FIND.to_string(), vec![7; 20])]
+        );
+        let ac = Pdu::AssociateAc(ac);
+        assert_eq!(Pdu::decode(&ac.encode(), ASSOCIATION_PDU_LIMIT), Ok(ac));
     }
 
     #[test]
