@@ -376,7 +376,16 @@ impl Association {
     }
 
     /// Acceptor, step 2a: answer with our configuration's policy (accept or reject).
+    ///
+    /// A configuration that fails [`AcceptorConfig::validate`] accepts nothing: the request is
+    /// rejected (1/1/1) and the reason returned as [`AssocError::Config`].
     pub fn respond(&mut self, cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(), AssocError> {
+        if let Err(msg) = cfg.validate() {
+            self.reject(crate::negotiate::reject::NO_REASON)?;
+            return Err(AssocError::Config(format!(
+                "invalid acceptor configuration: {msg}"
+            )));
+        }
         match accept_or_reject(cfg, rq) {
             Ok((ac, negotiated)) => {
                 self.fire(Event::Evt7, true)?; // AE-7

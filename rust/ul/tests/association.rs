@@ -797,6 +797,31 @@ fn request_without_presentation_contexts_rejected() {
     assert!(!established);
 }
 
+/// An acceptor configuration with a maximum PDU length no P-DATA-TF could honour (below one PDV
+/// item header and a byte, PS3.8 §9.3.5) accepts nothing: the request gets A-ASSOCIATE-RJ 1/1/1
+/// and `respond` says why, instead of an association on which every P-DATA is refused.
+#[test]
+fn invalid_acceptor_config_rejects_with_a_clear_error() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let (mut assoc, rq) = Association::accept_transport(s, timeouts()).unwrap();
+        let r = assoc.respond(&acceptor_cfg(6), &rq);
+        (r, assoc.state())
+    });
+    let e = Association::request(&addr, &requestor_cfg(16384), timeouts()).err();
+    assert!(
+        matches!(e, Some(AssocError::Rejected(rj)) if rj == reject::NO_REASON),
+        "{e:?}"
+    );
+    let (r, state) = h.join().unwrap();
+    match r {
+        Err(AssocError::Config(m)) => assert!(m.contains("maximum PDU length 6"), "{m}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(state, State::Sta1);
+}
+
 // ---- invalid DIMSE traffic on an established association ------------------------------------
 
 /// Runs a real acceptor, lets a raw requestor send `bytes`, and returns the acceptor's
