@@ -36,6 +36,10 @@ pub enum AssocError {
     Config(String),
     #[error("operation not allowed in state {0:?}")]
     WrongState(State),
+    /// The association was released, but P-DATA arrived while awaiting A-RELEASE-RP (a P-DATA
+    /// indication, PS3.8 Table 9-10 AR-6) and [`Association::release`] had no one to hand it to.
+    #[error("association released, but {pdvs} PDV(s) ({bytes} bytes) arrived from the peer while awaiting A-RELEASE-RP and were not read")]
+    DataDuringRelease { pdvs: u64, bytes: u64 },
 }
 
 fn abort_origin(source: u8) -> &'static str {
@@ -372,7 +376,16 @@ impl Association {
     }
 
     /// Acceptor, step 2a: answer with our configuration's policy (accept or reject).
+    ///
+    /// A configuration that fails [`AcceptorConfig::validate`] accepts nothing: the request is
+    /// rejected (1/1/1) and the reason returned as [`AssocError::Config`].
     pub fn respond(&mut self, cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(), AssocError> {
+        if let Err(msg) = cfg.validate() {
+            self.reject(crate::negotiate::reject::NO_REASON)?;
+            return Err(AssocError::Config(format!(
+                "invalid acceptor configuration: {msg}"
+            )));
+        }
         match accept_or_reject(cfg, rq) {
             Ok((ac, negotiated)) => {
                 self.fire(Event::Evt7, true)?; // AE-7
@@ -405,16 +418,58 @@ impl Association {
     // -----------------------------------------------------------------------------------------
 
     /// Requests release (AR-1) and waits for A-RELEASE-RP, handling a release collision
-    /// (AR-8 … AR-10). P-DATA arriving meanwhile is discarded (AR-6).
+    /// (AR-8 … AR-10), for a caller that expects nothing more from the peer.
+    ///
+    /// The requestor of a release may still receive P-DATA (PS3.8 §7.2.2): a P-DATA-TF PDU that
+    /// arrives while awaiting A-RELEASE-RP is a P-DATA indication (Table 9-10, Sta7: AR-6).
+    /// Nothing reads it here, so rather than dropping it silently the release is completed and
+    /// [`AssocError::DataDuringRelease`] says how much arrived; when that error is returned the
+    /// association *is* released. [`Association::release_with`] hands the data over instead.
     pub fn release(&mut self) -> Result<(), AssocError> {
+        let (mut pdvs, mut bytes) = (0u64, 0u64);
+        self.release_with(|p| {
+            pdvs += 1;
+            bytes += p.data.len() as u64;
+        })?;
+        if pdvs > 0 {
+            return Err(AssocError::DataDuringRelease { pdvs, bytes });
+        }
+        Ok(())
+    }
+
+    /// Like [`Association::release`], handing every PDV that arrives while awaiting
+    /// A-RELEASE-RP to `on_pdv`, in order (the P-DATA indication of AR-6, PS3.8 Table 9-10).
+    /// A P-DATA-TF PDU is checked whole before any of its PDVs is handed over; an invalid one
+    /// aborts the association (AA-8), as on an established association.
+    pub fn release_with(&mut self, mut on_pdv: impl FnMut(PdvRef<'_>)) -> Result<(), AssocError> {
         self.fire(Event::Evt11, true)?;
         self.send_pdu(&Pdu::ReleaseRq)?;
         let deadline = self.timeouts.acse.map(|t| Instant::now() + t);
+        let mut pdata_body = Vec::new();
         loop {
             let (ty, len) = match self.read_pdu_header(deadline, "A-RELEASE-RP") {
                 Ok(h) => h,
                 Err(e) => return Err(self.fail_on_read(e)),
             };
+            if ty == pdu_type::P_DATA_TF {
+                if self.state != State::Sta7 {
+                    // After a release collision (Sta9–Sta12) P-DATA is unexpected: AA-8. Its
+                    // body is not read (nor its claimed length allocated).
+                    let _ = self.fire(Event::Evt10, true);
+                    self.provider_abort(abort_reason::UNEXPECTED_PDU);
+                    return Err(AssocError::Protocol(
+                        "unexpected PDU while releasing".into(),
+                    ));
+                }
+                self.read_pdata_body(&mut pdata_body, len, deadline, "A-RELEASE-RP")?;
+                self.check_pdata(&pdata_body)?;
+                let action = self.fire(Event::Evt10, true)?;
+                debug_assert_eq!(action, Action::Ar6);
+                for pdv in PdvIter::new(&pdata_body).flatten() {
+                    on_pdv(pdv);
+                }
+                continue;
+            }
             let body = self.read_body(len)?;
             let pdu = match Pdu::decode_body(ty, &body) {
                 Ok(p) => p,
@@ -430,7 +485,6 @@ impl Association {
                     let _ = self.writer.shutdown(Shutdown::Both);
                     return Ok(());
                 }
-                Action::Ar6 => continue,
                 Action::Ar8 => {
                     // Release collision: the requestor answers first (AR-9), then waits for RP.
                     if self.role == Role::Requestor {
@@ -614,6 +668,54 @@ impl Association {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if io_timeout(&e) => return Err(ReadFail::Timeout(what)),
                 Err(e) => return Err(ReadFail::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a P-DATA-TF body of `len` bytes into `body` (cleared first). The buffer grows with
+    /// the bytes that arrive, not with the claimed length: with an unlimited maximum PDU (0)
+    /// the claim alone may be 4 GiB.
+    fn read_pdata_body(
+        &mut self,
+        body: &mut Vec<u8>,
+        len: usize,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> Result<(), AssocError> {
+        body.clear();
+        while body.len() < len {
+            let step = (len - body.len()).min(1 << 20);
+            if let Err(e) = self.read_append(body, step, deadline, what) {
+                return Err(self.fail_on_read(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a whole P-DATA-TF body: one or more valid PDV items (PS3.8 §9.3.5), each on an
+    /// accepted presentation context. An invalid one is aborted (Evt19, AA-8).
+    fn check_pdata(&mut self, body: &[u8]) -> Result<(), AssocError> {
+        if body.is_empty() {
+            let _ = self.fire(Event::Evt19, true);
+            self.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
+            return Err(AssocError::Protocol("empty P-DATA-TF PDU".into()));
+        }
+        for pdv in PdvIter::new(body) {
+            let ctx = match pdv {
+                Ok(p) => p.context_id,
+                Err(e) => {
+                    let _ = self.fire(Event::Evt19, true);
+                    self.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
+                    return Err(e.into());
+                }
+            };
+            if !self.negotiated.context(ctx).is_some_and(|c| c.accepted()) {
+                let _ = self.fire(Event::Evt19, true);
+                self.provider_abort(abort_reason::INVALID_PDU_PARAMETER_VALUE);
+                return Err(AssocError::Protocol(format!(
+                    "PDV on presentation context {ctx}, which was not accepted"
+                )));
             }
         }
         Ok(())
@@ -869,15 +971,7 @@ impl Association {
             if ty == pdu_type::P_DATA_TF {
                 let action = self.fire(Event::Evt10, true)?;
                 let mut body = std::mem::take(&mut self.rx);
-                // Grow the buffer with the bytes that arrive, not with the claimed length:
-                // with an unlimited maximum PDU (0) the claim alone may be 4 GiB.
-                body.clear();
-                while body.len() < len {
-                    let step = (len - body.len()).min(1 << 20);
-                    if let Err(e) = self.read_append(&mut body, step, deadline, what) {
-                        return Err(self.fail_on_read(e));
-                    }
-                }
+                self.read_pdata_body(&mut body, len, deadline, what)?;
                 self.rx = body;
                 self.rx_pos = 0;
                 match action {

@@ -16,6 +16,12 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = concat!(
 );
 /// Default maximum PDU length we receive.
 pub const DEFAULT_MAX_PDU: u32 = 262_144;
+/// Smallest non-zero maximum PDU length an acceptor configuration may announce. PS3.8 sets no
+/// minimum (Annex D.1 gives only 0 a meaning: no maximum), but the variable field of a
+/// P-DATA-TF PDU holds one or more PDV items (§9.3.5), each with a 4-byte item length and a
+/// 2-byte header: below 7 bytes not one byte of a message fits, and a peer honouring the limit
+/// could never send anything. (DCMTK's own floor, ASC_MINIMUMPDUSIZE, is 4096.)
+pub const MIN_MAX_PDU: u32 = 7;
 /// Most presentation contexts one association can carry (odd IDs 1..=255, PS3.8 §9.3.2.2).
 pub const MAX_PRESENTATION_CONTEXTS: usize = 128;
 
@@ -77,6 +83,7 @@ pub struct AcceptorConfig {
 }
 
 impl AcceptorConfig {
+    /// A configuration with defaults and no supported context; it passes [`Self::validate`].
     pub fn new(ae_title: &str) -> Self {
         AcceptorConfig {
             ae_title: ae_title.to_string(),
@@ -88,6 +95,84 @@ impl AcceptorConfig {
             implementation_version_name: Some(IMPLEMENTATION_VERSION_NAME.to_string()),
             extended_negotiation: HashMap::new(),
         }
+    }
+
+    /// Checks every size and value this configuration puts into the reader or on the wire:
+    ///
+    /// - `max_pdu` is 0 (no maximum, PS3.8 Annex D.1) or at least [`MIN_MAX_PDU`]; the upper
+    ///   bound is the type's (the PDU length field is 32 bits, §9.3.1);
+    /// - the AE title is 1 to 16 characters of the AE repertoire;
+    /// - the implementation class UID and every UID of `contexts` and `extended_negotiation` are
+    ///   valid UIDs of at most 64 characters, and the implementation version name (if any) is 1
+    ///   to 16 ISO 646 characters (PS3.7 D.3.3.2);
+    /// - each SOP Class Extended Negotiation reply fits its sub-item, and the largest User
+    ///   Information item an A-ASSOCIATE-AC can carry with this configuration fits the 16-bit
+    ///   item length (PS3.8 §9.3.3.3): fixed sub-items, a role selection reply for up to
+    ///   [`MAX_PRESENTATION_CONTEXTS`] abstract syntaxes, every extended negotiation reply and a
+    ///   user identity reply.
+    ///
+    /// [`accept_or_reject`] rejects (1/1/1) rather than answer from an invalid configuration, and
+    /// [`crate::Association::respond`] also returns this error; a server should call it once when
+    /// it is configured.
+    pub fn validate(&self) -> Result<(), String> {
+        AeTitle::new(&self.ae_title)?;
+        if self.max_pdu != 0 && self.max_pdu < MIN_MAX_PDU {
+            return Err(format!(
+                "maximum PDU length {} is below the minimum of {MIN_MAX_PDU} bytes (0 means no maximum)",
+                self.max_pdu
+            ));
+        }
+        check_uid(&self.implementation_class_uid)
+            .map_err(|e| format!("implementation class UID: {e}"))?;
+        let mut total = 4 + 4 + 4 + self.implementation_class_uid.len();
+        if let Some(v) = &self.implementation_version_name {
+            if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err(format!(
+                    "implementation version name {v:?} must be 1 to 16 ISO 646 characters"
+                ));
+            }
+            total += 4 + v.len();
+        }
+        let mut abstract_lens = Vec::with_capacity(self.contexts.len());
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.contexts {
+            check_uid(&c.abstract_syntax).map_err(|e| format!("supported context: {e}"))?;
+            for ts in &c.transfer_syntaxes {
+                check_uid(ts)
+                    .map_err(|e| format!("supported context {}: {e}", c.abstract_syntax))?;
+            }
+            if seen.insert(c.abstract_syntax.as_str()) {
+                abstract_lens.push(c.abstract_syntax.len());
+            }
+        }
+        // Role selection replies: one per abstract syntax, for at most 128 accepted contexts.
+        abstract_lens.sort_unstable_by(|a, b| b.cmp(a));
+        total += abstract_lens
+            .iter()
+            .take(MAX_PRESENTATION_CONTEXTS)
+            .map(|len| 4 + 4 + len)
+            .sum::<usize>();
+        for (uid, info) in &self.extended_negotiation {
+            check_uid(uid).map_err(|e| format!("extended negotiation: {e}"))?;
+            let len = 2 + uid.len() + info.len();
+            if len > u16::MAX as usize {
+                return Err(format!(
+                    "extended negotiation reply for {uid} is {} bytes; at most {} fit one sub-item",
+                    info.len(),
+                    u16::MAX as usize - 2 - uid.len()
+                ));
+            }
+            total += 4 + len;
+        }
+        // User identity reply (no server response).
+        total += 4 + 2;
+        if total > u16::MAX as usize {
+            return Err(format!(
+                "an A-ASSOCIATE-AC could need a user information item of {total} bytes \
+                 (at most 65535): shorten the extended negotiation replies"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -159,15 +244,27 @@ impl Negotiated {
 }
 
 /// The acceptor's answer to an A-ASSOCIATE-RQ: accept with this AC and summary, or reject.
+///
+/// A request without presentation contexts is rejected (1/1/1). A request whose contexts are
+/// all rejected is accepted with every context's result (the requestor decides what to do).
+/// A configuration that fails [`AcceptorConfig::validate`] rejects every request (1/1/1).
 pub fn accept_or_reject(
     cfg: &AcceptorConfig,
     rq: &AssociateRq,
 ) -> Result<(AssociateAc, Negotiated), AssociateRj> {
+    if cfg.validate().is_err() {
+        return Err(reject::NO_REASON);
+    }
     if rq.protocol_version & 0x0001 == 0 {
         return Err(reject::PROTOCOL_VERSION_NOT_SUPPORTED);
     }
     if trim_uid(&rq.application_context) != DICOM_APPLICATION_CONTEXT {
         return Err(reject::APPLICATION_CONTEXT_NOT_SUPPORTED);
+    }
+    // PS3.8 §9.3.2: the request carries one or more Presentation Context Items, and the
+    // A-ASSOCIATE-AC must too (§9.3.3). Without any there is nothing to accept: 1/1/1.
+    if rq.presentation_contexts.is_empty() {
+        return Err(reject::NO_REASON);
     }
     let called = rq.called_ae.trimmed();
     if cfg.require_called_aet && called != cfg.ae_title.trim() {
@@ -292,15 +389,22 @@ pub fn accept_or_reject(
     let mut extended = Vec::new();
     let mut common_extended = Vec::new();
     let mut user_identity = None;
+    let mut identity_reply = false;
     for item in &ui.items {
         match item {
             UserItem::SopClassExtended { sop_class_uid, .. } => {
-                if let Some(reply) = cfg.extended_negotiation.get(trim_uid(sop_class_uid)) {
-                    items.push(UserItem::SopClassExtended {
-                        sop_class_uid: sop_class_uid.clone(),
-                        info: reply.clone(),
-                    });
-                    extended.push((trim_uid(sop_class_uid).to_string(), reply.clone()));
+                // One reply per SOP class (PS3.7 D.3.3.5.2), naming it as we know it (unpadded),
+                // however often and however padded the request names it: the replies must fit
+                // the 16-bit length of the User Information item.
+                let uid = trim_uid(sop_class_uid);
+                if let Some((known, reply)) = cfg.extended_negotiation.get_key_value(uid) {
+                    if !extended.iter().any(|(u, _)| u == known) {
+                        items.push(UserItem::SopClassExtended {
+                            sop_class_uid: known.clone(),
+                            info: reply.clone(),
+                        });
+                        extended.push((known.clone(), reply.clone()));
+                    }
                 }
             }
             UserItem::SopClassCommonExtended {
@@ -324,16 +428,18 @@ pub fn accept_or_reject(
                 primary,
                 secondary,
             } => {
+                // The last identity item counts; it alone decides on the reply.
                 user_identity = Some((*identity_type, primary.clone(), secondary.clone()));
-                if *positive_response_requested == 1 {
-                    // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
-                    items.push(UserItem::UserIdentityAc {
-                        server_response: Vec::new(),
-                    });
-                }
+                identity_reply = *positive_response_requested == 1;
             }
             _ => {}
         }
+    }
+    if identity_reply {
+        // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
+        items.push(UserItem::UserIdentityAc {
+            server_response: Vec::new(),
+        });
     }
     let ac = AssociateAc {
         protocol_version: PROTOCOL_VERSION,
@@ -1028,6 +1134,60 @@ mod tests {
         assert!(accept_or_reject(&acceptor(), &rq).is_ok());
     }
 
+    /// PS3.8 §9.3.2: an A-ASSOCIATE-RQ carries one or more Presentation Context Items. One
+    /// without any is refused (1/1/1), never answered with an A-ASSOCIATE-AC that has none
+    /// (§9.3.3 requires one or more there too).
+    #[test]
+    fn request_without_presentation_contexts_is_rejected() {
+        let mut rq = echo_rq();
+        rq.presentation_contexts.clear();
+        assert_eq!(accept_or_reject(&acceptor(), &rq), Err(reject::NO_REASON));
+        assert_eq!(
+            reject::NO_REASON,
+            AssociateRj {
+                result: 1,
+                source: 1,
+                reason: 1
+            }
+        );
+        // Also when nothing else is wrong with it (no user information, AE titles checked).
+        let mut cfg = acceptor();
+        cfg.require_called_aet = true;
+        cfg.allowed_calling_aets = Some(vec!["XELERIS".into()]);
+        rq.user_info = None;
+        assert_eq!(accept_or_reject(&cfg, &rq), Err(reject::NO_REASON));
+        // The same request decoded from the wire (the decoder itself lets it through).
+        let wire = Pdu::AssociateRq(rq).encode();
+        let Ok(Pdu::AssociateRq(rq_in)) = Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT) else {
+            panic!()
+        };
+        assert!(rq_in.presentation_contexts.is_empty());
+        assert_eq!(accept_or_reject(&cfg, &rq_in), Err(reject::NO_REASON));
+    }
+
+    /// A request whose every context is rejected is still accepted, each context answered
+    /// with its own result: PS3.8 §9.3.3 asks only for one Presentation Context Item per
+    /// proposed context in the AC, whatever its result, and leaves it to the requestor to
+    /// abort or release (as DCMTK's and pynetdicom's requestors do).
+    #[test]
+    fn request_with_every_context_rejected_is_accepted() {
+        let rq = requestor(vec![
+            proposed(FIND, &[IMPLICIT], None),
+            proposed(CT, &[BIG], None),
+        ])
+        .build_request()
+        .unwrap();
+        let (ac, n) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(
+            results(&ac),
+            vec![
+                (1, pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED, Some(IMPLICIT)),
+                (3, pc_result::TRANSFER_SYNTAXES_NOT_SUPPORTED, Some(BIG)),
+            ]
+        );
+        assert!(n.contexts.iter().all(|c| !c.accepted()));
+    }
+
     #[test]
     fn acceptor_user_information_and_summary() {
         let mut cfg = acceptor();
@@ -1111,6 +1271,185 @@ mod tests {
             mine.contexts[1].result,
             pc_result::ABSTRACT_SYNTAX_NOT_SUPPORTED
         );
+    }
+
+    /// PS3.7 D.3.3.5.2: at most one SOP Class Extended Negotiation Sub-Item per SOP class in the
+    /// AC. A request repeating the item (or padding its UID) must not multiply our replies: 1900
+    /// copies fit one request's User Information item, but 1900 replies would not fit ours
+    /// (16-bit item length, PS3.8 §9.3.3.3), and the AC sent would be corrupt.
+    #[test]
+    fn repeated_requests_get_one_reply_and_the_ac_stays_valid() {
+        let mut cfg = acceptor();
+        cfg.extended_negotiation.insert(FIND.into(), vec![7; 20]);
+        let mut rq = echo_rq();
+        let ui = rq.user_info.as_mut().unwrap();
+        for i in 0..1900 {
+            ui.items.push(UserItem::SopClassExtended {
+                // Some copies padded: the reply names the SOP class unpadded.
+                sop_class_uid: if i % 2 == 0 {
+                    FIND.to_string()
+                } else {
+                    format!("{FIND}\0")
+                },
+                info: vec![],
+            });
+        }
+        for _ in 0..3 {
+            ui.items.push(UserItem::UserIdentityRq {
+                identity_type: 1,
+                positive_response_requested: 1,
+                primary: b"u".to_vec(),
+                secondary: vec![],
+            });
+        }
+        // The request itself is a valid PDU.
+        let wire = Pdu::AssociateRq(rq.clone()).encode();
+        assert_eq!(
+            Pdu::decode(&wire, ASSOCIATION_PDU_LIMIT),
+            Ok(Pdu::AssociateRq(rq.clone()))
+        );
+        let (ac, n) = accept_or_reject(&cfg, &rq).unwrap();
+        let items = &ac.user_info.as_ref().unwrap().items;
+        let ext: Vec<_> = items
+            .iter()
+            .filter(|i| matches!(i, UserItem::SopClassExtended { .. }))
+            .collect();
+        assert_eq!(
+            ext,
+            vec![&UserItem::SopClassExtended {
+                sop_class_uid: FIND.into(),
+                info: vec![7; 20]
+            }]
+        );
+        assert_eq!(
+            items
+                .iter()
+                .filter(|i| matches!(i, UserItem::UserIdentityAc { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            n.extended_negotiation,
+            vec![(FIND.to_string(), vec![7; 20])]
+        );
+        let ac = Pdu::AssociateAc(ac);
+        assert_eq!(Pdu::decode(&ac.encode(), ASSOCIATION_PDU_LIMIT), Ok(ac));
+    }
+
+    /// Every size of the acceptor configuration is checked (PS3.8 Annex D.1, §9.3.3.3, §9.3.5;
+    /// PS3.7 D.3.3.2), and an invalid configuration answers nothing but 1/1/1.
+    #[test]
+    fn acceptor_config_sizes_are_checked() {
+        assert_eq!(AcceptorConfig::new("SCP").validate(), Ok(()));
+        assert_eq!(acceptor().validate(), Ok(()));
+        for ok in [0, MIN_MAX_PDU, 4096, DEFAULT_MAX_PDU, u32::MAX] {
+            let mut cfg = acceptor();
+            cfg.max_pdu = ok;
+            assert_eq!(cfg.validate(), Ok(()), "max PDU {ok}");
+        }
+        let mut bad: Vec<(&str, AcceptorConfig)> = Vec::new();
+        for max in [1, 6, MIN_MAX_PDU - 1] {
+            let mut c = acceptor();
+            c.max_pdu = max;
+            bad.push(("maximum PDU length", c));
+        }
+        let mut c = acceptor();
+        c.ae_title = "SEVENTEEN-CHARS-X".into();
+        bad.push(("AE title", c));
+        let mut c = acceptor();
+        c.ae_title = "   ".into();
+        bad.push(("AE title", c));
+        let mut c = acceptor();
+        c.implementation_class_uid = "1.".repeat(40);
+        bad.push(("implementation class UID", c));
+        let mut c = acceptor();
+        c.implementation_class_uid = String::new();
+        bad.push(("implementation class UID", c));
+        let mut c = acceptor();
+        c.implementation_version_name = Some(String::new());
+        bad.push(("implementation version name", c));
+        let mut c = acceptor();
+        c.implementation_version_name = Some("SEVENTEEN_CHARS__".into());
+        bad.push(("implementation version name", c));
+        let mut c = acceptor();
+        c.contexts.push(supported(
+            &format!("1.{}", "2".repeat(70)),
+            &[IMPLICIT],
+            true,
+            false,
+        ));
+        bad.push(("supported context", c));
+        let mut c = acceptor();
+        c.contexts.push(supported(CT, &["not.a.uid"], true, false));
+        bad.push(("supported context", c));
+        let mut c = acceptor();
+        c.extended_negotiation.insert(FIND.into(), vec![0; 65_535]);
+        bad.push(("extended negotiation reply", c));
+        let mut c = acceptor();
+        c.extended_negotiation.insert("1.2.x".into(), vec![1]);
+        bad.push(("extended negotiation", c));
+        let mut c = acceptor();
+        for uid in [FIND, CT, NM] {
+            c.extended_negotiation.insert(uid.into(), vec![0; 25_000]);
+        }
+        bad.push(("user information item", c));
+        for (what, cfg) in bad {
+            let e = cfg.validate().expect_err(what);
+            assert!(e.contains(what), "{what}: {e}");
+            // No A-ASSOCIATE-AC from it, whatever the request.
+            assert_eq!(
+                accept_or_reject(&cfg, &echo_rq()),
+                Err(reject::NO_REASON),
+                "{what}"
+            );
+        }
+    }
+
+    /// The largest A-ASSOCIATE-AC a configuration that passes `validate` can produce still
+    /// encodes correctly: 128 accepted contexts with role replies on 64-character UIDs, the
+    /// longest implementation UID and version name, a user identity reply and an extended
+    /// negotiation reply filling what is left of the 65535-byte User Information item.
+    #[test]
+    fn largest_valid_acceptor_config_gives_a_valid_ac() {
+        let uid = |i: usize| format!("1.2.{}{i:03}", "9".repeat(57));
+        let mut cfg = AcceptorConfig::new("SCP");
+        cfg.implementation_class_uid = format!("1.2.{}", "3".repeat(60));
+        cfg.implementation_version_name = Some("V".repeat(16));
+        cfg.contexts = (0..130)
+            .map(|i| supported(&uid(i), &[IMPLICIT], true, true))
+            .collect();
+        let ext = uid(0);
+        let fixed = 8 + (4 + 64) + 128 * (8 + 64) + (4 + 16) + 6 + (4 + 2 + 64);
+        cfg.extended_negotiation
+            .insert(ext.clone(), vec![5; 65_535 - fixed]);
+        assert_eq!(cfg.validate(), Ok(()));
+        let mut req = requestor(
+            (0..128)
+                .map(|i| proposed(&uid(i), &[IMPLICIT], Some((true, true))))
+                .collect(),
+        );
+        req.extended_negotiation = vec![(ext.clone(), vec![1])];
+        req.user_identity = Some((1, true, b"u".to_vec(), vec![]));
+        let rq = req.build_request().unwrap();
+        let (ac, _) = accept_or_reject(&cfg, &rq).unwrap();
+        assert!(ac.presentation_contexts.iter().all(|p| p.result == 0));
+        let ui_len: usize = ac
+            .user_info
+            .as_ref()
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| 4 + user_item_value_len(i))
+            .sum();
+        assert_eq!(ui_len, 65_535);
+        let ac = Pdu::AssociateAc(ac);
+        assert_eq!(Pdu::decode(&ac.encode(), ASSOCIATION_PDU_LIMIT), Ok(ac));
+        // One byte more and the configuration is refused.
+        cfg.extended_negotiation.get_mut(&ext).unwrap().push(5);
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .contains("user information item"));
     }
 
     #[test]

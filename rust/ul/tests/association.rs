@@ -763,6 +763,65 @@ fn protocol_version_rejected() {
     ));
 }
 
+/// An A-ASSOCIATE-RQ without any presentation context (PS3.8 §9.3.2 requires one or more) is
+/// answered A-ASSOCIATE-RJ 1/1/1 by a real acceptor, not accepted with an empty AC.
+#[test]
+fn request_without_presentation_contexts_rejected() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let (mut assoc, rq) = Association::accept_transport(s, timeouts()).unwrap();
+        let r = assoc.respond(&acceptor_cfg(16384), &rq);
+        (r, assoc.state(), assoc.is_established())
+    });
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    let mut rq = requestor_cfg(16384).build_request().unwrap();
+    rq.presentation_contexts.clear();
+    s.write_all(&Pdu::AssociateRq(rq).encode()).unwrap();
+    assert_eq!(
+        read_whole_pdu(&mut s),
+        Pdu::AssociateRj(AssociateRj {
+            result: 1,
+            source: 1,
+            reason: 1
+        })
+    );
+    drop(s);
+    let (r, state, established) = h.join().unwrap();
+    assert!(
+        matches!(r, Err(AssocError::Rejected(rj)) if rj == reject::NO_REASON),
+        "{r:?}"
+    );
+    assert_eq!(state, State::Sta1);
+    assert!(!established);
+}
+
+/// An acceptor configuration with a maximum PDU length no P-DATA-TF could honour (below one PDV
+/// item header and a byte, PS3.8 §9.3.5) accepts nothing: the request gets A-ASSOCIATE-RJ 1/1/1
+/// and `respond` says why, instead of an association on which every P-DATA is refused.
+#[test]
+fn invalid_acceptor_config_rejects_with_a_clear_error() {
+    let (l, addr) = listener();
+    let h = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let (mut assoc, rq) = Association::accept_transport(s, timeouts()).unwrap();
+        let r = assoc.respond(&acceptor_cfg(6), &rq);
+        (r, assoc.state())
+    });
+    let e = Association::request(&addr, &requestor_cfg(16384), timeouts()).err();
+    assert!(
+        matches!(e, Some(AssocError::Rejected(rj)) if rj == reject::NO_REASON),
+        "{e:?}"
+    );
+    let (r, state) = h.join().unwrap();
+    match r {
+        Err(AssocError::Config(m)) => assert!(m.contains("maximum PDU length 6"), "{m}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(state, State::Sta1);
+}
+
 // ---- invalid DIMSE traffic on an established association ------------------------------------
 
 /// Runs a real acceptor, lets a raw requestor send `bytes`, and returns the acceptor's
@@ -917,21 +976,147 @@ fn connection_refused_is_an_io_error() {
 
 // ---- release edge cases and local timers --------------------------------------------------------
 
-/// P-DATA-TF arriving after our A-RELEASE-RQ (Sta7, AR-6) does not stop the release.
+/// P-DATA-TF arriving after our A-RELEASE-RQ is a P-DATA indication (PS3.8 Table 9-10,
+/// Sta7: AR-6; §7.2.2: the release requestor may still receive P-DATA). It does not stop the
+/// release, and `release()`, which has no one to hand it to, reports it instead of dropping it.
 #[test]
 fn p_data_while_awaiting_release_rp() {
-    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+    let rsp = response_to(&echo_rq(1), 0, false).encode();
+    let sent = rsp.clone();
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), move |mut s| {
         assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
-        let rsp = response_to(&echo_rq(1), 0, false).encode();
-        s.write_all(&pdata(&[(1, 3, &rsp)])).unwrap();
+        s.write_all(&pdata(&[(1, 3, &sent)])).unwrap();
         s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
         read_to_close(&mut s)
     });
     let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
-    a.release().unwrap();
+    let r = a.release();
+    assert!(
+        matches!(r, Err(AssocError::DataDuringRelease { pdvs: 1, bytes }) if bytes == rsp.len() as u64),
+        "{r:?}"
+    );
+    // The release itself completed.
     assert_eq!(a.state(), State::Sta1);
     drop(a);
     assert!(peer.join().unwrap().is_empty());
+}
+
+/// `release_with` hands every PDV received while awaiting A-RELEASE-RP to the caller, in order
+/// (AR-6, Sta7), across PDUs and with several PDVs in one PDU, then completes the release.
+#[test]
+fn release_with_delivers_p_data_received_while_awaiting_release_rp() {
+    let rsp = response_to(&echo_rq(1), 0, false).encode();
+    let ds = pattern(3000);
+    let (cmd2, ds2) = (rsp.clone(), ds.clone());
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), move |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        s.write_all(&pdata(&[(1, 3, &cmd2)])).unwrap();
+        s.write_all(&pdata(&[(3, 0, &ds2[..1000]), (3, 2, &ds2[1000..])]))
+            .unwrap();
+        s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+        read_to_close(&mut s)
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let mut got: Vec<(u8, u8, Vec<u8>)> = Vec::new();
+    a.release_with(|p| got.push((p.context_id, p.control, p.data.to_vec())))
+        .unwrap();
+    assert_eq!(a.state(), State::Sta1);
+    assert_eq!(
+        got,
+        vec![
+            (1, 3, rsp),
+            (3, 0, ds[..1000].to_vec()),
+            (3, 2, ds[1000..].to_vec())
+        ]
+    );
+    drop(a);
+    assert!(peer.join().unwrap().is_empty());
+}
+
+/// An invalid P-DATA-TF while awaiting A-RELEASE-RP (Sta7, Evt19): AA-8, A-ABORT from the
+/// service provider; nothing of it is handed over.
+#[test]
+fn malformed_p_data_while_awaiting_release_rp() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        // One PDV, then a PDV item length of 1.
+        let mut bytes = pdata(&[(1, 3, b"ok")]);
+        bytes.extend_from_slice(&[0, 0, 0, 1, 1]);
+        let len = (bytes.len() - 6) as u32;
+        bytes[2..6].copy_from_slice(&len.to_be_bytes());
+        s.write_all(&bytes).unwrap();
+        read_n(&mut s, 10)
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let mut n = 0;
+    let r = a.release_with(|_| n += 1);
+    assert!(
+        matches!(r, Err(AssocError::Pdu(PduError::InvalidField { .. }))),
+        "{r:?}"
+    );
+    assert_eq!(n, 0);
+    assert_eq!(a.state(), State::Sta1);
+    drop(a);
+    assert_eq!(peer.join().unwrap(), ABORT_INVALID_PARAMETER);
+}
+
+/// A PDV on a presentation context that was not accepted, while awaiting A-RELEASE-RP, is
+/// refused as it is on an established association.
+#[test]
+fn p_data_on_an_unaccepted_context_while_awaiting_release_rp() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        s.write_all(&pdata(&[(7, 3, b"xx")])).unwrap();
+        read_n(&mut s, 10)
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let r = a.release_with(|_| panic!("nothing may be handed over"));
+    assert!(
+        matches!(r, Err(AssocError::Protocol(ref m)) if m.contains("context 7")),
+        "{r:?}"
+    );
+    assert_eq!(a.state(), State::Sta1);
+    drop(a);
+    assert_eq!(peer.join().unwrap(), ABORT_INVALID_PARAMETER);
+}
+
+/// After a release collision (Sta11 here, requestor side) P-DATA is no longer expected: AA-8,
+/// A-ABORT from the service provider, reason "unexpected PDU".
+#[test]
+fn p_data_after_a_release_collision_is_aborted() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRp);
+        s.write_all(&pdata(&[(1, 3, b"xx")])).unwrap();
+        read_n(&mut s, 10)
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
+    let r = a.release_with(|_| panic!("nothing may be handed over"));
+    assert!(
+        matches!(r, Err(AssocError::Protocol(ref m)) if m.contains("while releasing")),
+        "{r:?}"
+    );
+    assert_eq!(a.state(), State::Sta1);
+    drop(a);
+    assert_eq!(peer.join().unwrap(), ABORT_UNEXPECTED_PDU);
+}
+
+/// With an unlimited maximum PDU (0), a P-DATA-TF claiming 4 GiB while awaiting A-RELEASE-RP
+/// is read as its bytes arrive; the claimed length is never allocated.
+#[test]
+fn unlimited_max_pdu_release_does_not_trust_the_claimed_length() {
+    let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
+        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        s.write_all(&[4, 0, 0xFF, 0xFF, 0xFF, 0xF0, 0, 0, 0, 2, 1, 3])
+            .unwrap();
+    });
+    let mut a = Association::request(&addr, &requestor_cfg(0), timeouts()).unwrap();
+    let r = a.release();
+    assert!(matches!(r, Err(AssocError::Closed)), "{r:?}");
+    assert_eq!(a.state(), State::Sta1);
+    peer.join().unwrap();
+    assert!(LARGEST_ALLOC.load(Ordering::Relaxed) < 0xFFFF_FFF0);
 }
 
 #[test]
