@@ -276,3 +276,14 @@ def test_python_pdu_decode_errors_name_the_offset():
     with pytest.raises(ferrodicom.PduError) as ei:
         pdu.decode(b"\x01\x00\xff\xff\xff\xff")
     assert ei.value.offset == 2 and "exceeds" in str(ei.value)
+
+
+def test_a_server_with_an_invalid_configuration_refuses_to_start():
+    """Checked once at start (AcceptorConfig::validate), not by rejecting every association later."""
+    from ferrodicom._core import DicomError
+
+    ae = AE("FERRO")
+    ae.add_supported_context(VERIFICATION)
+    ae.maximum_pdu_size = 3  # below a PDV header plus one byte (PS3.8 §9.3.5)
+    with pytest.raises(DicomError, match="maximum PDU length 3"):
+        ae.start_server(("127.0.0.1", 0), block=False)

@@ -207,7 +207,8 @@ class Association:
         move_originator: Optional[Tuple[str, int]] = None,
         private_dictionary: Optional[PrivateDictionary] = None,
     ) -> Tuple[int, Command, int, str]: ...
-    def release(self) -> None: ...
+    def release(self) -> Optional[Tuple[int, int]]:
+        """None, or (PDVs, bytes) of P-DATA received after our A-RELEASE-RQ (released all the same)."""
     def abort(self) -> None: ...
 
 def associate(

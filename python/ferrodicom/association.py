@@ -6,12 +6,15 @@ rejected or failed request still returns an object: check ``assoc.is_established
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 from ferrodicom import _core
 from ferrodicom.events import AssociationInfo, PresentationContext
 from ferrodicom.status import Status
 from ferrodicom.uids import VERIFICATION
+
+log = logging.getLogger("ferrodicom.association")
 
 #: A-ASSOCIATE-RJ reasons by (source, reason) (PS3.8 Table 9-21).
 REJECT_REASONS = {
@@ -103,8 +106,12 @@ class Association:
     def release(self) -> None:
         """A-RELEASE (PS3.8 §7.2)."""
         if self._core is not None and self._core.is_established:
-            self._core.release()
+            late = self._core.release()
             self._released = True
+            if late is not None:
+                log.warning(
+                    "peer sent %d data PDVs (%d bytes) after our A-RELEASE-RQ; released, that data was not used", *late
+                )
 
     def abort(self) -> None:
         """A-ABORT (PS3.8 §7.3)."""

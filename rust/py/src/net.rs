@@ -502,15 +502,21 @@ impl PyAssociation {
         ))
     }
     /// Releases the association (A-RELEASE, PS3.8 §7.2).
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
+    /// Returns None, or (PDVs, bytes) of P-DATA the peer sent after our A-RELEASE-RQ (PS3.8
+    /// AR-6): the association is released all the same, and that data was not delivered.
+    fn release(&self, py: Python<'_>) -> PyResult<Option<(u64, u64)>> {
         py.detach(|| {
             let mut guard = self
                 .inner
                 .lock()
                 .map_err(|_| AssociationError::new_err("lock poisoned"))?;
             match guard.take() {
-                Some(mut a) if a.is_established() => a.release().map_err(assoc_err),
-                _ => Ok(()),
+                Some(mut a) if a.is_established() => match a.release() {
+                    Ok(()) => Ok(None),
+                    Err(AssocError::DataDuringRelease { pdvs, bytes }) => Ok(Some((pdvs, bytes))),
+                    Err(e) => Err(assoc_err(e)),
+                },
+                _ => Ok(None),
             }
         })
     }
@@ -1011,6 +1017,9 @@ impl PyServer {
                 implementation_version_name.filter(|s| !s.is_empty());
         }
         acceptor.extended_negotiation = extended_negotiation.unwrap_or_default();
+        acceptor
+            .validate()
+            .map_err(|e| DicomError::new_err(format!("server configuration: {e}")))?;
         let extract = extract.unwrap_or_default();
         let parts = match &storage_dir {
             Some(dir) if part_pool > 0 => Some(Arc::new(
