@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pydicom
 from test_storage import make_instance
@@ -60,7 +61,8 @@ SERVER = textwrap.dedent(
     import sys, time
     from ferrodicom import AE, Archive
     from ferrodicom.services.storage import StorageSCP, add_storage_contexts
-    archive = Archive(sys.argv[1], journal=8 << 20, journal_checkpoint=3600.0)  # no checkpoint during the test
+    # No checkpoint during the test.
+    archive = Archive(sys.argv[1], journal=8 << 20, journal_checkpoint=3600.0, duplicates=sys.argv[3])
     archive.journal.wait_ready(30)
     ae = AE("FERRO")
     add_storage_contexts(ae)
@@ -71,15 +73,20 @@ SERVER = textwrap.dedent(
 )
 
 
+def _server(root: Path, port: int, duplicates: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(root), str(port), duplicates], stderr=subprocess.PIPE)
+    wait_for_port(port, proc)
+    return proc
+
+
 def test_a_crash_that_loses_files_and_rows_is_repaired_from_the_journal(tmp_path):
     files = [tmp_path / f"i{i}.dcm" for i in range(6)]
     uids = []
     for f in files:
         uids.append(str(make_instance(f, frames=3).SOPInstanceUID))
     root, port = tmp_path / "archive", free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(root), str(port)], stderr=subprocess.PIPE, text=True)
+    proc = _server(root, port, "keep-first")
     try:
-        wait_for_port(port, proc)
         report = store("127.0.0.1", port, files, called_ae="FERRO")
         assert [int(r.status) for r in report.results] == [0] * len(files)
     finally:
@@ -125,3 +132,27 @@ def test_durability_none_and_a_zero_journal_have_no_journal(tmp_path):
     finally:
         none.close()
         off.close()
+
+
+def test_a_replacement_is_not_undone_by_the_replay_of_the_copy_it_replaced(tmp_path):
+    first, second = tmp_path / "first.dcm", tmp_path / "second.dcm"
+    ds = make_instance(first, frames=2)
+    ds.PixelData = bytes(len(ds.PixelData))  # same SOP Instance UID, other pixels
+    ds.save_as(second, enforce_file_format=True)
+    root, port = tmp_path / "archive", free_port()
+    proc = _server(root, port, "replace")
+    try:
+        for f in (first, second):
+            report = store("127.0.0.1", port, [f], called_ae="FERRO")
+            assert [int(r.status) for r in report.results] == [0]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    archive = Archive(root, duplicates="replace")
+    try:
+        # The first copy was journaled, the replacement fsynced; the first copy's record was cancelled.
+        assert archive.last_recovery["journal_replayed"] == 0
+        (row,) = archive.query(SOPInstanceUID=str(ds.SOPInstanceUID))
+        assert pydicom.dcmread(root / row["path"]).PixelData == ds.PixelData
+    finally:
+        archive.close()

@@ -498,7 +498,14 @@ class Archive:
             self._undo(final, backup)
             code = st.OUT_OF_RESOURCES_DISK if fsync_error.errno in _DISK_FULL else st.OUT_OF_RESOURCES_IO
             return code, _comment(f"cannot sync directory: {fsync_error.strerror}")
-        self._after_replace(backup, plan.old_other)
+        if self.journal is not None and (backup is not None or plan.old_other is not None):
+            # The replacement is durable: a journal record of the copy it replaced must not be replayed.
+            try:
+                self.journal.supersede(plan.rel)
+                if plan.old_other is not None:
+                    self.journal.supersede(os.path.relpath(plan.old_other, self._root))
+            except OSError as exc:
+                log.error("journal: cannot cancel the replaced copy of %s: %s", plan.rel, exc)
         return self._status(inst, plan.warnings)
 
     def _status(self, inst: Optional[StoredInstance], warnings: list[str]) -> tuple[int, Optional[str]]:

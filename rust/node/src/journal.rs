@@ -164,6 +164,8 @@ struct Pending {
     start_v: u64,
     end_v: u64,
     done: bool,
+    /// The record's archive path (for [`Journal::supersede`]).
+    rel: Box<str>,
 }
 
 struct State {
@@ -417,6 +419,7 @@ impl Journal {
             start_v: v,
             end_v: v + rec_len,
             done: false,
+            rel: rel.into(),
         });
         st.stats.appended += 1;
         self.sync_wait(st, seq, &file)
@@ -511,6 +514,23 @@ impl Journal {
         h.kind = KIND_CANCELLED;
         file.write_all_at(&encode_record(&h, &path), at)?;
         file.sync_data()
+    }
+
+    /// A newer copy of the file at `rel` is durable by other means (a replacement, fsynced): the
+    /// records still holding an older copy are cancelled, so a replay cannot bring it back.
+    pub fn supersede(&self, rel: &str) -> io::Result<()> {
+        let seqs: Vec<u64> = {
+            let st = self.inner.lock();
+            st.pending
+                .iter()
+                .filter(|p| &*p.rel == rel)
+                .map(|p| p.seq)
+                .collect()
+        };
+        for seq in seqs {
+            self.cancel(seq)?;
+        }
+        Ok(())
     }
 
     /// Runs one checkpoint now (for tests and `close`); returns whether the tail moved.

@@ -62,6 +62,12 @@ impl PyJournal {
             self.inner.done(s);
         }
     }
+    /// A newer copy of the file at `rel` (archive-relative) is durable: older records of it are
+    /// cancelled so that a replay cannot bring the old copy back.
+    fn supersede(&self, py: Python<'_>, rel: &str) -> PyResult<()> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(move || inner.supersede(rel)).map_err(os_err)
+    }
     /// Runs a checkpoint now; returns whether records were given up.
     fn checkpoint(&self, py: Python<'_>) -> PyResult<bool> {
         let inner = Arc::clone(&self.inner);
