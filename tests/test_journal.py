@@ -25,7 +25,7 @@ def _serve(archive: Archive):
 
 
 def test_small_instances_are_acknowledged_through_the_journal_and_large_ones_fsynced(tmp_path):
-    archive = Archive(tmp_path / "archive", journal=1 << 20)  # 1 MiB ring: records up to 128 KiB
+    archive = Archive(tmp_path / "archive", journal=1 << 20, journal_record=128 * 1024)  # 7 slots of 128 KiB
     assert archive.journal is not None and archive.journal.wait_ready(30)
     assert archive.journal.max_record == 128 * 1024
     small = [tmp_path / f"s{i}.dcm" for i in range(5)]
@@ -47,7 +47,7 @@ def test_small_instances_are_acknowledged_through_the_journal_and_large_ones_fsy
         server.shutdown()
         archive.close()
     # A clean close checkpoints everything: nothing is replayed at the next open.
-    again = Archive(tmp_path / "archive", journal=1 << 20)
+    again = Archive(tmp_path / "archive", journal=1 << 20, journal_record=128 * 1024)
     try:
         assert again.last_recovery["journal_replayed"] == 0
         assert again.last_recovery["full_scan"] == 0
@@ -62,7 +62,7 @@ SERVER = textwrap.dedent(
     from ferrodicom import AE, Archive
     from ferrodicom.services.storage import StorageSCP, add_storage_contexts
     # No checkpoint during the test.
-    archive = Archive(sys.argv[1], journal=8 << 20, journal_checkpoint=3600.0, duplicates=sys.argv[3])
+    archive = Archive(sys.argv[1], journal=32 << 20, journal_checkpoint=3600.0, duplicates=sys.argv[3])
     archive.journal.wait_ready(30)
     ae = AE("FERRO")
     add_storage_contexts(ae)

@@ -276,10 +276,13 @@ class Server:
 
 class Journal:
     """``<archive>/.journal``, the write-ahead journal of durability full (rust/node/src/journal.rs):
-    small instances are acknowledged once appended; files and rows become durable at checkpoints.
+    an instance up to ``max_record`` bytes streams into a slot and is acknowledged once its record is
+    durable; files and rows become durable at checkpoints.
     Opening replays the records after the last checkpoint (their files are written again)."""
 
-    def __init__(self, root: str, ring_bytes: int = ..., checkpoint_interval: float = 1.0) -> None: ...
+    def __init__(
+        self, root: str, size_bytes: int = ..., record_bytes: int = ..., checkpoint_interval: float = 1.0
+    ) -> None: ...
     @property
     def replayed(self) -> list[str]:
         """Archive-relative paths of the files written again at open."""

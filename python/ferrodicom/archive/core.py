@@ -48,8 +48,10 @@ QUARANTINE_DIR = ".quarantine"
 INDEX_FILE = "index.sqlite"
 CLEAN_MARKER = ".clean-shutdown"
 LOCK_FILE = ".lock"
-#: Ring size of a new archive's write-ahead journal (durability full; see ``journal`` below).
-JOURNAL_BYTES = 64 << 20
+#: Size of a new archive's write-ahead journal (durability full; see ``journal`` below), and the largest
+#: instance one of its records holds.
+JOURNAL_BYTES = 128 << 20
+JOURNAL_RECORD_BYTES = 1 << 20
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: 64 characters (PS3.7 E.1)
 
@@ -208,11 +210,11 @@ class Archive:
     wait for the index commit; flushing is left to the OS, as DCMTK's storescp does.
     ``duplicates``: "keep-first" (existing file stays, 0000), "replace" (new file replaces it, 0000) or
     "reject" (0xC003).
-    ``journal``: ring size in bytes of the write-ahead journal ``<root>/.journal`` (durability full
-    only; 0 for none). An instance up to an eighth of it that arrives over the network is made
-    durable by one journal append instead of its file's fsync, and answered then; its file and row
-    become durable at the next checkpoint, and a crash before that is repaired at open by replaying
-    the journal. See DESIGN.md, "Journal".
+    ``journal``: size in bytes of the write-ahead journal ``<root>/.journal`` (durability full only; 0 for
+    none). An instance up to ``journal_record`` bytes that arrives over the network streams into a journal
+    record as well as into its file, is made durable by committing that record instead of fsyncing the
+    file, and is answered then; its file and row become durable at the next checkpoint, and a crash
+    before that is repaired at open by replaying the journal. See DESIGN.md, "Journal".
     """
 
     def __init__(
@@ -221,6 +223,7 @@ class Archive:
         durability: str = "full",
         duplicates: str = "keep-first",
         journal: int = JOURNAL_BYTES,
+        journal_record: int = JOURNAL_RECORD_BYTES,
         journal_checkpoint: float = 1.0,
     ) -> None:
         if durability not in DURABILITIES:
@@ -232,6 +235,7 @@ class Archive:
         self.duplicates = duplicates
         self._full = durability == "full"
         self._journal_bytes = journal if self._full else 0
+        self._journal_record = journal_record
         self._journal_checkpoint = journal_checkpoint
         self.journal: Optional[Any] = None
         try:
@@ -282,7 +286,9 @@ class Archive:
             from ferrodicom._core import Journal
 
             try:
-                self.journal = Journal(self._root, self._journal_bytes or JOURNAL_BYTES, self._journal_checkpoint)
+                self.journal = Journal(
+                    self._root, self._journal_bytes or JOURNAL_BYTES, self._journal_record, self._journal_checkpoint
+                )
             except OSError as exc:
                 raise ArchiveError(str(exc)) from exc
             replayed = self.journal.replayed
@@ -506,6 +512,7 @@ class Archive:
                     self.journal.supersede(os.path.relpath(plan.old_other, self._root))
             except OSError as exc:
                 log.error("journal: cannot cancel the replaced copy of %s: %s", plan.rel, exc)
+        self._after_replace(backup, plan.old_other)
         return self._status(inst, plan.warnings)
 
     def _status(self, inst: Optional[StoredInstance], warnings: list[str]) -> tuple[int, Optional[str]]:

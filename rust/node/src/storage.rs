@@ -7,12 +7,12 @@
 //!
 //! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
 //! the fly when the peer accepted another uncompressed transfer syntax.
-use crate::journal::Journal;
+use crate::journal::{Journal, Slot};
 use crate::server::Reply;
 use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -275,6 +275,25 @@ fn io_failure(e: &io::Error) -> (u16, String) {
     }
 }
 
+/// The part file, and (durability full with a journal) a journal slot receiving the same bytes.
+struct Tee {
+    file: File,
+    slot: Option<Slot>,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(slot) = &mut self.slot {
+            slot.write(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// What the sink saw while the PDVs streamed.
 enum SinkState {
     Writing,
@@ -313,7 +332,7 @@ pub fn receive_to_file(
         .unwrap_or_default();
     let mut part_path = PathBuf::new();
     let mut state = SinkState::Writing;
-    let mut file: Option<BufWriter<File>> = None;
+    let mut file: Option<BufWriter<Tee>> = None;
     let mut converter = match StreamConverter::new(&src, &dst, &cfg.dictionary, &cfg.extract) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -325,7 +344,14 @@ pub fn receive_to_file(
         let opened = cfg.new_part().and_then(|(f, path)| {
             part_path = path;
             // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
-            let mut w = BufWriter::with_capacity(64 * 1024, f);
+            // With fsync and a journal, the bytes also stream into a journal slot: if the instance
+            // is placed with an early reply, committing that record makes it durable.
+            let slot = match &cfg.journal {
+                Some(j) if cfg.fsync => j.begin(),
+                _ => None,
+            };
+            let tee = Tee { file: f, slot };
+            let mut w = BufWriter::with_capacity(64 * 1024, tee);
             write_file_meta(
                 &mut w,
                 &FileMetaInfo {
@@ -348,9 +374,9 @@ pub fn receive_to_file(
     let mut fed: u64 = 0;
     let mut kicked: u64 = 0;
     // Data that may go through the journal is not written out early: the journal write comes first.
-    let kick_floor = match &cfg.journal {
-        Some(j) if cfg.fsync => j.max_record(),
-        _ => 0,
+    let kick_floor = match file.as_ref().and_then(|w| w.get_ref().slot.as_ref()) {
+        Some(_) => cfg.journal.as_ref().map_or(0, |j| j.max_record()),
+        None => 0,
     };
     let mut asked = false;
     // (where to place the file, its early reply, the keys the decision was made on)
@@ -361,7 +387,7 @@ pub fn receive_to_file(
         {
             fed += chunk.len() as u64;
             if cfg.writeback && fed > kick_floor && fed - kicked >= WRITEBACK_STEP {
-                start_writeback(w.get_ref(), kicked.saturating_sub(WRITEBACK_STEP));
+                start_writeback(&w.get_ref().file, kicked.saturating_sub(WRITEBACK_STEP));
                 kicked = fed;
             }
             if let Err(e) = conv.feed(chunk, w) {
@@ -381,7 +407,7 @@ pub fn receive_to_file(
         }
         Ok(())
     });
-    let cleanup = |file: Option<BufWriter<File>>| {
+    let cleanup = |file: Option<BufWriter<Tee>>| {
         drop(file);
         let _ = std::fs::remove_file(&part_path);
     };
@@ -405,25 +431,23 @@ pub fn receive_to_file(
         let keys = keys_of(&extracted);
         // The placement stands only if the keys it was decided on are still the keys.
         let plan = plan.filter(|(_, _, keys_then)| *keys_then == keys);
-        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|f| {
+        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|tee| {
+            let Tee { file: f, slot } = tee;
             let size = f.metadata()?.len();
             let mut journaled = None;
-            if cfg.fsync {
-                // Only a placement answered early is journaled (a replacement waits for its index).
-                if let (Some(j), Some((path, Some(_), _))) = (&cfg.journal, &plan) {
-                    let rel = path.strip_prefix(j.root()).ok().and_then(|r| r.to_str());
-                    if let Some(rel) = rel {
-                        // An I/O error of the journal falls back to fsyncing the file.
-                        journaled = j.append(&f, size, rel).unwrap_or(None);
-                    }
+            // Only a placement answered early is journaled (a replacement waits for its index).
+            if let (Some(slot), Some(j), Some((path, Some(_), _))) = (slot, &cfg.journal, &plan) {
+                let rel = path.strip_prefix(j.root()).ok().and_then(|r| r.to_str());
+                if let Some(rel) = rel {
+                    // An I/O error of the journal falls back to fsyncing the file.
+                    journaled = slot.commit(rel, size).unwrap_or(None);
                 }
             }
             if let (Some(_), Some(j)) = (journaled, &cfg.journal) {
                 // Start writing the file itself out now, off this thread: the checkpoint then has
                 // little left to wait for, and the disk is not hit by one large burst.
                 j.write_out(&f);
-            }
-            if journaled.is_none() {
+            } else {
                 if cfg.writeback {
                     start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP));
                 }

@@ -426,7 +426,8 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
     let dir = tempdir("prepare");
     std::fs::create_dir_all(dir.join("placed")).unwrap();
     // With fsync, an early reply may go only once the file is durable: here through the journal.
-    let journal = Arc::new(node::Journal::open(&dir, 4 << 20, Duration::from_secs(3600)).unwrap());
+    let journal =
+        Arc::new(node::Journal::open(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap());
     assert!(journal.wait_ready(Duration::from_secs(30)));
     let (server, seen) = start_with(&dir, None, Some(journal.clone()));
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();

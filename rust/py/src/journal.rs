@@ -16,19 +16,23 @@ pub struct PyJournal {
 
 #[pymethods]
 impl PyJournal {
-    /// Opens (replaying) or creates the journal of the archive at `root`. `ring_bytes`: size of
-    /// a new journal; `checkpoint_interval`: seconds between checkpoints while records wait.
+    /// Opens (replaying) or creates the journal of the archive at `root`. A new journal has
+    /// `size_bytes` of slots holding up to `record_bytes` each (an existing one keeps its own);
+    /// `checkpoint_interval`: seconds between checkpoints while records wait.
     #[new]
-    #[pyo3(signature = (root, ring_bytes = 64 << 20, checkpoint_interval = 1.0))]
+    #[pyo3(signature = (root, size_bytes = 128 << 20, record_bytes = 1 << 20, checkpoint_interval = 1.0))]
     fn new(
         py: Python<'_>,
         root: std::path::PathBuf,
-        ring_bytes: u64,
+        size_bytes: u64,
+        record_bytes: u64,
         checkpoint_interval: f64,
     ) -> PyResult<Self> {
         let interval = Duration::from_secs_f64(checkpoint_interval.max(0.001));
+        let record = record_bytes.max(4096);
+        let slots = (size_bytes / (record + 4096)).max(2);
         let inner = py
-            .detach(|| node::Journal::open(&root, ring_bytes, interval))
+            .detach(|| node::Journal::open(&root, record, slots, interval))
             .map_err(|e| {
                 pyo3::exceptions::PyOSError::new_err(format!("journal of {}: {e}", root.display()))
             })?;
