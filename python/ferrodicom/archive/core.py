@@ -306,7 +306,7 @@ class Archive:
             "FULL" if self._full else "NORMAL",
             self._lock,
             self._batch_done,
-            linger=0.0 if self._full else 0.02,
+            linger=0.02,
         )
 
     # -- properties ---------------------------------------------------------------------------------

@@ -192,8 +192,9 @@ class Committer:
     """The only writer: takes every pending operation, applies them in one transaction, commits, wakes
     all waiters (group commit). ``on_done(batch)`` runs in this thread after each batch.
 
-    ``linger`` (seconds, durability "none" only): nobody waits for those commits, so instead of one commit
-    and one thread wake-up per row, rows gather for up to ``linger`` (or :data:`LINGER_ROWS` rows)."""
+    ``linger`` (seconds): when nobody waits for a commit (durability none, or rows whose journal record
+    already made them durable), instead of one commit and one thread wake-up per row, rows gather for up
+    to ``linger`` (or :data:`LINGER_ROWS` rows); a row somebody waits for is committed at once."""
 
     def __init__(self, db_path: str, synchronous: str, lock: threading.Lock, on_done: Any, linger: float = 0.0) -> None:
         self._conn = connect(db_path, synchronous)
@@ -224,9 +225,9 @@ class Committer:
                 batch.uids.append(uid)
             if journal_seq is not None:
                 batch.journal.append(journal_seq)
-            else:
-                batch.durable = True
-            if not self._linger or len(batch.ops) >= LINGER_ROWS or op != "put":
+            elif self._sync == "FULL":
+                batch.durable = True  # somebody waits for this commit to be durable
+            if not self._linger or len(batch.ops) >= LINGER_ROWS or op != "put" or batch.durable:
                 self._cv.notify()
             return batch
 
@@ -251,7 +252,8 @@ class Committer:
                     self._cv.wait(self._linger or None)
                 if not self._batch.ops:
                     return
-                if self._linger and not self._closing and len(self._batch.ops) < LINGER_ROWS:
+                lingering = not self._closing and not self._batch.durable and len(self._batch.ops) < LINGER_ROWS
+                if self._linger and lingering:
                     self._cv.wait(self._linger)  # let more rows gather (woken early by a full batch)
                 batch = self._batch
                 self._batch = Batch()
