@@ -324,7 +324,11 @@ def test_journal_floor(benchmark, corpus, tmp_path):
                 os.pwrite(fd, payload, (next(counter) % slots) * slot)
                 os.fdatasync(fd)
 
-        benchmark.pedantic(run, setup=lambda: (os.sync(), time.sleep(SETTLE_S)), rounds=ROUNDS, iterations=1)
+        def settle() -> None:
+            os.sync()
+            time.sleep(SETTLE_S)
+
+        benchmark.pedantic(run, setup=settle, rounds=ROUNDS, iterations=1)
     finally:
         os.close(fd)
     per_file_ms = benchmark.stats.stats.median / CT_COUNT * 1e3

@@ -156,3 +156,18 @@ def test_a_replacement_is_not_undone_by_the_replay_of_the_copy_it_replaced(tmp_p
         assert pydicom.dcmread(root / row["path"]).PixelData == ds.PixelData
     finally:
         archive.close()
+
+
+def test_a_journal_with_an_unreadable_header_is_set_aside_and_the_archive_opens(tmp_path):
+    archive = Archive(tmp_path / "a")
+    assert archive.journal.wait_ready(30)
+    archive.close()
+    with open(tmp_path / "a" / ".journal", "r+b") as f:
+        f.write(b"\xff" * 4096)
+    archive = Archive(tmp_path / "a")
+    try:
+        assert "header unreadable" in archive.journal.damaged
+        assert archive.last_recovery["full_scan"] == 1
+        assert len(list((tmp_path / "a").glob(".journal.damaged-*"))) == 1
+    finally:
+        archive.close()

@@ -287,6 +287,9 @@ class Journal:
     def replayed(self) -> list[str]:
         """Archive-relative paths of the files written again at open."""
     @property
+    def damaged(self) -> Optional[str]:
+        """Why the journal found at open was set aside (kept as ``.journal.damaged-*``), or None."""
+    @property
     def ready(self) -> bool: ...
     @property
     def max_record(self) -> int: ...

@@ -292,6 +292,10 @@ class Archive:
             except OSError as exc:
                 raise ArchiveError(str(exc)) from exc
             replayed = self.journal.replayed
+            if self.journal.damaged:
+                # Its records cannot be trusted without the header: full scan, and the file is kept.
+                log.error("archive %s: journal set aside: %s", self.root, self.journal.damaged)
+                _unlink(str(self.root / CLEAN_MARKER))
             if not self._journal_bytes:
                 self.journal.close()
                 self.journal = None

@@ -215,6 +215,7 @@ pub struct Journal {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     replayed: Vec<String>,
+    damaged: Option<String>,
 }
 
 /// One record being written (see [`Journal::begin`]). Dropping it unfinished frees its slot.
@@ -256,7 +257,10 @@ impl Journal {
         let mut file = None;
         match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => {
-                let old = read_header(&f)?;
+                let old = match read_header(&f) {
+                    Ok(h) => h,
+                    Err(e) => return Self::set_aside(root, &path, e, slot_data, slots, interval),
+                };
                 replayed = replay(&f, &old, root)?;
                 if !replayed.is_empty() {
                     syncfs(&f)?;
@@ -321,7 +325,34 @@ impl Journal {
             inner,
             threads: Mutex::new(threads),
             replayed,
+            damaged: None,
         })
+    }
+
+    /// A journal whose header cannot be read is kept for inspection as `.journal.damaged-<secs>`
+    /// (its records cannot be trusted without the header's epoch and checkpoint) and a new one is
+    /// made; [`Journal::damaged`] says so, and the archive then runs its full recovery scan.
+    fn set_aside(
+        root: &Path,
+        path: &Path,
+        why: io::Error,
+        slot_data: u64,
+        slots: u64,
+        interval: Duration,
+    ) -> io::Result<Journal> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = root.join(format!("{JOURNAL_FILE}.damaged-{secs}"));
+        std::fs::rename(path, &aside)?;
+        let mut j = Journal::open(root, slot_data, slots, interval)?;
+        j.damaged = Some(format!("{why}; kept as {}", aside.display()));
+        Ok(j)
+    }
+
+    /// Why the journal found at open was set aside, if it was.
+    pub fn damaged(&self) -> Option<&str> {
+        self.damaged.as_deref()
     }
 
     /// Archive-relative paths of the files rewritten from the journal at open.
@@ -1096,6 +1127,39 @@ mod tests {
         let j = open(&dir);
         assert_eq!(j.replayed(), ["t/u/0.dcm", "t/u/2.dcm"]);
         assert!(!dir.join("t/u/1.dcm").exists());
+    }
+
+    #[test]
+    fn a_journal_with_a_damaged_header_is_set_aside() {
+        let dir = tmpdir("damaged");
+        let j = open(&dir);
+        j.append(&src(&dir, &[1u8; 100]), 100, "d/e/1.dcm")
+            .unwrap()
+            .unwrap();
+        crash(j);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all_at(&[0xffu8; 4096], 0).unwrap();
+        let j = open(&dir);
+        assert!(j.damaged().unwrap().contains("header unreadable"));
+        assert!(j.replayed().is_empty());
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".journal.damaged-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
+        // The new journal works.
+        assert!(j
+            .append(&src(&dir, &[2u8; 100]), 100, "d/e/2.dcm")
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -45,6 +45,11 @@ impl PyJournal {
     fn replayed(&self) -> Vec<String> {
         self.inner.replayed().to_vec()
     }
+    /// Why the journal found at open was set aside (header unreadable), or None.
+    #[getter]
+    fn damaged(&self) -> Option<String> {
+        self.inner.damaged().map(str::to_owned)
+    }
     /// Whether instances can be journaled now.
     #[getter]
     fn ready(&self) -> bool {
