@@ -225,7 +225,10 @@ pub struct Slot {
     seq: u64,
     base: u64,
     capacity: u64,
+    /// Data bytes received, and written to the file (whole pages; the rest waits in `tail`).
     written: u64,
+    flushed: u64,
+    tail: Vec<u8>,
     kicked: u64,
     crc: crc32fast::Hasher,
     /// The data outgrew the slot, or a write failed: the record cannot be committed.
@@ -430,6 +433,8 @@ impl Journal {
             base: BLOCK + slot * h.slot_size(),
             capacity: h.slot_data,
             written: 0,
+            flushed: 0,
+            tail: Vec::with_capacity(BLOCK as usize),
             kicked: 0,
             crc: crc32fast::Hasher::new(),
             spoiled: false,
@@ -579,25 +584,49 @@ impl Slot {
             self.spoiled = true;
             return;
         }
-        if self
-            .file
-            .write_all_at(data, self.base + BLOCK + self.written)
-            .is_err()
-        {
-            self.spoiled = true;
-            return;
-        }
         self.crc.update(data);
         self.written += len;
-        if self.written - self.kicked >= KICK_STEP {
+        // Only whole pages are written (the last one at commit, zero-padded): a partial-page
+        // write into a page no longer cached would first read it from disk.
+        let mut data = data;
+        if !self.tail.is_empty() {
+            let take = (BLOCK as usize - self.tail.len()).min(data.len());
+            self.tail.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.tail.len() < BLOCK as usize {
+                return;
+            }
+            let page = std::mem::take(&mut self.tail);
+            self.put(&page);
+            self.tail = page;
+            self.tail.clear();
+        }
+        let whole = data.len() / BLOCK as usize * BLOCK as usize;
+        self.put(&data[..whole]);
+        self.tail.extend_from_slice(&data[whole..]);
+        if self.flushed - self.kicked >= KICK_STEP {
             // Start the disk write of what arrived so far: the commit's fdatasync then waits
             // for the last bytes only.
             range_writeback(
                 &self.file,
                 self.base + BLOCK + self.kicked,
-                self.written - self.kicked,
+                self.flushed - self.kicked,
             );
-            self.kicked = self.written;
+            self.kicked = self.flushed;
+        }
+    }
+
+    /// Writes whole pages at the record's flushed end.
+    fn put(&mut self, pages: &[u8]) {
+        if pages.is_empty() || self.spoiled {
+            return;
+        }
+        match self
+            .file
+            .write_all_at(pages, self.base + BLOCK + self.flushed)
+        {
+            Ok(()) => self.flushed += pages.len() as u64,
+            Err(_) => self.spoiled = true,
         }
     }
 
@@ -611,6 +640,11 @@ impl Slot {
     /// `Ok(Some(seq))`: durable; report [`Journal::done`] once the file and its index row no longer
     /// need it. `Ok(None)`: declined (spoiled, length differs, unsafe path); the slot is freed.
     pub fn commit(mut self, rel: &str, len: u64) -> io::Result<Option<u64>> {
+        if !self.tail.is_empty() {
+            let mut page = std::mem::take(&mut self.tail);
+            page.resize(BLOCK as usize, 0);
+            self.put(&page);
+        }
         if self.spoiled || len != self.written || !safe_rel(rel) {
             return Ok(None);
         }
@@ -1127,6 +1161,31 @@ mod tests {
         let j = open(&dir);
         assert_eq!(j.replayed(), ["t/u/0.dcm", "t/u/2.dcm"]);
         assert!(!dir.join("t/u/1.dcm").exists());
+    }
+
+    #[test]
+    fn data_streamed_in_odd_pieces_is_replayed_exactly() {
+        let dir = tmpdir("pieces");
+        let j = open(&dir);
+        let data: Vec<u8> = (0..30_001u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut slot = j.begin().unwrap();
+        let mut at = 0;
+        for n in [1, 4095, 3, 5000, 4096, 12_000].into_iter().cycle() {
+            let end = (at + n).min(data.len());
+            slot.write(&data[at..end]);
+            at = end;
+            if at == data.len() {
+                break;
+            }
+        }
+        assert_eq!(
+            slot.commit("p/q/1.dcm", data.len() as u64).unwrap(),
+            Some(1)
+        );
+        crash(j);
+        let j = open(&dir);
+        assert_eq!(j.replayed(), ["p/q/1.dcm"]);
+        assert_eq!(std::fs::read(dir.join("p/q/1.dcm")).unwrap(), data);
     }
 
     #[test]
