@@ -128,6 +128,11 @@ impl Server {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> std::io::Result<Server> {
+        // Checked once here; each association re-checks only the sizes (cheap).
+        config
+            .acceptor
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {

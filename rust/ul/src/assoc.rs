@@ -377,10 +377,11 @@ impl Association {
 
     /// Acceptor, step 2a: answer with our configuration's policy (accept or reject).
     ///
-    /// A configuration that fails [`AcceptorConfig::validate`] accepts nothing: the request is
-    /// rejected (1/1/1) and the reason returned as [`AssocError::Config`].
+    /// A configuration that fails [`AcceptorConfig::validate_sizes`] accepts nothing: the request
+    /// is rejected (1/1/1) and the reason returned as [`AssocError::Config`]. (The full
+    /// [`AcceptorConfig::validate`], which also checks every UID, is for configuration time.)
     pub fn respond(&mut self, cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(), AssocError> {
-        if let Err(msg) = cfg.validate() {
+        if let Err(msg) = cfg.validate_sizes() {
             self.reject(crate::negotiate::reject::NO_REASON)?;
             return Err(AssocError::Config(format!(
                 "invalid acceptor configuration: {msg}"

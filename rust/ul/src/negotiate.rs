@@ -115,6 +115,25 @@ impl AcceptorConfig {
     /// [`crate::Association::respond`] also returns this error; a server should call it once when
     /// it is configured.
     pub fn validate(&self) -> Result<(), String> {
+        check_uid(&self.implementation_class_uid)
+            .map_err(|e| format!("implementation class UID: {e}"))?;
+        for c in &self.contexts {
+            check_uid(&c.abstract_syntax).map_err(|e| format!("supported context: {e}"))?;
+            for ts in &c.transfer_syntaxes {
+                check_uid(ts)
+                    .map_err(|e| format!("supported context {}: {e}", c.abstract_syntax))?;
+            }
+        }
+        for uid in self.extended_negotiation.keys() {
+            check_uid(uid).map_err(|e| format!("extended negotiation: {e}"))?;
+        }
+        self.validate_sizes()
+    }
+
+    /// The part of [`AcceptorConfig::validate`] that keeps the wire correct (AE title, maximum PDU
+    /// length, the A-ASSOCIATE-AC's user information length), without checking every UID: cheap
+    /// enough for every association ([`accept_or_reject`] runs it).
+    pub fn validate_sizes(&self) -> Result<(), String> {
         AeTitle::new(&self.ae_title)?;
         if self.max_pdu != 0 && self.max_pdu < MIN_MAX_PDU {
             return Err(format!(
@@ -122,8 +141,9 @@ impl AcceptorConfig {
                 self.max_pdu
             ));
         }
-        check_uid(&self.implementation_class_uid)
-            .map_err(|e| format!("implementation class UID: {e}"))?;
+        if self.implementation_class_uid.len() > 64 {
+            return Err("implementation class UID is longer than 64 characters".into());
+        }
         let mut total = 4 + 4 + 4 + self.implementation_class_uid.len();
         if let Some(v) = &self.implementation_version_name {
             if v.is_empty() || v.len() > 16 || !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -136,11 +156,6 @@ impl AcceptorConfig {
         let mut abstract_lens = Vec::with_capacity(self.contexts.len());
         let mut seen = std::collections::HashSet::new();
         for c in &self.contexts {
-            check_uid(&c.abstract_syntax).map_err(|e| format!("supported context: {e}"))?;
-            for ts in &c.transfer_syntaxes {
-                check_uid(ts)
-                    .map_err(|e| format!("supported context {}: {e}", c.abstract_syntax))?;
-            }
             if seen.insert(c.abstract_syntax.as_str()) {
                 abstract_lens.push(c.abstract_syntax.len());
             }
@@ -153,7 +168,11 @@ impl AcceptorConfig {
             .map(|len| 4 + 4 + len)
             .sum::<usize>();
         for (uid, info) in &self.extended_negotiation {
-            check_uid(uid).map_err(|e| format!("extended negotiation: {e}"))?;
+            if uid.len() > 64 {
+                return Err(format!(
+                    "extended negotiation: UID {uid} is longer than 64 characters"
+                ));
+            }
             let len = 2 + uid.len() + info.len();
             if len > u16::MAX as usize {
                 return Err(format!(
@@ -247,12 +266,12 @@ impl Negotiated {
 ///
 /// A request without presentation contexts is rejected (1/1/1). A request whose contexts are
 /// all rejected is accepted with every context's result (the requestor decides what to do).
-/// A configuration that fails [`AcceptorConfig::validate`] rejects every request (1/1/1).
+/// A configuration that fails [`AcceptorConfig::validate_sizes`] rejects every request (1/1/1).
 pub fn accept_or_reject(
     cfg: &AcceptorConfig,
     rq: &AssociateRq,
 ) -> Result<(AssociateAc, Negotiated), AssociateRj> {
-    if cfg.validate().is_err() {
+    if cfg.validate_sizes().is_err() {
         return Err(reject::NO_REASON);
     }
     if rq.protocol_version & 0x0001 == 0 {
@@ -1393,9 +1412,16 @@ mod tests {
             c.extended_negotiation.insert(uid.into(), vec![0; 25_000]);
         }
         bad.push(("user information item", c));
+        // Only UID spellings are left to `validate` (run once, at configuration time); everything
+        // that could corrupt the A-ASSOCIATE-AC is also checked for every association.
+        let uid_only = ["supported context", "extended negotiation"];
         for (what, cfg) in bad {
             let e = cfg.validate().expect_err(what);
             assert!(e.contains(what), "{what}: {e}");
+            if uid_only.contains(&what) || cfg.implementation_class_uid.is_empty() {
+                continue;
+            }
+            assert!(cfg.validate_sizes().is_err(), "{what}");
             // No A-ASSOCIATE-AC from it, whatever the request.
             assert_eq!(
                 accept_or_reject(&cfg, &echo_rq()),
