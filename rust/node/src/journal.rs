@@ -1021,6 +1021,15 @@ mod tests {
         j
     }
 
+    /// Overwrites bytes of the journal file (damage, as a torn write or a bad disk would do).
+    fn overwrite(dir: &Path, at: u64, bytes: &[u8]) {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all_at(bytes, at).unwrap();
+    }
+
     /// A crash: the journal's threads are left running, nothing is closed or checkpointed.
     fn crash(j: Journal) {
         std::mem::forget(j);
@@ -1152,12 +1161,7 @@ mod tests {
         }
         crash(j);
         // Damage the second record's data, as a torn write would (slots are taken from 0 up).
-        let f = OpenOptions::new()
-            .write(true)
-            .open(dir.join(JOURNAL_FILE))
-            .unwrap();
-        let second = BLOCK + (BLOCK + 32 * 1024) + BLOCK + 100;
-        f.write_all_at(b"torn", second).unwrap();
+        overwrite(&dir, BLOCK + (BLOCK + 32 * 1024) + BLOCK + 100, b"torn");
         let j = open(&dir);
         assert_eq!(j.replayed(), ["t/u/0.dcm", "t/u/2.dcm"]);
         assert!(!dir.join("t/u/1.dcm").exists());
@@ -1196,11 +1200,7 @@ mod tests {
             .unwrap()
             .unwrap();
         crash(j);
-        let f = OpenOptions::new()
-            .write(true)
-            .open(dir.join(JOURNAL_FILE))
-            .unwrap();
-        f.write_all_at(&[0xffu8; 4096], 0).unwrap();
+        overwrite(&dir, 0, &[0xffu8; 4096]);
         let j = open(&dir);
         assert!(j.damaged().unwrap().contains("header unreadable"));
         assert!(j.replayed().is_empty());
