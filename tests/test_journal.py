@@ -3,6 +3,7 @@ that loses their files and index rows, because opening the archive replays it (r
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pydicom
+import pytest
 from test_storage import make_instance
 
 from conftest import free_port, wait_for_port
@@ -171,3 +173,53 @@ def test_a_journal_with_an_unreadable_header_is_set_aside_and_the_archive_opens(
         assert len(list((tmp_path / "a").glob(".journal.damaged-*"))) == 1
     finally:
         archive.close()
+
+
+def test_a_journal_left_by_a_crash_is_replayed_even_when_reopened_with_durability_none(tmp_path):
+    files = [tmp_path / f"n{i}.dcm" for i in range(2)]
+    for f in files:
+        make_instance(f)
+    root, port = tmp_path / "archive", free_port()
+    proc = _server(root, port, "keep-first")
+    try:
+        report = store("127.0.0.1", port, files, called_ae="FERRO")
+        assert [int(r.status) for r in report.results] == [0, 0]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for p in root.rglob("*.dcm"):
+        p.unlink()
+    archive = Archive(root, durability="none")
+    try:
+        assert archive.journal is None
+        assert archive.last_recovery["journal_replayed"] == 2
+        assert archive.count() == 2
+    finally:
+        archive.close()
+
+
+def test_no_journal_is_made_where_space_is_short(tmp_path):
+    """A journal never takes the room instances need: on a small filesystem, instances are fsynced."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
+    try:
+        archive = Archive(mnt / "arc")
+        try:
+            assert archive.journal is not None and not archive.journal.wait_ready(10)
+            assert not list((mnt / "arc").glob(".journal*"))
+            small = tmp_path / "s.dcm"
+            make_instance(small)
+            server = _serve(archive)
+            try:
+                report = store("127.0.0.1", server.port, [small], called_ae="FERRO")
+                assert [int(r.status) for r in report.results] == [0]
+            finally:
+                server.shutdown()
+            assert archive.journal.stats["appended"] == 0 and archive.count() == 1
+        finally:
+            archive.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -281,7 +281,8 @@ class Archive:
                 self.root,
             )
         replayed: list[str] = []
-        if self._journal_bytes or (self._full and (self.root / ".journal").exists()):
+        # A journal left by an earlier run is replayed whatever this run's durability or journal size.
+        if self._journal_bytes or (self.root / ".journal").exists():
             # Replays what a crash left (files written again), before the recovery scan indexes them.
             from ferrodicom._core import Journal
 
@@ -476,7 +477,7 @@ class Archive:
         try:
             batch = self._committer.submit("put", row, plan.sop_uid, inst.journal_seq)
         except RuntimeError:
-            if self.early_status(plan) is not None:
+            if (journaled or not self._full) and self.early_status(plan) is not None:
                 # The sender may already have its answer (early reply): keep the file, and make the next
                 # open run the full recovery scan, which indexes it.
                 self._dirty = True

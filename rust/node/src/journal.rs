@@ -728,6 +728,11 @@ impl Inner {
             ..self.lock().header
         };
         let made = (|| -> io::Result<Option<File>> {
+            let total = BLOCK + header.slots * header.slot_size();
+            // Never take the space instances need: no journal on a filesystem short of room.
+            if free_bytes(&self.root)? < 2 * total + MIN_FREE_AFTER {
+                return Err(io::Error::other("not enough free space for the journal"));
+            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -735,7 +740,6 @@ impl Inner {
                 .truncate(true)
                 .open(&tmp)?;
             let zeros = vec![0u8; CHUNK];
-            let total = BLOCK + header.slots * header.slot_size();
             let mut pos = 0u64;
             while pos < total {
                 if self.stop_create.load(Ordering::Relaxed) {
@@ -861,6 +865,30 @@ impl Inner {
         drop(st);
         self.cv.notify_all();
         result.map(|()| true)
+    }
+}
+
+/// Free space a new journal must leave on its filesystem (beyond twice its own size).
+const MIN_FREE_AFTER: u64 = 256 << 20;
+
+/// Bytes available to this process on the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::other("path with a NUL byte"))?;
+        // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        Ok(u64::MAX)
     }
 }
 

@@ -40,8 +40,9 @@ pub struct StorageConfig {
     pub extract: Vec<Tag>,
     /// Empty `.part` files made ahead of time (see [`PartPool`]); `None` creates each one inline.
     pub parts: Option<Arc<PartPool>>,
-    /// With `fsync`: make a placed instance durable by appending it to this journal instead of
-    /// fsyncing its file (see [`crate::journal`]); the early reply is then sent at once.
+    /// With `fsync`: stream each data set into a record of this journal as well, and make a placed
+    /// instance durable by committing that record instead of fsyncing its file (see
+    /// [`crate::journal`]); its early reply is then sent at once.
     pub journal: Option<Arc<Journal>>,
 }
 
@@ -60,9 +61,7 @@ impl StorageConfig {
 fn create_part(dir: &Path) -> io::Result<(File, PathBuf)> {
     let n = PART_COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("{}-{}.part", std::process::id(), n));
-    // Readable too: the journal copies the finished file from this descriptor.
     let file = OpenOptions::new()
-        .read(true)
         .write(true)
         .create_new(true)
         .open(&path)?;
