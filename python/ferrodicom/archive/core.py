@@ -293,16 +293,17 @@ class Archive:
             except OSError as exc:
                 raise ArchiveError(str(exc)) from exc
             replayed = self.journal.replayed
-            if self.journal.damaged:
-                # Its records cannot be trusted without the header: full scan, and the file is kept.
-                log.error("archive %s: journal set aside: %s", self.root, self.journal.damaged)
-                _unlink(str(self.root / CLEAN_MARKER))
+            damaged = self.journal.damaged
+            if damaged:
+                # Its records cannot be trusted without the header: the file is kept aside.
+                log.error("archive %s: journal set aside: %s", self.root, damaged)
+            if replayed:
+                log.warning("archive %s: %d instances written again from the journal", self.root, len(replayed))
+            if replayed or damaged:
+                _unlink(str(self.root / CLEAN_MARKER))  # the recovery below runs its full scan
             if not self._journal_bytes:
                 self.journal.close()
                 self.journal = None
-        if replayed:
-            log.warning("archive %s: %d instances written again from the journal", self.root, len(replayed))
-            _unlink(str(self.root / CLEAN_MARKER))
         self.last_recovery = self.recover(full_scan=None)
         self.last_recovery["journal_replayed"] = len(replayed)
         self._readers = _ReaderPool(self._db_path)

@@ -443,7 +443,9 @@ impl Journal {
     }
 
     /// Copies the first `len` bytes of `src` into a new record for `rel` and commits it (see
-    /// [`Slot::commit`]). `Ok(None)`: not journaled (too large, no free slot, not ready).
+    /// [`Slot::commit`]). `Ok(None)`: not journaled (too large, no free slot, not ready). The
+    /// data path streams through [`Journal::begin`] instead; this is for the tests.
+    #[cfg(test)]
     pub fn append(&self, src: &File, len: u64, rel: &str) -> io::Result<Option<u64>> {
         if len > self.max_record() || !safe_rel(rel) {
             return Ok(None);
@@ -568,11 +570,6 @@ impl Drop for Journal {
 }
 
 impl Slot {
-    /// The record's sequence number.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
     /// Appends data to the record (the file's next bytes). Once the data outgrows the slot or a
     /// write fails, the rest is ignored and [`Slot::commit`] declines.
     pub fn write(&mut self, data: &[u8]) {
@@ -607,7 +604,7 @@ impl Slot {
         if self.flushed - self.kicked >= KICK_STEP {
             // Start the disk write of what arrived so far: the commit's fdatasync then waits
             // for the last bytes only.
-            range_writeback(
+            crate::storage::start_writeback(
                 &self.file,
                 self.base + BLOCK + self.kicked,
                 self.flushed - self.kicked,
@@ -778,7 +775,7 @@ impl Inner {
         loop {
             if let Some(f) = q.0.pop() {
                 drop(q);
-                crate::storage::start_writeback(&f, 0);
+                crate::storage::start_writeback(&f, 0, 0);
                 drop(f);
                 q = self.writeout.lock().unwrap_or_else(|e| e.into_inner());
             } else if q.1 {
@@ -890,25 +887,6 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
         let _ = dir;
         Ok(u64::MAX)
     }
-}
-
-/// Starts the write-out of a byte range without waiting.
-fn range_writeback(f: &File, from: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on an open descriptor; no memory is passed.
-        unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                from as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (f, from, len);
 }
 
 fn syncfs(file: &File) -> io::Result<()> {

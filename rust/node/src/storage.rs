@@ -232,24 +232,25 @@ static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Bytes received between two writeback kicks.
 const WRITEBACK_STEP: u64 = 256 * 1024;
 
-/// Asks the kernel to start writing the file's dirty pages from `from` to the end, without
-/// waiting (the durability still comes from fsync; this only starts the I/O earlier).
+/// Asks the kernel to start writing the file's dirty pages in `from..from + len` (`len` 0: to
+/// the end), without waiting (the durability still comes from fsync; this only starts the I/O
+/// earlier).
 #[cfg(target_os = "linux")]
-pub(crate) fn start_writeback(f: &File, from: u64) {
+pub(crate) fn start_writeback(f: &File, from: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain syscall on an open descriptor; no memory is passed.
     unsafe {
         libc::sync_file_range(
             f.as_raw_fd(),
             from as libc::off64_t,
-            0,
+            len as libc::off64_t,
             libc::SYNC_FILE_RANGE_WRITE,
         );
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn start_writeback(_f: &File, _from: u64) {}
+pub(crate) fn start_writeback(_f: &File, _from: u64, _len: u64) {}
 
 /// The value of an extracted element as text.
 pub fn value_text(v: &codec::ExtractedValue) -> String {
@@ -386,7 +387,7 @@ pub fn receive_to_file(
         {
             fed += chunk.len() as u64;
             if cfg.writeback && fed > kick_floor && fed - kicked >= WRITEBACK_STEP {
-                start_writeback(&w.get_ref().file, kicked.saturating_sub(WRITEBACK_STEP));
+                start_writeback(&w.get_ref().file, kicked.saturating_sub(WRITEBACK_STEP), 0);
                 kicked = fed;
             }
             if let Err(e) = conv.feed(chunk, w) {
@@ -448,7 +449,7 @@ pub fn receive_to_file(
                 j.write_out(&f);
             } else {
                 if cfg.writeback {
-                    start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP));
+                    start_writeback(&f, kicked.saturating_sub(WRITEBACK_STEP), 0);
                 }
                 if cfg.fsync {
                     f.sync_all()?;
