@@ -1,14 +1,16 @@
-//! The SCP: accept loop, one thread per association, negotiation against a fixed configuration,
+//! The SCP: accept loop, one thread per association (threads are kept for reuse a few seconds
+//! after their association ends), negotiation against a fixed configuration,
 //! and dispatch of DIMSE requests to a [`Handler`] (PS3.7 §9–10). C-ECHO is answered here unless
 //! the handler routes it; C-STORE data sets stream to disk through [`crate::storage`].
 use crate::storage::{receive_to_file, Prepared, Received, StorageConfig};
 use codec::Tag;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ul::dimse::{self, command_field, command_vr, CommandVr};
 use ul::negotiate::{reject, AcceptorConfig};
 use ul::pdu::{AssociateRj, AssociateRq};
@@ -111,6 +113,34 @@ struct Shared {
     total: AtomicU64,
     stop: AtomicBool,
     aborts: Mutex<HashMap<u64, ul::AbortHandle>>,
+    workers: Workers,
+}
+
+/// How long an association thread waits for the next connection before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
+
+/// Association threads: each serves one association at a time, then waits up to [`WORKER_IDLE`]
+/// for another one (creating and ending a thread per association is a large share of a short
+/// association's cost).
+#[derive(Default)]
+struct Workers {
+    state: Mutex<WorkQueue>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct WorkQueue {
+    /// Accepted connections not yet taken by a thread.
+    waiting: VecDeque<(TcpStream, u64)>,
+    /// Threads waiting for a connection.
+    idle: usize,
+    stop: bool,
+}
+
+impl Workers {
+    fn lock(&self) -> MutexGuard<'_, WorkQueue> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A listening SCP.
@@ -142,6 +172,7 @@ impl Server {
             total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             aborts: Mutex::new(HashMap::new()),
+            workers: Workers::default(),
         });
         Ok(Server {
             shared,
@@ -198,6 +229,14 @@ impl Server {
         if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = h.join();
         }
+        let mut q = self.shared.workers.lock();
+        q.stop = true;
+        // Connections accepted but not yet taken by a thread are closed unanswered.
+        for _ in q.waiting.drain(..) {
+            self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(q);
+        self.shared.workers.cv.notify_all();
         if let Ok(m) = self.shared.aborts.lock() {
             for h in m.values() {
                 h.abort();
@@ -225,28 +264,73 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         conn_id += 1;
         shared.total.fetch_add(1, Ordering::Relaxed);
         shared.active.fetch_add(1, Ordering::SeqCst);
+        let mut q = shared.workers.lock();
+        q.waiting.push_back((stream, conn_id));
+        let short = q.waiting.len() > q.idle;
+        drop(q);
+        if !short {
+            shared.workers.cv.notify_one();
+            continue;
+        }
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("ferrodicom-assoc-{conn_id}"))
-            .spawn(move || {
-                let sh2 = sh.clone();
-                let handler = Arc::clone(&sh.handler);
-                let mut job = Some((sh, stream));
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handler.run_association(&mut || {
-                        if let Some((sh, stream)) = job.take() {
-                            serve_association(sh, stream, conn_id)
-                        }
-                    })
-                }));
-                if let Ok(mut m) = sh2.aborts.lock() {
-                    m.remove(&conn_id);
-                }
-                sh2.active.fetch_sub(1, Ordering::SeqCst);
-            });
+            .name("ferrodicom-assoc".into())
+            .spawn(move || association_thread(sh));
         if spawned.is_err() {
+            // No thread for it: drop the newest connection still waiting (the peer sees it close).
+            let mut q = shared.workers.lock();
+            if q.waiting.len() > q.idle && q.waiting.pop_back().is_some() {
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Serves waiting connections one after another; ends after [`WORKER_IDLE`] without one, or at
+/// shutdown.
+fn association_thread(shared: Arc<Shared>) {
+    let mut served = false;
+    loop {
+        let mut q = shared.workers.lock();
+        if served {
+            // Counted out only once waiting again, so `active() == 0` means every thread is free.
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
+        q.idle += 1;
+        let deadline = Instant::now() + WORKER_IDLE;
+        let next = loop {
+            if let Some(job) = q.waiting.pop_front() {
+                break Some(job);
+            }
+            let now = Instant::now();
+            if q.stop || now >= deadline {
+                break None;
+            }
+            q = shared
+                .workers
+                .cv
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        q.idle -= 1;
+        drop(q);
+        let Some((stream, conn_id)) = next else {
+            return;
+        };
+        let handler = Arc::clone(&shared.handler);
+        let mut job = Some((shared.clone(), stream));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.run_association(&mut || {
+                if let Some((sh, stream)) = job.take() {
+                    serve_association(sh, stream, conn_id)
+                }
+            })
+        }));
+        if let Ok(mut m) = shared.aborts.lock() {
+            m.remove(&conn_id);
+        }
+        served = true;
     }
 }
 

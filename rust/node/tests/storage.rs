@@ -101,6 +101,8 @@ struct Seen {
     /// (instance, keys) for each `prepare_store` call.
     prepared: Vec<(String, Vec<(u32, String)>)>,
     events: Vec<&'static str>,
+    /// The thread each association was served on.
+    threads: Vec<std::thread::ThreadId>,
 }
 
 struct TestHandler {
@@ -116,6 +118,11 @@ struct TestSession(Arc<Mutex<Seen>>, PathBuf);
 
 impl Handler for TestHandler {
     fn open(&self, _n: &Negotiated, _peer: Option<SocketAddr>) -> Box<dyn Session> {
+        self.seen
+            .lock()
+            .unwrap()
+            .threads
+            .push(std::thread::current().id());
         Box::new(TestSession(self.seen.clone(), self.place_dir.clone()))
     }
     fn routes(&self, _field: u16) -> bool {
@@ -504,4 +511,59 @@ fn with_fsync_and_no_journal_the_early_reply_waits_for_stored() {
         seen.stored[0].placed.as_deref(),
         Some(dir.join("placed").join("9.9.1.1.dcm").as_path())
     );
+}
+
+/// Waits (bounded) until the server has no association left.
+fn wait_idle(server: &Server) {
+    for _ in 0..500 {
+        if server.active() == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("associations still active: {}", server.active());
+}
+
+#[test]
+fn association_threads_are_reused_one_after_another() {
+    let dir = tempdir("threads");
+    let (server, seen) = start(&dir, None);
+    let port = server.local_addr().port();
+    // One after another: each association is served by the thread the previous one left free.
+    for _ in 0..3 {
+        let mut assoc = connect(port, ELE, 16384);
+        assert_eq!(
+            send(
+                &mut assoc,
+                "1.2.3.4",
+                ELE,
+                &data_set("1.2.3.4", &[1, 2, 3, 4], false)
+            ),
+            0
+        );
+        assoc.release().unwrap();
+        wait_idle(&server);
+    }
+    // At the same time: each has its own thread (and the free one is among them).
+    let a = connect(port, ELE, 16384);
+    let b = connect(port, ELE, 16384);
+    for mut assoc in [a, b] {
+        assoc.release().unwrap();
+    }
+    wait_idle(&server);
+    let threads = seen.lock().unwrap().threads.clone();
+    assert_eq!(threads.len(), 5);
+    assert!(threads[..3].iter().all(|t| *t == threads[0]), "{threads:?}");
+    assert_ne!(threads[3], threads[4]);
+    assert!(threads[3..].contains(&threads[0]));
+    server.shutdown();
+    assert_eq!(server.active(), 0);
+    // After shutdown nobody answers: a new connection is closed, not served.
+    let mut cfg = RequestorConfig::new("SCU", "NODE");
+    cfg.contexts = vec![ProposedContext {
+        abstract_syntax: CT.into(),
+        transfer_syntaxes: vec![ELE.into()],
+        roles: None,
+    }];
+    assert!(Association::request(("127.0.0.1", port), &cfg, Timeouts::default()).is_err());
 }
