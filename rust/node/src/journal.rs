@@ -381,20 +381,15 @@ impl Journal {
 
     /// Waits up to `timeout` for the journal to become ready.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.inner.lock();
-        while st.file.is_none() && !st.failed && !st.closing {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .inner
-                .cv
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let st = self.inner.lock();
+        let st = self
+            .inner
+            .cv
+            .wait_timeout_while(st, timeout, |st| {
+                st.file.is_none() && !st.failed && !st.closing
+            })
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
         st.file.is_some() && !st.failed && !st.closing
     }
 

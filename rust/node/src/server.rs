@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use ul::dimse::{self, command_field, command_vr, CommandVr};
 use ul::negotiate::{reject, AcceptorConfig};
 use ul::pdu::{AssociateRj, AssociateRq};
@@ -297,22 +297,13 @@ fn association_thread(shared: Arc<Shared>) {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
         q.idle += 1;
-        let deadline = Instant::now() + WORKER_IDLE;
-        let next = loop {
-            if let Some(job) = q.waiting.pop_front() {
-                break Some(job);
-            }
-            let now = Instant::now();
-            if q.stop || now >= deadline {
-                break None;
-            }
-            q = shared
-                .workers
-                .cv
-                .wait_timeout(q, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
+        let mut q = shared
+            .workers
+            .cv
+            .wait_timeout_while(q, WORKER_IDLE, |q| q.waiting.is_empty() && !q.stop)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        let next = q.waiting.pop_front();
         q.idle -= 1;
         drop(q);
         let Some((stream, conn_id)) = next else {
