@@ -3,7 +3,6 @@ that loses their files and index rows, because opening the archive replays it (r
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,10 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pydicom
-import pytest
 from test_storage import make_instance
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 
@@ -200,12 +198,7 @@ def test_a_journal_left_by_a_crash_is_replayed_even_when_reopened_with_durabilit
 
 def test_no_journal_is_made_where_space_is_short(tmp_path):
     """A journal never takes the room instances need: on a small filesystem, instances are fsynced."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "64m") as mnt:
         archive = Archive(mnt / "arc")
         try:
             assert archive.journal is not None and not archive.journal.wait_ready(10)
@@ -221,5 +214,3 @@ def test_no_journal_is_made_where_space_is_short(tmp_path):
             assert archive.journal.stats["appended"] == 0 and archive.count() == 1
         finally:
             archive.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -3,7 +3,6 @@ the server keeps serving."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import struct
@@ -21,7 +20,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from test_association import raw_associate_rq, read_pdu
 from test_storage import make_instance
 
-from conftest import ferrodicom_cli, free_port, wait_for_port
+from conftest import ferrodicom_cli, free_port, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 
@@ -143,12 +142,7 @@ def test_unknown_sop_class_is_not_accepted(archive_node, tmp_path):
 
 
 def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], check=True)
-    try:
+    with small_tmpfs(tmp_path / "small", "3m") as mnt:
         archive = Archive(mnt / "archive", durability="full")
         ae = AE("FERRO")
         add_storage_contexts(ae)
@@ -168,8 +162,6 @@ def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
         finally:
             server.shutdown()
             archive.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 # --- SIGKILL in the middle of a multi-association send ----------------------------------------------------
