@@ -109,7 +109,11 @@ pub struct ServerConfig {
 struct Shared {
     config: ServerConfig,
     handler: Arc<dyn Handler>,
+    /// Connections accepted and not yet finished with (their thread not yet free again).
     active: AtomicUsize,
+    /// Associations counted against `max_associations`: from the A-ASSOCIATE-RQ until the
+    /// association ends (for a release, before the A-RELEASE-RP goes out).
+    associations: AtomicUsize,
     total: AtomicU64,
     stop: AtomicBool,
     aborts: Mutex<HashMap<u64, ul::AbortHandle>>,
@@ -169,6 +173,7 @@ impl Server {
             config,
             handler,
             active: AtomicUsize::new(0),
+            associations: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             aborts: Mutex::new(HashMap::new()),
@@ -342,12 +347,14 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
         Ok(x) => x,
         Err(_) => return,
     };
-    if shared.active.load(Ordering::SeqCst) > cfg.max_associations {
+    let Some(slot) = LimitSlot::take(&shared) else {
         if assoc.reject(reject::LOCAL_LIMIT_EXCEEDED).is_ok() {
             shared.handler.rejected(&rq, reject::LOCAL_LIMIT_EXCEEDED);
         }
         return;
-    }
+    };
+    let on_release = Arc::clone(&slot);
+    assoc.before_release_response(move || on_release.give_back());
     if let Err(AssocError::Rejected(rj)) = assoc.respond(&cfg.acceptor, &rq) {
         shared.handler.rejected(&rq, rj);
         return;
@@ -448,7 +455,42 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
             break "aborted";
         }
     };
+    slot.give_back();
     session.close(outcome);
+}
+
+/// One place under `max_associations`, given back once: before the A-RELEASE-RP of a release
+/// (so a peer that opens its next association right after releasing is not refused), else when
+/// the association ends, or when the last holder is dropped.
+struct LimitSlot {
+    shared: Arc<Shared>,
+    held: AtomicBool,
+}
+
+impl LimitSlot {
+    fn take(shared: &Arc<Shared>) -> Option<Arc<LimitSlot>> {
+        let before = shared.associations.fetch_add(1, Ordering::SeqCst);
+        if before >= shared.config.max_associations {
+            shared.associations.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Arc::new(LimitSlot {
+            shared: Arc::clone(shared),
+            held: AtomicBool::new(true),
+        }))
+    }
+
+    fn give_back(&self) {
+        if self.held.swap(false, Ordering::SeqCst) {
+            self.shared.associations.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for LimitSlot {
+    fn drop(&mut self) {
+        self.give_back();
+    }
 }
 
 fn send_reply(

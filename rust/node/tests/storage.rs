@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use ul::negotiate::{AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
-use ul::{Association, Command, Negotiated, NegotiatedContext, Timeouts};
+use ul::negotiate::{reject, AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
+use ul::pdu::Pdu;
+use ul::{AssocError, Association, Command, Negotiated, NegotiatedContext, Timeouts};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const ELE: &str = "1.2.840.10008.1.2.1";
@@ -188,13 +189,14 @@ impl Session for TestSession {
 }
 
 fn start(dir: &Path, store_ts: Option<&str>) -> (Server, Arc<Mutex<Seen>>) {
-    start_with(dir, store_ts, None)
+    start_with(dir, store_ts, None, 4)
 }
 
 fn start_with(
     dir: &Path,
     store_ts: Option<&str>,
     journal: Option<Arc<node::Journal>>,
+    max_associations: usize,
 ) -> (Server, Arc<Mutex<Seen>>) {
     let mut acceptor = AcceptorConfig::new("NODE");
     acceptor.contexts = vec![SupportedContext {
@@ -221,7 +223,7 @@ fn start_with(
     let config = ServerConfig {
         acceptor,
         timeouts: Timeouts::default(),
-        max_associations: 4,
+        max_associations,
         max_data_set: 1 << 20,
     };
     let server = Server::bind(
@@ -238,7 +240,7 @@ fn start_with(
     (server, seen)
 }
 
-fn connect(port: u16, ts: &str, max_pdu: u32) -> Association {
+fn requestor(ts: &str, max_pdu: u32) -> RequestorConfig {
     let mut cfg = RequestorConfig::new("SCU", "NODE");
     cfg.contexts = vec![ProposedContext {
         abstract_syntax: CT.into(),
@@ -246,7 +248,16 @@ fn connect(port: u16, ts: &str, max_pdu: u32) -> Association {
         roles: None,
     }];
     cfg.max_pdu = max_pdu;
-    Association::request(("127.0.0.1", port), &cfg, Timeouts::default()).unwrap()
+    cfg
+}
+
+fn connect(port: u16, ts: &str, max_pdu: u32) -> Association {
+    Association::request(
+        ("127.0.0.1", port),
+        &requestor(ts, max_pdu),
+        Timeouts::default(),
+    )
+    .unwrap()
 }
 
 fn send(assoc: &mut Association, sop: &str, ts: &str, data: &[u8]) -> u16 {
@@ -436,7 +447,7 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
     let journal =
         Arc::new(node::Journal::open(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap());
     assert!(journal.wait_ready(Duration::from_secs(30)));
-    let (server, seen) = start_with(&dir, None, Some(journal.clone()));
+    let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
     let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
     // Placed: the early reply (B007) is what the sender sees, not stored()'s.
@@ -559,11 +570,48 @@ fn association_threads_are_reused_one_after_another() {
     server.shutdown();
     assert_eq!(server.active(), 0);
     // After shutdown nobody answers: a new connection is closed, not served.
-    let mut cfg = RequestorConfig::new("SCU", "NODE");
-    cfg.contexts = vec![ProposedContext {
-        abstract_syntax: CT.into(),
-        transfer_syntaxes: vec![ELE.into()],
-        roles: None,
-    }];
+    let cfg = requestor(ELE, 16384);
     assert!(Association::request(("127.0.0.1", port), &cfg, Timeouts::default()).is_err());
+}
+
+/// Writes one PDU and reads the type of the PDU that answers it.
+fn exchange(raw: &mut std::net::TcpStream, pdu: &Pdu) -> u8 {
+    use std::io::{Read, Write};
+    raw.write_all(&pdu.encode()).unwrap();
+    let mut header = [0u8; 6];
+    raw.read_exact(&mut header).unwrap();
+    let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+    let mut body = vec![0u8; len];
+    raw.read_exact(&mut body).unwrap();
+    header[0]
+}
+
+/// The association limit counts an association out before its A-RELEASE-RP is sent: a peer that
+/// opens its next association as soon as it reads the RP, still holding the old socket open (as
+/// pynetdicom may), is accepted, while a second association during the first is refused 2/3/2.
+#[test]
+fn a_released_association_no_longer_counts_against_the_limit() {
+    let dir = tempdir("limit");
+    let (server, _seen) = start_with(&dir, None, None, 1);
+    let port = server.local_addr().port();
+    let cfg = requestor(ELE, 16384);
+    let rq = Pdu::AssociateRq(cfg.build_request().unwrap());
+    for _ in 0..3 {
+        let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(exchange(&mut raw, &rq), 2, "A-ASSOCIATE-AC");
+        match Association::request(("127.0.0.1", port), &cfg, Timeouts::default()) {
+            Err(AssocError::Rejected(rj)) => assert_eq!(rj, reject::LOCAL_LIMIT_EXCEEDED),
+            other => panic!(
+                "second association while the first is open: {:?}",
+                other.err()
+            ),
+        }
+        assert_eq!(exchange(&mut raw, &Pdu::ReleaseRq), 6, "A-RELEASE-RP");
+        let mut next = connect(port, ELE, 16384);
+        next.release().unwrap();
+        drop(raw);
+        wait_idle(&server);
+    }
+    server.shutdown();
 }

@@ -144,6 +144,8 @@ pub struct Association {
     data: DataState,
     /// Largest PDU body we accept from the peer.
     rx_limit: usize,
+    /// Run once, just before this acceptor sends its A-RELEASE-RP.
+    before_release_rp: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// One `recv` of at most `max` bytes into the spare capacity of `buf` (which must have room).
@@ -195,6 +197,7 @@ impl Association {
             pdv_buf: Vec::new(),
             data: DataState::None,
             rx_limit: ASSOCIATION_PDU_LIMIT,
+            before_release_rp: None,
         })
     }
 
@@ -230,6 +233,21 @@ impl Association {
     }
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         self.writer.peer_addr().ok()
+    }
+
+    /// Runs `f` once, just before this acceptor answers a release with A-RELEASE-RP (PS3.8
+    /// §7.2): the peer may open its next association as soon as it reads the RP, so whatever
+    /// must be over by then (e.g. counting the association out of a limit) belongs here.
+    pub fn before_release_response(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.before_release_rp = Some(Box::new(f));
+    }
+
+    /// Sends A-RELEASE-RP, running the [`Self::before_release_response`] hook first.
+    fn send_release_rp(&mut self) -> Result<(), AssocError> {
+        if let Some(f) = self.before_release_rp.take() {
+            f();
+        }
+        self.send_pdu(&Pdu::ReleaseRp)
     }
 
     /// A handle that can abort this association from another thread (closes the socket).
@@ -490,14 +508,14 @@ impl Association {
                     // Release collision: the requestor answers first (AR-9), then waits for RP.
                     if self.role == Role::Requestor {
                         self.fire(Event::Evt14, true)?;
-                        self.send_pdu(&Pdu::ReleaseRp)?;
+                        self.send_release_rp()?;
                     }
                     continue;
                 }
                 Action::Ar10 => {
                     // Acceptor side of a collision: now answer (AR-4) and wait for close.
                     self.fire(Event::Evt14, true)?;
-                    self.send_pdu(&Pdu::ReleaseRp)?;
+                    self.send_release_rp()?;
                     self.await_close();
                     return Ok(());
                 }
@@ -1009,7 +1027,7 @@ impl Association {
                         self.data = DataState::None;
                     }
                     self.fire(Event::Evt14, true)?;
-                    self.send_pdu(&Pdu::ReleaseRp)?;
+                    self.send_release_rp()?;
                     self.await_close();
                     return Ok(Some(Incoming::Released));
                 }
