@@ -5,10 +5,13 @@
 //! flushes: ~0.8 ms for a 512 KiB file on the reference disk, which bounds a synchronous sender
 //! (PS3.7 §9.1.1: one C-STORE-RSP per C-STORE-RQ). Overwriting blocks of a file that already exists
 //! and is fully written changes no metadata, so `fdatasync` costs one data write and one flush. So
-//! while an instance streams in, its bytes are written to its `.part` file *and* to a slot of this
-//! journal (the slot's write-out to disk starts as the data arrives); at the end the slot's header
-//! (archive path, length, CRC) is written, one `fdatasync` (shared by concurrent associations)
-//! makes the record durable, and the C-STORE is answered. The archive file and its index row are
+//! while an instance streams in, its bytes are written to a slot of this journal only (the slot's
+//! write-out to disk starts as the data arrives); at the end the slot's header (archive path,
+//! length, CRC) is written, one `fdatasync` (shared by concurrent associations) makes the record
+//! durable while the journal's copier thread copies the data into the `.part` file
+//! (`copy_file_range`, page cache to page cache), and the C-STORE is answered once both are done.
+//! An instance that outgrows the slot, or is not to be journaled, is spilled: what the slot holds
+//! is copied into the `.part` file, which takes the rest. The archive file and its index row are
 //! made durable later, many at a time (a checkpoint: `syncfs`), after which their slots are reused.
 //! At open, the records not yet checkpointed are replayed: their files are written again.
 //!
@@ -22,10 +25,11 @@
 //! that was never finished (association aborted, crash) simply is not valid.
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -208,6 +212,17 @@ struct Inner {
     /// Journaled files whose write-out is to be started (see [`Journal::write_out`]).
     writeout: Mutex<(Vec<File>, bool)>,
     writeout_cv: Condvar,
+    /// Work for the copier thread (see [`Slot::commit`]); `None` once closing.
+    copier: Mutex<Option<mpsc::Sender<CopyJob>>>,
+}
+
+/// A record's data to copy into its `.part` file while the commit's `fdatasync` runs.
+struct CopyJob {
+    journal: Arc<File>,
+    from: u64,
+    len: u64,
+    to: File,
+    done: mpsc::SyncSender<io::Result<()>>,
 }
 
 /// The journal of one archive (see the module documentation). Shared by every association.
@@ -231,7 +246,9 @@ pub struct Slot {
     tail: Vec<u8>,
     kicked: u64,
     crc: crc32fast::Hasher,
-    /// The data outgrew the slot, or a write failed: the record cannot be committed.
+    /// The data outgrew the slot: the record cannot be committed, what it holds can be spilled.
+    full: bool,
+    /// A write failed: the record can neither be committed nor spilled.
     spoiled: bool,
     finished: bool,
 }
@@ -302,6 +319,7 @@ impl Journal {
             checkpointing: Mutex::new(()),
             writeout: Mutex::new((Vec::new(), false)),
             writeout_cv: Condvar::new(),
+            copier: Mutex::new(None),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -324,6 +342,18 @@ impl Journal {
             "ferrodicom-journal-writeout",
             Box::new(move || me.writer()),
         )?);
+        let (tx, rx) = mpsc::channel::<CopyJob>();
+        threads.push(spawn(
+            "ferrodicom-journal-copy",
+            Box::new(move || {
+                for job in rx {
+                    let _ = job
+                        .done
+                        .send(copy_range(&job.journal, job.from, &job.to, job.len));
+                }
+            }),
+        )?);
+        *inner.copier.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         Ok(Journal {
             inner,
             threads: Mutex::new(threads),
@@ -432,6 +462,7 @@ impl Journal {
             tail: Vec::with_capacity(BLOCK as usize),
             kicked: 0,
             crc: crc32fast::Hasher::new(),
+            full: false,
             spoiled: false,
             finished: false,
         })
@@ -453,10 +484,12 @@ impl Journal {
         while pos < len {
             let n = buf.len().min((len - pos) as usize);
             src.read_exact_at(&mut buf[..n], pos)?;
-            slot.write(&buf[..n]);
+            if !slot.write(&buf[..n])? {
+                return Ok(None);
+            }
             pos += n as u64;
         }
-        slot.commit(rel, len)
+        slot.commit(rel, len, None)
     }
 
     /// Starts writing a journaled file out to disk on the journal's own thread (Linux
@@ -492,29 +525,7 @@ impl Journal {
     /// Record `seq` must not be replayed (placing its file failed after it was committed, or a
     /// newer copy replaced it).
     pub fn cancel(&self, seq: u64) -> io::Result<()> {
-        let inner = &*self.inner;
-        let mut st = inner.lock();
-        let (Some(file), epoch, slot_size) =
-            (st.file.clone(), st.header.epoch, st.header.slot_size())
-        else {
-            return Ok(());
-        };
-        let Some(p) = st.pending.get_mut(&seq).filter(|p| p.committed) else {
-            return Ok(());
-        };
-        p.done = true;
-        let at = BLOCK + p.slot * slot_size;
-        drop(st);
-        let mut block = vec![0u8; BLOCK as usize];
-        file.read_exact_at(&mut block, at)?;
-        let (mut h, path) =
-            decode_record(&block).ok_or_else(|| io::Error::other("journal record unreadable"))?;
-        if h.epoch != epoch || h.seq != seq {
-            return Ok(());
-        }
-        h.kind = KIND_CANCELLED;
-        file.write_all_at(&encode_record(&h, &path), at)?;
-        file.sync_data()
+        self.inner.cancel(seq)
     }
 
     /// A newer copy of the file at `rel` is durable by other means (a replacement, fsynced): the
@@ -551,6 +562,11 @@ impl Journal {
             .unwrap_or_else(|e| e.into_inner())
             .1 = true;
         self.inner.writeout_cv.notify_all();
+        self.inner
+            .copier
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
@@ -565,16 +581,19 @@ impl Drop for Journal {
 }
 
 impl Slot {
-    /// Appends data to the record (the file's next bytes). Once the data outgrows the slot or a
-    /// write fails, the rest is ignored and [`Slot::commit`] declines.
-    pub fn write(&mut self, data: &[u8]) {
+    /// Appends data to the record (the file's next bytes). `Ok(false)`: the data would outgrow
+    /// the slot and was not taken (the record holds what came before: [`Slot::spill`] it);
+    /// `Err`: a write failed, the record can neither be committed nor spilled.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<bool> {
         if self.spoiled {
-            return;
+            return Err(io::Error::other(
+                "journal record unusable after a write error",
+            ));
         }
         let len = data.len() as u64;
-        if self.written + len > self.capacity {
-            self.spoiled = true;
-            return;
+        if self.full || self.written + len > self.capacity {
+            self.full = true;
+            return Ok(false);
         }
         self.crc.update(data);
         self.written += len;
@@ -586,15 +605,15 @@ impl Slot {
             self.tail.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.tail.len() < BLOCK as usize {
-                return;
+                return Ok(true);
             }
             let page = std::mem::take(&mut self.tail);
-            self.put(&page);
+            self.put(&page)?;
             self.tail = page;
             self.tail.clear();
         }
         let whole = data.len() / BLOCK as usize * BLOCK as usize;
-        self.put(&data[..whole]);
+        self.put(&data[..whole])?;
         self.tail.extend_from_slice(&data[whole..]);
         if self.flushed - self.kicked >= KICK_STEP {
             // Start the disk write of what arrived so far: the commit's fdatasync then waits
@@ -606,45 +625,96 @@ impl Slot {
             );
             self.kicked = self.flushed;
         }
+        Ok(true)
     }
 
     /// Writes whole pages at the record's flushed end.
-    fn put(&mut self, pages: &[u8]) {
-        if pages.is_empty() || self.spoiled {
-            return;
+    fn put(&mut self, pages: &[u8]) -> io::Result<()> {
+        if pages.is_empty() {
+            return Ok(());
         }
         match self
             .file
             .write_all_at(pages, self.base + BLOCK + self.flushed)
         {
-            Ok(()) => self.flushed += pages.len() as u64,
-            Err(_) => self.spoiled = true,
+            Ok(()) => {
+                self.flushed += pages.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.spoiled = true;
+                Err(e)
+            }
         }
     }
 
-    /// Whether the record can still be committed (nothing outgrew the slot or failed).
-    pub fn usable(&self) -> bool {
-        !self.spoiled
+    /// Data bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.written
+    }
+
+    /// Whether nothing was taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// Gives the record up and writes what it holds to `to` at its current position (`to` then
+    /// continues with the next bytes); the slot is freed.
+    pub fn spill(self, to: &File) -> io::Result<()> {
+        self.write_data_to(to)
+    }
+
+    /// Writes the data taken so far to `to` at its position: the pages already in the journal
+    /// (copied in the kernel), then the bytes still waiting for a whole page.
+    fn write_data_to(&self, to: &File) -> io::Result<()> {
+        if self.spoiled {
+            return Err(io::Error::other(
+                "journal record unusable after a write error",
+            ));
+        }
+        let in_journal = self.flushed.min(self.written);
+        copy_range(&self.file, self.base + BLOCK, to, in_journal)?;
+        if in_journal < self.written {
+            let mut to = to;
+            to.write_all(&self.tail)?;
+        }
+        Ok(())
     }
 
     /// Writes the record's header naming the file at `rel` (archive-relative) of `len` bytes and
     /// waits until the record is durable (one `fdatasync` shared by concurrent commits).
     /// `Ok(Some(seq))`: durable; report [`Journal::done`] once the file and its index row no longer
-    /// need it. `Ok(None)`: declined (spoiled, length differs, unsafe path); the slot is freed.
-    pub fn commit(mut self, rel: &str, len: u64) -> io::Result<Option<u64>> {
-        if !self.tail.is_empty() {
+    /// need it. `Ok(None)`: declined (outgrown, length differs, unsafe path, journal failed); the
+    /// slot is freed.
+    ///
+    /// With `copy_to` (an empty file), the data is also written there: by the copier thread while
+    /// the sync runs, or here when the record is declined. `Ok` then means that `copy_to` holds
+    /// the data (the caller fsyncs it itself after `Ok(None)`), `Err` that it could not be
+    /// written (and the record, if written, is cancelled).
+    pub fn commit(
+        mut self,
+        rel: &str,
+        len: u64,
+        copy_to: Option<&File>,
+    ) -> io::Result<Option<u64>> {
+        let declined = self.full || self.spoiled || len != self.written || !safe_rel(rel);
+        let inner = Arc::clone(&self.inner);
+        let failed = inner.lock().failed;
+        if !declined && !failed && !self.tail.is_empty() {
+            // The last page, zero-padded (`flushed` then runs past `written`).
             let mut page = std::mem::take(&mut self.tail);
             page.resize(BLOCK as usize, 0);
-            self.put(&page);
+            self.put(&page)?;
         }
-        if self.spoiled || len != self.written || !safe_rel(rel) {
-            return Ok(None);
+        if declined || failed {
+            return match copy_to {
+                Some(to) => self.write_data_to(to).map(|()| None),
+                None => Ok(None),
+            };
         }
-        let inner = Arc::clone(&self.inner);
-        let epoch = inner.lock().header.epoch;
         let header = RecHeader {
             kind: KIND_INSTANCE,
-            epoch,
+            epoch: inner.lock().header.epoch,
             seq: self.seq,
             data_len: len,
             data_crc: self.crc.clone().finalize(),
@@ -654,9 +724,70 @@ impl Slot {
             .write_all_at(&encode_record(&header, rel.as_bytes()), self.base)
         {
             inner.lock().failed = true;
-            return Err(e);
+            return match copy_to {
+                Some(to) => self.write_data_to(to).map(|()| None),
+                None => Err(e),
+            };
         }
         self.finished = true;
+        // The copy runs on the copier thread while this one waits for the sync.
+        let copy = copy_to.map(|to| self.start_copy(to));
+        let synced = self.sync(rel);
+        let copied = match copy {
+            None => Ok(()),
+            Some(rx) => rx
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("journal copier stopped"))),
+        };
+        match (synced, copied) {
+            (Ok(()), Ok(())) => Ok(Some(self.seq)),
+            (_, Err(e)) => {
+                // The file is incomplete: the record must not bring it back either.
+                let _ = inner.cancel(self.seq);
+                Err(e)
+            }
+            // The file is complete but the record may not be durable: the caller fsyncs.
+            (Err(_), Ok(())) if copy_to.is_some() => Ok(None),
+            (Err(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// Hands the copy of this committed record's data into `to` to the copier thread (or makes
+    /// it here when the journal is closing); the result comes on the returned channel.
+    fn start_copy(&self, to: &File) -> mpsc::Receiver<io::Result<()>> {
+        let (done, rx) = mpsc::sync_channel(1);
+        let job = to.try_clone().map(|to| CopyJob {
+            journal: Arc::clone(&self.file),
+            from: self.base + BLOCK,
+            len: self.written,
+            to,
+            done,
+        });
+        match job {
+            Ok(job) => {
+                let copier = self.inner.copier.lock().unwrap_or_else(|e| e.into_inner());
+                let unsent = match copier.as_ref() {
+                    Some(tx) => tx.send(job).err().map(|e| e.0),
+                    None => Some(job),
+                };
+                drop(copier);
+                if let Some(job) = unsent {
+                    let _ = job.done.send(job.run());
+                }
+            }
+            Err(e) => {
+                let (done, rx) = mpsc::sync_channel(1);
+                let _ = done.send(Err(e));
+                return rx;
+            }
+        }
+        rx
+    }
+
+    /// Marks the committed record and waits until a sync started after its header was written
+    /// has finished (one `fdatasync` shared by every association committing meanwhile).
+    fn sync(&self, rel: &str) -> io::Result<()> {
+        let inner = &*self.inner;
         let mut st = inner.lock();
         if let Some(p) = st.pending.get_mut(&self.seq) {
             p.committed = true;
@@ -667,7 +798,7 @@ impl Slot {
         let want = st.syncs_started + 1;
         loop {
             if st.syncs_done >= want {
-                return Ok(Some(self.seq));
+                return Ok(());
             }
             if st.failed {
                 return Err(io::Error::other("journal sync failed"));
@@ -693,6 +824,55 @@ impl Slot {
     }
 }
 
+impl CopyJob {
+    fn run(&self) -> io::Result<()> {
+        copy_range(&self.journal, self.from, &self.to, self.len)
+    }
+}
+
+/// Copies `len` bytes of `from` starting at `offset` to `to` at its position (which advances):
+/// in the kernel with `copy_file_range` where it can, else through a buffer.
+fn copy_range(from: &File, offset: u64, to: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut done = 0u64;
+    while done < len {
+        let mut off = (offset + done) as libc::loff_t;
+        // SAFETY: plain syscall on two open descriptors; `off` outlives the call, and a null
+        // output offset means "the file position".
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off,
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                (len - done) as usize,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as u64;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) if n < 0 => continue,
+            // Not supported here (another filesystem, an old kernel): through a buffer.
+            Some(libc::ENOSYS | libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP) if n < 0 => break,
+            _ if n == 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => return Err(err),
+        }
+    }
+    let mut buf = vec![0u8; CHUNK.min((len - done) as usize)];
+    let mut to = to;
+    while done < len {
+        let n = buf.len().min((len - done) as usize);
+        from.read_exact_at(&mut buf[..n], offset + done)?;
+        to.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.finished {
@@ -708,6 +888,32 @@ impl Drop for Slot {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See [`Journal::cancel`].
+    fn cancel(&self, seq: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        let (Some(file), epoch, slot_size) =
+            (st.file.clone(), st.header.epoch, st.header.slot_size())
+        else {
+            return Ok(());
+        };
+        let Some(p) = st.pending.get_mut(&seq).filter(|p| p.committed) else {
+            return Ok(());
+        };
+        p.done = true;
+        let at = BLOCK + p.slot * slot_size;
+        drop(st);
+        let mut block = vec![0u8; BLOCK as usize];
+        file.read_exact_at(&mut block, at)?;
+        let (mut h, path) =
+            decode_record(&block).ok_or_else(|| io::Error::other("journal record unreadable"))?;
+        if h.epoch != epoch || h.seq != seq {
+            return Ok(());
+        }
+        h.kind = KIND_CANCELLED;
+        file.write_all_at(&encode_record(&h, &path), at)?;
+        file.sync_data()
     }
 
     /// Creates the journal file: header, then every slot zero-filled (so later overwrites change
@@ -982,13 +1188,7 @@ fn replay(file: &File, h: &Header, root: &Path) -> io::Result<Vec<String>> {
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        let mut pos = 0u64;
-        while pos < len {
-            let n = buf.len().min((len - pos) as usize);
-            file.read_exact_at(&mut buf[..n], base + BLOCK + pos)?;
-            out.write_all_at(&buf[..n], pos)?;
-            pos += n as u64;
-        }
+        copy_range(file, base + BLOCK, &out, len)?;
         drop(out);
         std::fs::rename(&tmp, &dest)?;
         paths.push(rel);
@@ -1085,7 +1285,7 @@ mod tests {
             .unwrap();
         // Begun and written but never committed (the association ended): not a record.
         let mut open_slot = j.begin().unwrap();
-        open_slot.write(&data);
+        assert!(open_slot.write(&data).unwrap());
         j.done(s1);
         j.cancel(s3).unwrap();
         j.supersede("a/b/4.dcm").unwrap();
@@ -1134,10 +1334,9 @@ mod tests {
             None
         );
         let mut big = j.begin().unwrap();
-        big.write(&[0u8; 30_000]);
-        big.write(&[0u8; 30_000]);
-        assert!(!big.usable());
-        assert_eq!(big.commit("x/y/big.dcm", 60_000).unwrap(), None);
+        assert!(big.write(&[0u8; 30_000]).unwrap());
+        assert!(!big.write(&[0u8; 30_000]).unwrap());
+        assert_eq!(big.commit("x/y/big.dcm", 60_000, None).unwrap(), None);
         assert_eq!(
             j.append(&src(&dir, &data), 100, "../escape.dcm").unwrap(),
             None
@@ -1177,20 +1376,73 @@ mod tests {
         let mut at = 0;
         for n in [1, 4095, 3, 5000, 4096, 12_000].into_iter().cycle() {
             let end = (at + n).min(data.len());
-            slot.write(&data[at..end]);
+            assert!(slot.write(&data[at..end]).unwrap());
             at = end;
             if at == data.len() {
                 break;
             }
         }
         assert_eq!(
-            slot.commit("p/q/1.dcm", data.len() as u64).unwrap(),
+            slot.commit("p/q/1.dcm", data.len() as u64, None).unwrap(),
             Some(1)
         );
         crash(j);
         let j = open(&dir);
         assert_eq!(j.replayed(), ["p/q/1.dcm"]);
         assert_eq!(std::fs::read(dir.join("p/q/1.dcm")).unwrap(), data);
+    }
+
+    /// An empty `.part` file to receive a record's data.
+    fn part(dir: &Path, name: &str) -> (PathBuf, File) {
+        let p = dir.join(".incoming").join(name);
+        (p.clone(), File::create(&p).unwrap())
+    }
+
+    fn stream(slot: &mut Slot, data: &[u8]) {
+        for piece in data.chunks(3001) {
+            assert!(slot.write(piece).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_part_file_receives_the_data_by_commit_or_by_spill() {
+        let dir = tmpdir("copy");
+        let j = open(&dir);
+        let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
+        // Committed: durable, and copied into the part file while the sync ran.
+        let (p1, f1) = part(&dir, "1.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
+        let seq = slot.commit("c/d/1.dcm", data.len() as u64, Some(&f1));
+        assert_eq!(seq.unwrap(), Some(1));
+        assert_eq!(std::fs::read(&p1).unwrap(), data);
+        // Declined (hostile path): not a record, but the part file still gets the data.
+        let (p2, f2) = part(&dir, "2.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
+        assert_eq!(
+            slot.commit("../2.dcm", data.len() as u64, Some(&f2))
+                .unwrap(),
+            None
+        );
+        assert_eq!(std::fs::read(&p2).unwrap(), data);
+        // Outgrowing the 32 KiB slot: what it holds is spilled, the file takes the rest.
+        let big: Vec<u8> = data.iter().chain(data.iter()).copied().collect();
+        let (p3, f3) = part(&dir, "3.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &big[..30_000]);
+        assert!(!slot.write(&big[30_000..]).unwrap());
+        slot.spill(&f3).unwrap();
+        (&f3).write_all(&big[30_000..]).unwrap();
+        assert_eq!(std::fs::read(&p3).unwrap(), big);
+        // Declined and spilled slots are free again: 7 of 8 can still be taken.
+        let taken: Vec<Slot> = std::iter::from_fn(|| j.begin()).take(8).collect();
+        assert_eq!(taken.len(), 7);
+        drop(taken);
+        crash(j);
+        let j = open(&dir);
+        assert_eq!(j.replayed(), ["c/d/1.dcm"]);
+        assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
     }
 
     #[test]
@@ -1242,10 +1494,10 @@ mod tests {
                             std::thread::sleep(Duration::from_millis(5));
                         };
                         for part in data.chunks(16 * 1024) {
-                            slot.write(part);
+                            assert!(slot.write(part).unwrap());
                         }
                         let seq = slot
-                            .commit(&format!("g/{k}/{i}.dcm"), 64 * 1024)
+                            .commit(&format!("g/{k}/{i}.dcm"), 64 * 1024, None)
                             .unwrap()
                             .unwrap();
                         j.done(seq);

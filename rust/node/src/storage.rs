@@ -275,19 +275,34 @@ fn io_failure(e: &io::Error) -> (u16, String) {
     }
 }
 
-/// The part file, and (durability full with a journal) a journal slot receiving the same bytes.
-struct Tee {
+/// Where a data set's bytes go: the part file, or (durability full with a journal) a journal
+/// slot first. The slot's bytes reach the part file when the record is committed (copied while
+/// the commit's sync runs), or are spilled into it when the instance outgrows the slot or is not
+/// to be journaled; the part file then takes the rest.
+struct Sink {
     file: File,
     slot: Option<Slot>,
 }
 
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        if let Some(slot) = &mut self.slot {
-            slot.write(&buf[..n]);
+impl Sink {
+    /// From now on the bytes go to the part file (what the slot holds first).
+    fn spill(&mut self) -> io::Result<()> {
+        match self.slot.take() {
+            Some(slot) => slot.spill(&self.file),
+            None => Ok(()),
         }
-        Ok(n)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(slot) = &mut self.slot {
+            if slot.write(buf)? {
+                return Ok(buf.len());
+            }
+            self.spill()?;
+        }
+        self.file.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -332,7 +347,7 @@ pub fn receive_to_file(
         .unwrap_or_default();
     let mut part_path = PathBuf::new();
     let mut state = SinkState::Writing;
-    let mut file: Option<BufWriter<Tee>> = None;
+    let mut file: Option<BufWriter<Sink>> = None;
     let mut converter = match StreamConverter::new(&src, &dst, &cfg.dictionary, &cfg.extract) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -343,15 +358,14 @@ pub fn receive_to_file(
     if let SinkState::Writing = state {
         let opened = cfg.new_part().and_then(|(f, path)| {
             part_path = path;
-            // Small buffer: PDV-sized chunks bypass it and go straight to the file (no extra copy).
-            // With fsync and a journal, the bytes also stream into a journal slot: if the instance
-            // is placed with an early reply, committing that record makes it durable.
+            // Small buffer: PDV-sized chunks bypass it and go straight to the sink (no extra copy).
+            // With fsync and a journal, the bytes stream into a journal slot: if the instance is
+            // placed with an early reply, committing that record makes it durable.
             let slot = match &cfg.journal {
                 Some(j) if cfg.fsync => j.begin(),
                 _ => None,
             };
-            let tee = Tee { file: f, slot };
-            let mut w = BufWriter::with_capacity(64 * 1024, tee);
+            let mut w = BufWriter::with_capacity(64 * 1024, Sink { file: f, slot });
             write_file_meta(
                 &mut w,
                 &FileMetaInfo {
@@ -398,16 +412,30 @@ pub fn receive_to_file(
             } else if !asked && conv.keys_complete() {
                 asked = true;
                 let keys = keys_of(conv.extracted());
-                match prepare(&keys) {
-                    Prepared::Later => {}
-                    Prepared::Discard => state = SinkState::Discarding,
-                    Prepared::Place { path, early } => plan = Some((path, early, keys)),
+                let journal_it = match prepare(&keys) {
+                    Prepared::Later => false,
+                    Prepared::Discard => {
+                        state = SinkState::Discarding;
+                        true
+                    }
+                    Prepared::Place { path, early } => {
+                        let answered_early = early.is_some();
+                        plan = Some((path, early, keys));
+                        answered_early
+                    }
+                };
+                // Only a placement answered early is journaled (a replacement waits for its
+                // index): any other goes to the part file from here on.
+                if !journal_it {
+                    if let Err(e) = w.flush().and_then(|()| w.get_mut().spill()) {
+                        state = SinkState::Draining(io_failure(&e));
+                    }
                 }
             }
         }
         Ok(())
     });
-    let cleanup = |file: Option<BufWriter<Tee>>| {
+    let cleanup = |file: Option<BufWriter<Sink>>| {
         drop(file);
         let _ = std::fs::remove_file(&part_path);
     };
@@ -431,18 +459,30 @@ pub fn receive_to_file(
         let keys = keys_of(&extracted);
         // The placement stands only if the keys it was decided on are still the keys.
         let plan = plan.filter(|(_, _, keys_then)| *keys_then == keys);
-        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|tee| {
-            let Tee { file: f, slot } = tee;
-            let size = f.metadata()?.len();
-            let mut journaled = None;
-            // Only a placement answered early is journaled (a replacement waits for its index).
-            if let (Some(slot), Some(j), Some((path, Some(_), _))) = (slot, &cfg.journal, &plan) {
-                let rel = path.strip_prefix(j.root()).ok().and_then(|r| r.to_str());
-                if let Some(rel) = rel {
-                    // An I/O error of the journal falls back to fsyncing the file.
-                    journaled = slot.commit(rel, size).unwrap_or(None);
+        let done = w.into_inner().map_err(|e| e.into_error()).and_then(|sink| {
+            let Sink { file: f, slot } = sink;
+            let (size, journaled) = match slot {
+                Some(slot) => {
+                    let size = slot.len();
+                    // Only a placement answered early is journaled (see above).
+                    let rel = match (&cfg.journal, &plan) {
+                        (Some(j), Some((path, Some(_), _))) => {
+                            path.strip_prefix(j.root()).ok().and_then(|r| r.to_str())
+                        }
+                        _ => None,
+                    };
+                    match rel {
+                        // The data reaches the part file in either case; a journal that cannot
+                        // take the record leaves the file to be fsynced.
+                        Some(rel) => (size, slot.commit(rel, size, Some(&f))?),
+                        None => {
+                            slot.spill(&f)?;
+                            (size, None)
+                        }
+                    }
                 }
-            }
+                None => (f.metadata()?.len(), None),
+            };
             if let (Some(_), Some(j)) = (journaled, &cfg.journal) {
                 // Start writing the file itself out now, off this thread: the checkpoint then has
                 // little left to wait for, and the disk is not hit by one large burst.
