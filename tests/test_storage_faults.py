@@ -3,6 +3,7 @@ the server keeps serving."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import struct
@@ -18,7 +19,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from test_association import raw_associate_rq, read_pdu
-from test_storage import make_instance
+from test_storage import assert_same, make_instance
 
 from conftest import ferrodicom_cli, free_port, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
@@ -161,6 +162,52 @@ def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
             assert archive.count() == 1
         finally:
             server.shutdown()
+            archive.close()
+
+
+def test_disk_full_when_a_journaled_instance_reaches_its_file(tmp_path):
+    """Durability full with a journal: the data set streams into a journal slot (space taken in advance), and
+    the disk is found full only when the record is copied into the archive file at commit. Out of
+    resources, no partial file, nothing indexed; once there is room again the next instance is stored, and
+    after a restart only that one is in the archive."""
+    # The journal is only made where it leaves 256 MiB free.
+    with small_tmpfs(tmp_path / "small", "300m") as mnt:
+        root = mnt / "archive"
+        archive = Archive(root, durability="full", journal=3 << 20, journal_record=1 << 20)
+        assert archive.journal is not None and archive.journal.wait_ready(30)
+        ae = AE("FERRO")
+        add_storage_contexts(ae)
+        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        refused, kept = tmp_path / "refused.dcm", tmp_path / "kept.dcm"
+        refused_uid = make_instance(refused, frames=60).SOPInstanceUID  # ~490 KB: fits one slot
+        kept_uid = make_instance(kept, frames=60).SOPInstanceUID
+        filler = mnt / "filler"
+        try:
+            st = os.statvfs(mnt)
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            try:
+                os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - 128 * 1024)
+            finally:
+                os.close(fd)
+            report = store("127.0.0.1", server.port, [refused], called_ae="FERRO")
+            status = report.results[0].status
+            assert status is not None and int(status) == 0xA700, report.results
+            assert leftovers(archive) == []
+            assert archive.count() == 0
+            filler.unlink()
+            report = store("127.0.0.1", server.port, [kept], called_ae="FERRO")
+            assert [int(r.status) for r in report.results] == [0]
+            # Both went through the journal: the refused record was written, then cancelled.
+            assert archive.journal.stats["appended"] == 2
+        finally:
+            server.shutdown()
+            archive.close()
+        archive = Archive(root, durability="full", journal=3 << 20, journal_record=1 << 20)
+        try:
+            assert [r["SOPInstanceUID"] for r in archive.query()] == [kept_uid]
+            assert not list(root.rglob(f"{refused_uid}.dcm"))
+            assert_same(kept, root / archive.query()[0]["path"])
+        finally:
             archive.close()
 
 
