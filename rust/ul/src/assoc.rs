@@ -146,6 +146,8 @@ pub struct Association {
     rx_limit: usize,
     /// Run once, just before this acceptor sends its A-RELEASE-RP.
     before_release_rp: Option<Box<dyn FnOnce() + Send>>,
+    /// The socket's read timeout is known to be "none" (no syscall needed to keep it so).
+    no_read_timeout: bool,
 }
 
 /// One `recv` of at most `max` bytes into the spare capacity of `buf` (which must have room).
@@ -198,6 +200,7 @@ impl Association {
             data: DataState::None,
             rx_limit: ASSOCIATION_PDU_LIMIT,
             before_release_rp: None,
+            no_read_timeout: false,
         })
     }
 
@@ -574,6 +577,7 @@ impl Association {
             if now >= deadline {
                 break; // Evt18: ARTIM expired -> AA-2
             }
+            self.no_read_timeout = false;
             let _ = self.reader.get_ref().set_read_timeout(Some(deadline - now));
             match self.reader.read(&mut sink) {
                 Ok(0) => break,    // Evt17 -> AR-5
@@ -651,11 +655,13 @@ impl Association {
             }
             None => None,
         };
-        if self.reader.buffer().is_empty() {
+        // Without a deadline the timeout stays off: one syscall per read saved.
+        if self.reader.buffer().is_empty() && !(timeout.is_none() && self.no_read_timeout) {
             self.reader
                 .get_ref()
                 .set_read_timeout(timeout)
                 .map_err(ReadFail::Io)?;
+            self.no_read_timeout = timeout.is_none();
         }
         Ok(())
     }
