@@ -212,8 +212,9 @@ class Archive:
     "reject" (0xC003).
     ``journal``: size in bytes of the write-ahead journal ``<root>/.journal`` (durability full only; 0 for
     none). An instance up to ``journal_record`` bytes that arrives over the network streams into a journal
-    record as well as into its file, is made durable by committing that record instead of fsyncing the
-    file, and is answered then; its file and row become durable at the next checkpoint, and a crash
+    record, is made durable by committing that record instead of fsyncing its file (the record is copied
+    into the file while the commit flushes), and is answered then; its file and row become durable at the
+    next checkpoint, and a crash
     before that is repaired at open by replaying the journal. See DESIGN.md, "Journal".
     """
 

@@ -40,9 +40,10 @@ pub struct StorageConfig {
     pub extract: Vec<Tag>,
     /// Empty `.part` files made ahead of time (see [`PartPool`]); `None` creates each one inline.
     pub parts: Option<Arc<PartPool>>,
-    /// With `fsync`: stream each data set into a record of this journal as well, and make a placed
-    /// instance durable by committing that record instead of fsyncing its file (see
-    /// [`crate::journal`]); its early reply is then sent at once.
+    /// With `fsync`: stream each data set into a record of this journal (copied into its `.part`
+    /// file at commit, or spilled there when it is not to be journaled), and make a placed instance
+    /// durable by committing that record instead of fsyncing its file (see [`crate::journal`]); its
+    /// early reply is then sent at once.
     pub journal: Option<Arc<Journal>>,
 }
 
