@@ -17,7 +17,10 @@ fn spec(vr: &str) -> String {
 }
 
 fn main() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dictionary.tsv");
+    // Read at run time (not `env!`): a build script reused from another checkout of the same
+    // source must still read this checkout's file.
+    let dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let src = Path::new(&dir).join("data/dictionary.tsv");
     println!("cargo:rerun-if-changed={}", src.display());
     let text = fs::read_to_string(&src).expect("read data/dictionary.tsv");
     let mut exact: Vec<(u32, String)> = Vec::new();
