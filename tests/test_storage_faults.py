@@ -132,6 +132,43 @@ def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
     assert archive.count() == 1
 
 
+def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path):
+    """A peer that goes silent between messages, or in the middle of a data set, holds its association only
+    until the network timeout (pynetdicom's network_timeout; `serve --network-timeout`): then it gets an
+    A-ABORT, nothing of the instance is kept, and its place under the association limit is free again."""
+    archive = Archive(tmp_path / "archive", durability="full")
+    ae = AE("FERRO")
+    ae.maximum_associations = 1
+    ae.network_timeout = 0.5
+    add_storage_contexts(ae)
+    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    try:
+        ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+        cmd = _core.Command(
+            {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(ds.SOPInstanceUID)}
+        ).encode()
+        inside_pixels = data.index(b"\xe0\x7f\x10\x00") + 12 + 100
+        for sent in (b"", pdata(1, 0x03, cmd) + pdata(1, 0x00, data[:inside_pixels])):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+                assert raw_associate(s) == 1
+                s.sendall(sent)
+                started = time.monotonic()
+                answer = read_pdu(s)
+                waited = time.monotonic() - started
+            assert answer[:1] == b"\x07", answer[:16]  # A-ABORT
+            assert 0.4 < waited < 10, waited
+            deadline = time.monotonic() + 10
+            while server.active_associations and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert archive.count() == 0
+            assert leftovers(archive) == []
+        report = store("127.0.0.1", server.port, [tmp_path / "a.dcm"], called_ae="FERRO")
+        assert [int(r.status) for r in report.results] == [0]
+    finally:
+        server.shutdown()
+        archive.close()
+
+
 def test_unknown_sop_class_is_not_accepted(archive_node, tmp_path):
     server, archive = archive_node
     path = tmp_path / "odd.dcm"

@@ -64,8 +64,9 @@ class AE:
         self.acse_timeout: Optional[float] = 30.0
         self.dimse_timeout: Optional[float] = 60.0
         self.connection_timeout: Optional[float] = 30.0
-        #: Server side: how long an association may sit idle between messages (None: forever, as storescp).
-        self.network_timeout: Optional[float] = None
+        #: Server side: how long an association may wait for the next PDU, between messages or inside a data
+        #: set, before it is aborted (as pynetdicom's default; None: forever, as DCMTK's storescp).
+        self.network_timeout: Optional[float] = 60.0
         #: ARTIM (PS3.8 §9.1.5): wait for A-ASSOCIATE-RQ, and for the peer to close.
         self.artim_timeout: float = 30.0
         #: Reject (1/1/7) requests whose called AE title is not ours.

@@ -27,6 +27,9 @@ SYNTAXES = {"ile": "1.2.840.10008.1.2", "ele": "1.2.840.10008.1.2.1", "ebe": "1.
               help="Concurrent associations; beyond it requests are rejected (2/3/2).")  # fmt: skip
 @click.option("--max-pdu", default=262_144, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Largest PDU we receive (0: unlimited).")  # fmt: skip
+@click.option("--network-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Abort an association that sends nothing for this long, between messages or inside a data "
+              "set (seconds; 0: never, as DCMTK's storescp).")  # fmt: skip
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet (1/1/7).")
 @click.option("--verbose", "-v", is_flag=True, help="Log every association and instance.")
 @click.argument("archive_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -39,6 +42,7 @@ def command(
     duplicates: str,
     max_associations: int,
     max_pdu: int,
+    network_timeout: float,
     require_called_aet: bool,
     verbose: bool,
     archive_dir: Path,
@@ -65,6 +69,7 @@ def command(
     ae.maximum_associations = max_associations
     ae.maximum_pdu_size = max_pdu
     ae.require_called_aet = require_called_aet
+    ae.network_timeout = network_timeout or None
     ae.add_supported_context(VERIFICATION)
     add_storage_contexts(ae)
 

@@ -146,8 +146,8 @@ pub struct Association {
     rx_limit: usize,
     /// Run once, just before this acceptor sends its A-RELEASE-RP.
     before_release_rp: Option<Box<dyn FnOnce() + Send>>,
-    /// The socket's read timeout is known to be "none" (no syscall needed to keep it so).
-    no_read_timeout: bool,
+    /// The socket's read timeout as last set (`Some(None)`: off; `None`: not known).
+    read_timeout: Option<Option<Duration>>,
 }
 
 /// One `recv` of at most `max` bytes into the spare capacity of `buf` (which must have room).
@@ -200,7 +200,7 @@ impl Association {
             data: DataState::None,
             rx_limit: ASSOCIATION_PDU_LIMIT,
             before_release_rp: None,
-            no_read_timeout: false,
+            read_timeout: None,
         })
     }
 
@@ -577,7 +577,7 @@ impl Association {
             if now >= deadline {
                 break; // Evt18: ARTIM expired -> AA-2
             }
-            self.no_read_timeout = false;
+            self.read_timeout = None;
             let _ = self.reader.get_ref().set_read_timeout(Some(deadline - now));
             match self.reader.read(&mut sink) {
                 Ok(0) => break,    // Evt17 -> AR-5
@@ -639,7 +639,10 @@ impl Association {
     }
 
     /// Sets the socket's read timeout to what is left before `deadline` (only when the next read
-    /// will block, i.e. nothing is buffered); a deadline already past is a timeout.
+    /// will block, i.e. nothing is buffered); a deadline already past is a timeout. The socket
+    /// option is left as it is when it is already off and should be, or already within 1/16 above
+    /// what is left (so a read overruns a deadline by at most 1/16 of the timeout): deadlines are
+    /// mostly "now + timeout" per PDU, and one syscall per read is saved.
     fn arm_read_timeout(
         &mut self,
         deadline: Option<Instant>,
@@ -655,13 +658,20 @@ impl Association {
             }
             None => None,
         };
-        // Without a deadline the timeout stays off: one syscall per read saved.
-        if self.reader.buffer().is_empty() && !(timeout.is_none() && self.no_read_timeout) {
+        if !self.reader.buffer().is_empty() {
+            return Ok(());
+        }
+        let keep = match (self.read_timeout, timeout) {
+            (Some(None), None) => true,
+            (Some(Some(armed)), Some(left)) => left <= armed && armed - left <= armed / 16,
+            _ => false,
+        };
+        if !keep {
             self.reader
                 .get_ref()
                 .set_read_timeout(timeout)
                 .map_err(ReadFail::Io)?;
-            self.no_read_timeout = timeout.is_none();
+            self.read_timeout = Some(timeout);
         }
         Ok(())
     }
