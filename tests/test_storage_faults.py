@@ -40,6 +40,25 @@ def dataset_bytes(path: Path) -> tuple[pydicom.Dataset, bytes]:
     return ds, buf.getvalue()
 
 
+def store_rq(sop_instance_uid: str) -> bytes:
+    """An encoded C-STORE-RQ command set (PS3.7 9.3.1.1) for a CT instance, a data set following."""
+    fields = {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(sop_instance_uid)}
+    return _core.Command(fields).encode()
+
+
+def inside_pixel_data(data: bytes) -> int:
+    """An offset 100 bytes into the Pixel Data value: by then the archive has prepared the instance's place
+    (every index key has arrived)."""
+    return data.index(b"\xe0\x7f\x10\x00") + 12 + 100
+
+
+def wait_until_idle(server) -> None:
+    """Waits (up to 10 s) until the server has no association left."""
+    deadline = time.monotonic() + 10
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def scu(port: int):
     ae = AE("FAULTS")
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
@@ -113,17 +132,11 @@ def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
     ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
         ctx_id = raw_associate(s)
-        cmd = _core.Command(
-            {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(ds.SOPInstanceUID)}
-        ).encode()
-        # Cut inside the Pixel Data: the archive has already prepared the instance's place (keys known).
-        cut = data.index(b"\xe0\x7f\x10\x00") + 12 + 100
-        s.sendall(pdata(ctx_id, 0x03, cmd) + pdata(ctx_id, 0x00, data[:cut]))
+        cut = inside_pixel_data(data)
+        s.sendall(pdata(ctx_id, 0x03, store_rq(ds.SOPInstanceUID)) + pdata(ctx_id, 0x00, data[:cut]))
         time.sleep(0.2)
         s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
-    deadline = time.monotonic() + 10
-    while server.active_associations and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_idle(server)
     assert archive.count() == 0
     assert leftovers(archive) == []
     # The same instance again: not held up by the aborted one's reservation.
@@ -144,11 +157,8 @@ def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path):
     server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
     try:
         ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
-        cmd = _core.Command(
-            {0x0002: CTImageStorage, 0x0100: 0x0001, 0x0110: 1, 0x0700: 0, 0x0800: 0, 0x1000: str(ds.SOPInstanceUID)}
-        ).encode()
-        inside_pixels = data.index(b"\xe0\x7f\x10\x00") + 12 + 100
-        for sent in (b"", pdata(1, 0x03, cmd) + pdata(1, 0x00, data[:inside_pixels])):
+        cut = inside_pixel_data(data)
+        for sent in (b"", pdata(1, 0x03, store_rq(ds.SOPInstanceUID)) + pdata(1, 0x00, data[:cut])):
             with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
                 assert raw_associate(s) == 1
                 s.sendall(sent)
@@ -157,9 +167,7 @@ def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path):
                 waited = time.monotonic() - started
             assert answer[:1] == b"\x07", answer[:16]  # A-ABORT
             assert 0.4 < waited < 10, waited
-            deadline = time.monotonic() + 10
-            while server.active_associations and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until_idle(server)
             assert archive.count() == 0
             assert leftovers(archive) == []
         report = store("127.0.0.1", server.port, [tmp_path / "a.dcm"], called_ae="FERRO")
