@@ -413,9 +413,12 @@ pub fn receive_to_file(
             } else if !asked && conv.keys_complete() {
                 asked = true;
                 let keys = keys_of(conv.extracted());
-                let journal_it = match prepare(&keys) {
+                // Only a placement answered early is journaled (a replacement waits for its
+                // index): any other goes to the part file from here on.
+                let stays_in_slot = match prepare(&keys) {
                     Prepared::Later => false,
                     Prepared::Discard => {
+                        // Nothing more is written anywhere.
                         state = SinkState::Discarding;
                         true
                     }
@@ -425,9 +428,7 @@ pub fn receive_to_file(
                         answered_early
                     }
                 };
-                // Only a placement answered early is journaled (a replacement waits for its
-                // index): any other goes to the part file from here on.
-                if !journal_it {
+                if !stays_in_slot {
                     if let Err(e) = w.flush().and_then(|()| w.get_mut().spill()) {
                         state = SinkState::Draining(io_failure(&e));
                     }
