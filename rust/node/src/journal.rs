@@ -756,15 +756,18 @@ impl Slot {
     /// it here when the journal is closing); the result comes on the returned channel.
     fn start_copy(&self, to: &File) -> mpsc::Receiver<io::Result<()>> {
         let (done, rx) = mpsc::sync_channel(1);
-        let job = to.try_clone().map(|to| CopyJob {
-            journal: Arc::clone(&self.file),
-            from: self.base + BLOCK,
-            len: self.written,
-            to,
-            done,
-        });
-        match job {
-            Ok(job) => {
+        match to.try_clone() {
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+            Ok(to) => {
+                let job = CopyJob {
+                    journal: Arc::clone(&self.file),
+                    from: self.base + BLOCK,
+                    len: self.written,
+                    to,
+                    done,
+                };
                 let copier = self.inner.copier.lock().unwrap_or_else(|e| e.into_inner());
                 let unsent = match copier.as_ref() {
                     Some(tx) => tx.send(job).err().map(|e| e.0),
@@ -774,11 +777,6 @@ impl Slot {
                 if let Some(job) = unsent {
                     let _ = job.done.send(job.run());
                 }
-            }
-            Err(e) => {
-                let (done, rx) = mpsc::sync_channel(1);
-                let _ = done.send(Err(e));
-                return rx;
             }
         }
         rx
