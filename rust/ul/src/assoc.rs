@@ -6,7 +6,7 @@
 use crate::dimse::{Command, MAX_COMMAND_SET};
 use crate::error::{DimseError, PduError};
 use crate::fsm::{transition, Action, Conditions, Event, State};
-use crate::negotiate::{accept_or_reject, AcceptorConfig, Negotiated, RequestorConfig};
+use crate::negotiate::{answer, AcceptorConfig, Negotiated, RequestorConfig};
 use crate::pdu::*;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -408,7 +408,7 @@ impl Association {
                 "invalid acceptor configuration: {msg}"
             )));
         }
-        match accept_or_reject(cfg, rq) {
+        match answer(cfg, rq) {
             Ok((ac, negotiated)) => {
                 self.fire(Event::Evt7, true)?; // AE-7
                 self.send_pdu(&Pdu::AssociateAc(ac))?;

@@ -286,6 +286,15 @@ pub fn accept_or_reject(
     if cfg.validate_sizes().is_err() {
         return Err(reject::NO_REASON);
     }
+    answer(cfg, rq)
+}
+
+/// [`accept_or_reject`] for a configuration the caller has just checked with
+/// [`AcceptorConfig::validate_sizes`] (so it is not checked twice per association).
+pub(crate) fn answer(
+    cfg: &AcceptorConfig,
+    rq: &AssociateRq,
+) -> Result<(AssociateAc, Negotiated), AssociateRj> {
     if rq.protocol_version & 0x0001 == 0 {
         return Err(reject::PROTOCOL_VERSION_NOT_SUPPORTED);
     }
