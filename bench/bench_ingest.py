@@ -4,10 +4,11 @@ DCMTK's ``storescu`` sends (TCP_NODELAY=1) to each receiver in turn:
   * small set: 400 CT-like 512x512 16-bit instances (~512 KiB each) -> instances/s
   * large set: 4 NM multi-frames of 512 frames of 256x256 16-bit (~64 MiB each) -> MB/s
 ferrodicom runs with ``--durability none`` (like for like with storescp, which never fsyncs) and with the
-default ``--durability full``. Also measured: ferrodicom SCU -> ferrodicom SCP, 8 parallel associations,
-and the server's peak RSS while receiving one 2 GiB instance.
+default ``--durability full``. Also measured: ferrodicom SCU -> ferrodicom SCP, 8 parallel associations
+(beside DCMTK's ``storescp --fork`` and pynetdicom receiving the same 8 senders), the server's peak RSS while
+receiving one 2 GiB instance, and the disk's own floors for making the instances durable.
 
-Run: ``python -m pytest bench/bench_ingest.py --benchmark-only -s`` (about 3-5 minutes).
+Run: ``python -m pytest bench/bench_ingest.py --benchmark-only -s`` (about 7-9 minutes).
 Every server is started fresh, into an empty folder, for every round; rates are in ``extra_info``.
 """
 
@@ -138,6 +139,8 @@ class Receiver:
             )
         if self.kind == "dcmtk":
             return ["/usr/bin/storescp", "-od", out, p], DCMTK_ENV
+        if self.kind == "dcmtk-fork":  # a child process per association: DCMTK's way to take several at once
+            return ["/usr/bin/storescp", "--fork", "-od", out, p], DCMTK_ENV
         if self.kind == "null":  # DCMTK's receive path alone: reads every byte, answers Success, stores nothing
             return ["/usr/bin/storescp", "--ignore", p], DCMTK_ENV
         if self.kind == "pynetdicom":
@@ -254,14 +257,24 @@ def test_ferrodicom_scu_to_scp(benchmark, corpus, tmp_path, durability):
     RESULTS[f"ct/ferrodicom-scu->ferrodicom-{durability}"] = rate
 
 
-@pytest.mark.parametrize("sender", ["storescu", "ferrodicom-scu"])
-@pytest.mark.parametrize("durability", ["none", "full"])
-def test_parallel_associations(benchmark, corpus, tmp_path, durability, sender):
-    """8 associations at once, 50 instances each, into one ferrodicom serve: from 8 DCMTK storescu
-    processes, or from 8 threads of one process each running ferrodicom's ``store``. Compare with
-    the same sender on one association (``test_ingest_storescu``, ``test_ferrodicom_scu_to_scp``).
-    The sender CPU time is recorded: on 2 cores, 8 storescu start-ups (~20 ms each) are a visible
-    share of the whole run."""
+PARALLEL = [
+    ("storescu", "ferrodicom-none"),
+    ("storescu", "ferrodicom-full"),
+    ("storescu", "dcmtk-fork"),
+    ("storescu", "pynetdicom"),
+    ("ferrodicom-scu", "ferrodicom-none"),
+    ("ferrodicom-scu", "ferrodicom-full"),
+]
+
+
+@pytest.mark.parametrize(("sender", "receiver"), PARALLEL)
+def test_parallel_associations(benchmark, corpus, tmp_path, receiver, sender):
+    """8 associations at once, 50 instances each, into one receiver: from 8 DCMTK storescu processes,
+    or from 8 threads of one process each running ferrodicom's ``store``. Compare with the same sender
+    on one association (``test_ingest_storescu``, ``test_ferrodicom_scu_to_scp``), and with DCMTK's
+    storescp (``--fork``: a process per association) and pynetdicom's storescp (a thread per
+    association) receiving the same 8 storescu senders. The sender CPU time is recorded: on 2 cores,
+    8 storescu start-ups (~20 ms each) are a visible share of the whole run."""
     from ferrodicom.services.storage import store
 
     files = sorted(corpus["ct"].iterdir())
@@ -273,7 +286,7 @@ def test_parallel_associations(benchmark, corpus, tmp_path, durability, sender):
         for f in chunk:
             os.symlink(f, d / f.name)
         parts.append(d)
-    rx = Receiver(f"ferrodicom-{durability}", tmp_path / "out")
+    rx = Receiver(receiver, tmp_path / "out")
     cpu: list[float] = []
 
     def run_storescu() -> None:
@@ -307,7 +320,10 @@ def test_parallel_associations(benchmark, corpus, tmp_path, durability, sender):
 
     try:
         benchmark.pedantic(
-            run_storescu if sender == "storescu" else run_scu, setup=rx.start, rounds=ROUNDS, iterations=1
+            run_storescu if sender == "storescu" else run_scu,
+            setup=rx.start,
+            rounds=1 if receiver == "pynetdicom" else ROUNDS,
+            iterations=1,
         )
         assert rx.stored_files() == CT_COUNT
     finally:
@@ -317,7 +333,7 @@ def test_parallel_associations(benchmark, corpus, tmp_path, durability, sender):
         "sender_cpu_ms_per_instance": 1e3 * sorted(cpu)[len(cpu) // 2] / CT_COUNT,
     }
     benchmark.extra_info.update(rate)
-    RESULTS[f"ct/8-parallel/{sender}->ferrodicom-{durability}"] = rate
+    RESULTS[f"ct/8-parallel/{sender}->{receiver}"] = rate
 
 
 def test_fsync_floor(benchmark, corpus, tmp_path):
@@ -390,6 +406,60 @@ def test_journal_floor(benchmark, corpus, tmp_path):
     per_file_ms = benchmark.stats.stats.median / CT_COUNT * 1e3
     benchmark.extra_info["ms_per_file"] = per_file_ms
     RESULTS["ct/journal-floor (overwrite+fdatasync)"] = {"ms_per_file": per_file_ms}
+
+
+def test_nm_disk_floor(benchmark, corpus, tmp_path):
+    """The disk's own rate for what ``--durability full`` must do with each large instance: get its
+    bytes onto the device in a new file, fsync, rename, fsync the directory (no DICOM, no network).
+    The bytes go with ``O_DIRECT`` from one reused, page-aligned buffer, so this is the device's rate
+    and not the page cache's (in this VM, page-cache memory freed more than a second ago costs a host
+    page fault on first use, which would make a buffered "floor" slower than the receivers). No
+    receiver that makes each NM instance durable before answering can beat this MB/s."""
+    import mmap
+
+    files = sorted(corpus["nm"].iterdir())
+    size = files[0].stat().st_size
+    total_mb = sum(p.stat().st_size for p in files) / 1e6
+    step = 4 << 20
+    padded = -(-size // 4096) * 4096
+    buf = mmap.mmap(-1, step)  # page-aligned, as O_DIRECT requires
+    with open(files[0], "rb") as f:
+        f.readinto(buf)
+    out = tmp_path / "nmfloor"
+    counter = iter(range(10**9))
+
+    def run() -> None:
+        for _ in files:
+            i = next(counter)
+            part = out / f"{i}.part"
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT)
+            try:
+                for off in range(0, padded, step):
+                    os.write(fd, memoryview(buf)[: min(step, padded - off)])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(part, out / f"{i}.dcm")
+            dfd = os.open(out, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def setup() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        os.sync()
+        time.sleep(SETTLE_S)
+
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    finally:
+        buf.close()
+        shutil.rmtree(out, ignore_errors=True)
+    mb_per_s = total_mb / benchmark.stats.stats.median
+    benchmark.extra_info["mb_per_s"] = mb_per_s
+    RESULTS["nm/disk-floor (O_DIRECT write+fsync+rename+dir fsync)"] = {"mb_per_s": mb_per_s}
 
 
 def _vmhwm_kib(pid: int) -> int:
@@ -486,6 +556,20 @@ def test_zz_summary(benchmark):
                 f"  {ds} ferrodicom-{mode} / dcmtk: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/dcmtk', metric)}"
                 f"   / pynetdicom: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/pynetdicom', metric)}"
             )
+    nm_floor = RESULTS.get("nm/disk-floor (O_DIRECT write+fsync+rename+dir fsync)", {}).get("mb_per_s")
+    if nm_floor and "nm/dcmtk" in RESULTS and "nm/pynetdicom" in RESULTS:
+        lines.append(
+            f"  nm full-durability bound (the device alone): {nm_floor:,.0f} MB/s = "
+            f"{nm_floor / RESULTS['nm/dcmtk']['mb_per_s']:.2f}x dcmtk, "
+            f"{nm_floor / RESULTS['nm/pynetdicom']['mb_per_s']:.2f}x pynetdicom"
+        )
+    for rx in ("ferrodicom-none", "ferrodicom-full"):
+        par = f"ct/8-parallel/storescu->{rx}"
+        lines.append(
+            f"  ct 8 parallel storescu -> {rx} / dcmtk --fork: "
+            f"{ratio(par, 'ct/8-parallel/storescu->dcmtk-fork', 'instances_per_s')}"
+            f"   / pynetdicom: {ratio(par, 'ct/8-parallel/storescu->pynetdicom', 'instances_per_s')}"
+        )
     for mode in ("none", "full"):
         one_dcmtk, one_scu = f"ct/ferrodicom-{mode}", f"ct/ferrodicom-scu->ferrodicom-{mode}"
         par_dcmtk = f"ct/8-parallel/storescu->ferrodicom-{mode}"
