@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,32 @@ def test_parallel_associations(benchmark, corpus, tmp_path, receiver, sender):
     RESULTS[f"ct/8-parallel/{sender}->{receiver}"] = rate
 
 
+def _create_durably(folder: Path, i: int, flags: int, write: Callable[[int], object]) -> None:
+    """Creates ``folder/i.dcm`` the classic durable way: write to ``.part``, fsync, rename, fsync the
+    folder (what a receiver without a journal does per instance)."""
+    part = folder / f"{i}.part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags)
+    try:
+        write(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(part, folder / f"{i}.dcm")
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _empty_settled_folder(folder: Path) -> None:
+    """An empty ``folder``, after the settling pause every round starts with (bench/README.md)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    os.sync()
+    time.sleep(SETTLE_S)
+
+
 def test_fsync_floor(benchmark, corpus, tmp_path):
     """The disk's own cost of making one 512 KiB file durable as ``--durability full`` does (write, fsync,
     rename, fsync the directory), with no DICOM and no network: with one synchronous sender, the full-mode
@@ -348,27 +375,9 @@ def test_fsync_floor(benchmark, corpus, tmp_path):
     def run() -> None:
         for _ in range(CT_COUNT):
             i = next(counter)
-            part = out / f"{i}.part"
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-            try:
-                os.write(fd, payload)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(part, out / f"{i}.dcm")
-            dfd = os.open(out, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _create_durably(out, i, 0, lambda fd: os.write(fd, payload))
 
-    def setup() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        os.sync()
-        time.sleep(SETTLE_S)
-
-    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+    benchmark.pedantic(run, setup=lambda: _empty_settled_folder(out), rounds=ROUNDS, iterations=1)
     shutil.rmtree(out, ignore_errors=True)
     per_file_ms = benchmark.stats.stats.median / CT_COUNT * 1e3
     benchmark.extra_info["ms_per_file"] = per_file_ms
@@ -431,29 +440,14 @@ def test_nm_disk_floor(benchmark, corpus, tmp_path):
     def run() -> None:
         for _ in files:
             i = next(counter)
-            part = out / f"{i}.part"
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT)
-            try:
-                for off in range(0, padded, step):
-                    os.write(fd, memoryview(buf)[: min(step, padded - off)])
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(part, out / f"{i}.dcm")
-            dfd = os.open(out, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _create_durably(out, i, os.O_DIRECT, write_nm)
 
-    def setup() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        os.sync()
-        time.sleep(SETTLE_S)
+    def write_nm(fd: int) -> None:
+        for off in range(0, padded, step):
+            os.write(fd, memoryview(buf)[: min(step, padded - off)])
 
     try:
-        benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)
+        benchmark.pedantic(run, setup=lambda: _empty_settled_folder(out), rounds=ROUNDS, iterations=1)
     finally:
         buf.close()
         shutil.rmtree(out, ignore_errors=True)
