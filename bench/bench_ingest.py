@@ -114,6 +114,15 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 SETTLE_S = 5.5
 
 
+def _empty_settled_folder(folder: Path) -> None:
+    """Deletes ``folder``, flushes everything, waits :data:`SETTLE_S` seconds, and makes ``folder``
+    again, empty: the state every round starts from (see :class:`Receiver`)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.sync()
+    time.sleep(SETTLE_S)
+    folder.mkdir(parents=True)
+
+
 class Receiver:
     """A receiver process started fresh, into an empty folder, for each round.
 
@@ -150,10 +159,7 @@ class Receiver:
 
     def start(self) -> None:
         self.stop()
-        shutil.rmtree(self.out, ignore_errors=True)
-        os.sync()
-        time.sleep(SETTLE_S)
-        self.out.mkdir(parents=True)
+        _empty_settled_folder(self.out)
         self.port = _free_port()
         cmd, env = self.command()
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -353,14 +359,6 @@ def _create_durably(folder: Path, i: int, flags: int, write: Callable[[int], obj
         os.fsync(dfd)
     finally:
         os.close(dfd)
-
-
-def _empty_settled_folder(folder: Path) -> None:
-    """An empty ``folder``, after the settling pause every round starts with (bench/README.md)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    os.sync()
-    time.sleep(SETTLE_S)
 
 
 def test_fsync_floor(benchmark, corpus, tmp_path):
