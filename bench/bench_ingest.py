@@ -114,6 +114,16 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 SETTLE_S = 5.5
 
 
+def _read_into_page_cache(folder: Path) -> None:
+    """Reads every file under ``folder`` once, so that the sender reads its input from memory: this
+    VM evicts file pages idle for about a minute (bench/README.md, "Method")."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
 def _empty_settled_folder(folder: Path) -> None:
     """Deletes ``folder``, flushes everything, waits :data:`SETTLE_S` seconds, and makes ``folder``
     again, empty: the state every round starts from (see :class:`Receiver`)."""
@@ -133,10 +143,12 @@ class Receiver:
     creating files right after a mass deletion is several times slower; (2) in this VM, page-cache
     pages that were never used before cost a host page fault each, so keeping every round's files
     would make each round write into fresh memory. Deleting, syncing and waiting gives every receiver
-    the same state: recycled page cache, nothing recently freed, no write-back in flight."""
+    the same state: recycled page cache, nothing recently freed, no write-back in flight. Then the
+    sender's input (``sender_input``) is read once, so that no round's sender reads it from disk:
+    the VM evicts file pages idle for about a minute, as between two tests."""
 
-    def __init__(self, kind: str, out: Path) -> None:
-        self.kind, self.out = kind, out
+    def __init__(self, kind: str, out: Path, sender_input: Path | None = None) -> None:
+        self.kind, self.out, self.sender_input = kind, out, sender_input
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -160,6 +172,8 @@ class Receiver:
     def start(self) -> None:
         self.stop()
         _empty_settled_folder(self.out)
+        if self.sender_input is not None:
+            _read_into_page_cache(self.sender_input)
         self.port = _free_port()
         cmd, env = self.command()
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,8 +235,8 @@ RECEIVERS = ["ferrodicom-none", "ferrodicom-full", "dcmtk", "pynetdicom", "null"
 @pytest.mark.parametrize("receiver", RECEIVERS)
 @pytest.mark.parametrize("dataset", ["ct", "nm"])
 def test_ingest_storescu(benchmark, corpus, tmp_path, receiver, dataset):
-    rx = Receiver(receiver, tmp_path / "out")
     folder = corpus[dataset]
+    rx = Receiver(receiver, tmp_path / "out", folder)
     n = CT_COUNT if dataset == "ct" else NM_COUNT
     total_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     rounds = 1 if receiver == "pynetdicom" else ROUNDS
@@ -248,7 +262,7 @@ def test_ferrodicom_scu_to_scp(benchmark, corpus, tmp_path, durability):
     """ferrodicom store -> ferrodicom serve, in-process SCU, one association."""
     from ferrodicom.services.storage import store
 
-    rx = Receiver(f"ferrodicom-{durability}", tmp_path / "out")
+    rx = Receiver(f"ferrodicom-{durability}", tmp_path / "out", corpus["ct"])
     try:
         benchmark.pedantic(
             lambda: store("127.0.0.1", rx.port, [corpus["ct"]], called_ae="BENCH"),
@@ -293,7 +307,7 @@ def test_parallel_associations(benchmark, corpus, tmp_path, receiver, sender):
         for f in chunk:
             os.symlink(f, d / f.name)
         parts.append(d)
-    rx = Receiver(receiver, tmp_path / "out")
+    rx = Receiver(receiver, tmp_path / "out", corpus["ct"])
     cpu: list[float] = []
 
     def run_storescu() -> None:
