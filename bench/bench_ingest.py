@@ -124,10 +124,27 @@ def _read_into_page_cache(folder: Path) -> None:
                     pass
 
 
+def _retire(folder: Path) -> None:
+    """Empties ``folder`` without freeing an inode: every file in it is truncated to 0 bytes (its
+    page-cache pages and blocks are freed, as by a deletion) and the folder moves into
+    ``.retired/`` beside it (pytest deletes that with the rest of its temporary folders). On this
+    machine's journal-less ext4 a deletion would slow down every file created in the next minutes:
+    the inode allocator checks, one at a time, each inode freed in the last 5 s, or 5 min while its
+    inode-table block is dirty, and new files dirty those blocks again (bench/README.md, "Method")."""
+    if not folder.exists():
+        return
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.truncate(path, 0)
+    graveyard = folder.parent / ".retired"
+    graveyard.mkdir(exist_ok=True)
+    folder.rename(graveyard / f"{folder.name}-{time.monotonic_ns()}")
+
+
 def _empty_settled_folder(folder: Path) -> None:
-    """Deletes ``folder``, flushes everything, waits :data:`SETTLE_S` seconds, and makes ``folder``
-    again, empty: the state every round starts from (see :class:`Receiver`)."""
-    shutil.rmtree(folder, ignore_errors=True)
+    """Retires ``folder`` (:func:`_retire`), flushes everything, waits :data:`SETTLE_S` seconds, and
+    makes ``folder`` again, empty: the state every round starts from (see :class:`Receiver`)."""
+    _retire(folder)
     os.sync()
     time.sleep(SETTLE_S)
     folder.mkdir(parents=True)
@@ -136,14 +153,15 @@ def _empty_settled_folder(folder: Path) -> None:
 class Receiver:
     """A receiver process started fresh, into an empty folder, for each round.
 
-    Before each round (untimed) the previous round's files are deleted, everything is flushed with
-    ``sync``, and the run waits :data:`SETTLE_S` seconds. Two effects of this machine make that
-    necessary for a fair comparison: (1) on its journal-less ext4 the inode allocator skips, one by one,
-    every inode freed in the last 5 seconds (5 minutes while the inode table block is still dirty), so
-    creating files right after a mass deletion is several times slower; (2) in this VM, page-cache
-    pages that were never used before cost a host page fault each, so keeping every round's files
-    would make each round write into fresh memory. Deleting, syncing and waiting gives every receiver
-    the same state: recycled page cache, nothing recently freed, no write-back in flight. Then the
+    Before each round (untimed) the previous round's files are emptied and moved aside
+    (:func:`_retire`), everything is flushed with ``sync``, and the run waits :data:`SETTLE_S` seconds.
+    Two effects of this machine make that necessary for a fair comparison: (1) on its journal-less
+    ext4 the inode allocator checks, one by one, every inode freed in the last 5 seconds (5 minutes
+    while the inode table block is dirty), so creating files after a mass deletion is several times
+    slower (hence truncating, which frees no inode, rather than deleting); (2) in this VM, page-cache
+    pages that were never used before cost a host page fault each, so keeping every round's data
+    would make each round write into fresh memory (hence freeing the pages). This gives every receiver
+    the same state: recycled page cache, no inode recently freed, no write-back in flight. Then the
     sender's input (``sender_input``) is read once, so that no round's sender reads it from disk:
     the VM evicts file pages idle for about a minute, as between two tests."""
 
@@ -390,7 +408,7 @@ def test_fsync_floor(benchmark, corpus, tmp_path):
             _create_durably(out, i, 0, lambda fd: os.write(fd, payload))
 
     benchmark.pedantic(run, setup=lambda: _empty_settled_folder(out), rounds=ROUNDS, iterations=1)
-    shutil.rmtree(out, ignore_errors=True)
+    _retire(out)
     per_file_ms = benchmark.stats.stats.median / CT_COUNT * 1e3
     benchmark.extra_info["ms_per_file"] = per_file_ms
     RESULTS["ct/disk-floor (write+fsync+rename+dir fsync)"] = {"ms_per_file": per_file_ms}
@@ -462,7 +480,7 @@ def test_nm_disk_floor(benchmark, corpus, tmp_path):
         benchmark.pedantic(run, setup=lambda: _empty_settled_folder(out), rounds=ROUNDS, iterations=1)
     finally:
         buf.close()
-        shutil.rmtree(out, ignore_errors=True)
+        _retire(out)
     mb_per_s = total_mb / benchmark.stats.stats.median
     benchmark.extra_info["mb_per_s"] = mb_per_s
     RESULTS["nm/disk-floor (O_DIRECT write+fsync+rename+dir fsync)"] = {"mb_per_s": mb_per_s}
