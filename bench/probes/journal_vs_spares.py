@@ -1,6 +1,7 @@
 """Design probe (not a benchmark of ferrodicom, not collected by pytest): what one durable 512 KiB
-instance costs with the journal as built, and with the "written spare files" design proposed in
-python/ferrodicom/archive/DESIGN.md ("Proposed: written spare files").
+instance costs with the journal as built, and with "written spare files", a design tried and dropped
+(python/ferrodicom/archive/DESIGN.md, "Tried and dropped: written spare files": this probe favoured the
+spares, the real server did not, and why).
 
 Each mode stores 400 instances of 525,000 bytes, one after another, and prints the latency per
 instance (p50, p90) and this process's CPU time per instance:
