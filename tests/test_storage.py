@@ -5,6 +5,8 @@ Every instance received is read back with pydicom and compared with what was sen
 
 from __future__ import annotations
 
+import ctypes
+import os
 import subprocess
 from pathlib import Path
 
@@ -169,6 +171,75 @@ def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
         assert_same(p, stored)
     big = stored_path(archive, str(pydicom.dcmread(folder / "a.dcm").SOPInstanceUID))
     assert pydicom.dcmread(big).file_meta.TransferSyntaxUID == ExplicitVRBigEndian
+
+
+def resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache now (``mincore`` of a read-only mapping)."""
+    size = path.stat().st_size
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    page = os.sysconf("SC_PAGE_SIZE")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        pages = (size + page - 1) // page
+        vec = (ctypes.c_ubyte * pages)()
+        try:
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) * page
+
+
+def direct_io_works(folder: Path) -> bool:
+    try:
+        fd = os.open(folder / ".direct-probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    (folder / ".direct-probe").unlink()
+    return True
+
+
+def test_large_instances_with_full_durability_are_written_directly_and_read_back_identical(tmp_path):
+    """Durability full: past 4 MiB a data set's bytes go to the disk with direct I/O in 1 MiB pieces, the last
+    unaligned bytes through the page cache (rust/node/src/direct.rs). Sizes around the piece boundaries, from
+    DCMTK's storescu and from ferrodicom's SCU, each read back identical; the bytes past 4 MiB never entered the
+    page cache (on a filesystem without direct I/O, such as tmpfs, they go through it and only the content is
+    checked)."""
+    archive = Archive(tmp_path / "archive", durability="full")
+    ae = AE("FERRO")
+    add_storage_contexts(ae)
+    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    try:
+        sent = []
+        # 8,192 bytes a frame: 512 frames end the pixel data just past 4 MiB, 640 at 5 MiB plus the header,
+        # 1,501 in the middle of a piece with an odd tail.
+        for i, frames in enumerate((512, 640, 1501)):
+            p = tmp_path / f"big{i}.dcm"
+            make_instance(p, frames=frames, sop=NuclearMedicineImageStorage)
+            sent.append(p)
+        dcmtk_storescu(server.port, sent[:2])
+        report = store("127.0.0.1", server.port, sent[2:], called_ae="FERRO")
+        assert [int(r.status) for r in report.results] == [0]
+        assert archive.count() == 3
+        stored = [stored_path(archive, str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)) for p in sent]
+        if direct_io_works(archive.root):
+            # The write that crosses 4 MiB (one PDV, up to 128 KiB here) still goes through the page cache.
+            for path in stored:
+                assert resident_bytes(path) <= (4 << 20) + (256 << 10), path
+            assert stored[2].stat().st_size > 2 * (4 << 20)
+        for p, path in zip(sent, stored):
+            assert_same(p, path)
+    finally:
+        server.shutdown()
+        archive.close()
 
 
 def test_storage_syntax_conversion_on_the_fly(tmp_path):

@@ -21,7 +21,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from test_association import raw_associate_rq, read_pdu
 from test_storage import assert_same, make_instance
 
-from conftest import ferrodicom_cli, free_port, small_tmpfs, wait_for_port
+from conftest import ferrodicom_cli, free_port, small_ext4, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
 from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
 
@@ -205,6 +205,40 @@ def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
             report = store("127.0.0.1", server.port, [small], called_ae="FERRO")
             assert [int(r.status) for r in report.results] == [0]
             assert archive.count() == 1
+        finally:
+            server.shutdown()
+            archive.close()
+
+
+def test_disk_full_during_direct_writes_gives_out_of_resources_and_no_partial_file(tmp_path):
+    """Durability full on a small ext4, where direct I/O works (tmpfs has none): the disk fills up while the
+    bytes past 4 MiB of a large data set go to the disk directly (rust/node/src/direct.rs). Out of resources,
+    nothing partial left, nothing indexed; the server keeps serving and stores the next instance."""
+    with small_ext4(tmp_path / "small", 48) as mnt:
+        archive = Archive(mnt / "archive", durability="full")  # no journal here: it needs 256 MiB free
+        ae = AE("FERRO")
+        add_storage_contexts(ae)
+        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        big, small = tmp_path / "big.dcm", tmp_path / "small.dcm"
+        make_instance(big, frames=2000)  # ~16.4 MB
+        make_instance(small, frames=4)
+        filler = mnt / "filler"
+        try:
+            st = os.statvfs(mnt)
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+            try:
+                os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - (10 << 20))
+            finally:
+                os.close(fd)
+            report = store("127.0.0.1", server.port, [big], called_ae="FERRO")
+            status = report.results[0].status
+            assert status is not None and 0xA700 <= int(status) <= 0xA7FF, report.results
+            assert leftovers(archive) == []
+            assert archive.count() == 0
+            report = store("127.0.0.1", server.port, [small], called_ae="FERRO")
+            assert [int(r.status) for r in report.results] == [0]
+            assert archive.count() == 1
+            assert_same(small, archive.root / archive.query()[0]["path"])
         finally:
             server.shutdown()
             archive.close()

@@ -1,5 +1,6 @@
 //! The node's Rust core: the SCP server loop and the streaming C-STORE data path.
 //! Knows associations (ul) and data sets (codec); knows nothing of Python.
+pub mod direct;
 pub mod journal;
 pub mod server;
 pub mod storage;

@@ -7,6 +7,7 @@
 //!
 //! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
 //! the fly when the peer accepted another uncompressed transfer syntax.
+use crate::direct::{DirectWriter, ALIGN};
 use crate::journal::{Journal, Slot};
 use crate::server::Reply;
 use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
@@ -276,13 +277,28 @@ fn io_failure(e: &io::Error) -> (u16, String) {
     }
 }
 
+/// With fsync (durability "full"), bytes of a data set's file written through the page cache
+/// before the rest goes to the disk directly (see [`crate::direct`]): large multi-frame objects.
+/// Measured on the reference machine (4 NM objects of 64 MiB, `storescu` sending, 2026-11-23):
+/// 1,233-1,349 MB/s in three runs with every round within 30% of the median, against
+/// 1,201-1,344 MB/s through the page cache with rounds up to 3x slower, and ~25% less CPU.
+const DIRECT_FROM: u64 = 4 << 20;
+
 /// Where a data set's bytes go: the part file, or (durability full with a journal) a journal
 /// slot first. The slot's bytes reach the part file when the record is committed (copied while
 /// the commit's sync runs), or are spilled into it when the instance outgrows the slot or is not
-/// to be journaled; the part file then takes the rest.
+/// to be journaled; the part file then takes the rest. Past [`DIRECT_FROM`] bytes, the rest of
+/// the file is written with direct I/O where the filesystem has it (with fsync only).
 struct Sink {
     file: File,
     slot: Option<Slot>,
+    /// The part file's path (direct I/O opens it again).
+    path: PathBuf,
+    /// Bytes taken so far.
+    len: u64,
+    direct: Option<DirectWriter>,
+    /// Direct I/O not tried yet (and not found impossible).
+    direct_allowed: bool,
 }
 
 impl Sink {
@@ -299,11 +315,32 @@ impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(slot) = &mut self.slot {
             if slot.write(buf)? {
+                self.len += buf.len() as u64;
                 return Ok(buf.len());
             }
             self.spill()?;
         }
-        self.file.write(buf)
+        let mut rest = buf;
+        if self.direct.is_none() && self.direct_allowed && self.len >= DIRECT_FROM {
+            // Through the page cache up to an aligned offset, then directly.
+            let pad = (((ALIGN - self.len % ALIGN) % ALIGN) as usize).min(buf.len());
+            self.file.write_all(&buf[..pad])?;
+            self.len += pad as u64;
+            rest = &buf[pad..];
+            if self.len.is_multiple_of(ALIGN) {
+                match DirectWriter::start(&self.path, &self.file, self.len) {
+                    Ok(d) => self.direct = Some(d),
+                    // No direct I/O here (tmpfs): the page cache it is.
+                    Err(_) => self.direct_allowed = false,
+                }
+            }
+        }
+        match &mut self.direct {
+            Some(d) => d.write(rest)?,
+            None => self.file.write_all(rest)?,
+        }
+        self.len += rest.len() as u64;
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -366,7 +403,17 @@ pub fn receive_to_file(
                 Some(j) if cfg.fsync => j.begin(),
                 _ => None,
             };
-            let mut w = BufWriter::with_capacity(64 * 1024, Sink { file: f, slot });
+            let sink = Sink {
+                file: f,
+                slot,
+                path: part_path.clone(),
+                len: 0,
+                direct: None,
+                // Only where the bytes must reach the disk before the reply anyway: durability
+                // "none" leaves them to the page cache and the operating system, as DCMTK does.
+                direct_allowed: cfg.fsync,
+            };
+            let mut w = BufWriter::with_capacity(64 * 1024, sink);
             write_file_meta(
                 &mut w,
                 &FileMetaInfo {
@@ -401,7 +448,11 @@ pub fn receive_to_file(
             (&state, converter.as_mut(), file.as_mut())
         {
             fed += chunk.len() as u64;
-            if cfg.writeback && fed > kick_floor && fed - kicked >= WRITEBACK_STEP {
+            if cfg.writeback
+                && fed > kick_floor
+                && fed - kicked >= WRITEBACK_STEP
+                && w.get_ref().direct.is_none()
+            {
                 start_writeback(&w.get_ref().file, kicked.saturating_sub(WRITEBACK_STEP), 0);
                 kicked = fed;
             }
@@ -462,7 +513,15 @@ pub fn receive_to_file(
         // The placement stands only if the keys it was decided on are still the keys.
         let plan = plan.filter(|(_, _, keys_then)| *keys_then == keys);
         let done = w.into_inner().map_err(|e| e.into_error()).and_then(|sink| {
-            let Sink { file: f, slot } = sink;
+            let Sink {
+                file: f,
+                slot,
+                direct,
+                ..
+            } = sink;
+            if let Some(direct) = direct {
+                direct.finish()?;
+            }
             let (size, journaled) = match slot {
                 Some(slot) => {
                     let size = slot.len();
