@@ -321,6 +321,82 @@ def test_ferrodicom_store_to_pynetdicom_and_datasets(tmp_path, samples):
     assert np.array_equal(got[str(ds.SOPInstanceUID)].pixel_array, ds.pixel_array)
 
 
+@pytest.fixture
+def answering_scp():
+    """A pynetdicom storage SCP for every storage SOP class. ``answers[uid]`` is the status it returns for that
+    SOP Instance UID (default 0000); it records the UIDs it was sent and the associations it accepted."""
+    answers: dict[str, int] = {}
+    seen: list[str] = []
+    associations: list[int] = []
+
+    def on_store(event):
+        uid = str(event.request.AffectedSOPInstanceUID)
+        seen.append(uid)
+        return answers.get(uid, 0x0000)
+
+    def on_established(event):
+        associations.append(len(event.assoc.accepted_contexts))
+
+    pae = PynAE(ae_title="PYN")
+    pae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    handlers = [(pyn_evt.EVT_C_STORE, on_store), (pyn_evt.EVT_ESTABLISHED, on_established)]
+    server = pae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    try:
+        yield port, answers, seen, associations
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("status", [0xC000, 0xA900, 0xA700])
+def test_store_follows_entegra_failure_policy(tmp_path, answering_scp, status):
+    """Seed 000 L422-429: after a Refused status (A7xx) the association ends and the rest is not sent; after any
+    other failure the instance counts as failed and the rest goes on a new association. Every instance gets a
+    result, with its status's meaning."""
+    port, answers, seen, associations = answering_scp
+    files = [tmp_path / f"i{k}.dcm" for k in range(5)]
+    uids = [str(make_instance(f).SOPInstanceUID) for f in files]
+    answers[uids[1]] = status
+    progressed = []
+    report = store("127.0.0.1", port, files, called_ae="PYN", progress=progressed.append)
+    got = [(r.item.sop_instance_uid, None if r.status is None else int(r.status)) for r in report.results]
+    assert progressed == report.results
+    assert report.results[1].error == report.results[1].status.meaning
+    if status == 0xA700:
+        assert got == [(uids[0], 0), (uids[1], status)] + [(u, None) for u in uids[2:]]
+        assert all(r.error.startswith("not sent") for r in report.results[2:])
+        assert seen == uids[:2]
+        assert report.associations == len(associations) == 1
+    else:
+        assert got == [(u, status if u == uids[1] else 0) for u in uids]
+        assert seen == uids
+        assert report.associations == len(associations) == 2
+    assert [r.item.sop_instance_uid for r in report.failed] == (uids[1:] if status == 0xA700 else uids[1:2])
+
+
+@pytest.mark.parametrize("refuse_first", [False, True])
+def test_store_splits_more_than_128_contexts_over_associations(tmp_path, answering_scp, refuse_first):
+    """130 SOP classes need 130 presentation contexts: at most 128 per association (PS3.8 §9.3.2.2), so two
+    associations. After a Refused status the second group is not sent, but every instance is reported."""
+    port, answers, seen, associations = answering_scp
+    classes = [cx.abstract_syntax for cx in AllStoragePresentationContexts][:130]
+    (tmp_path / "many").mkdir()
+    uids = [str(make_instance(tmp_path / "many" / f"{k:03d}.dcm", sop=c).SOPInstanceUID) for k, c in enumerate(classes)]
+    if refuse_first:
+        answers[uids[0]] = 0xA702
+    report = store("127.0.0.1", port, [tmp_path / "many"], called_ae="PYN")
+    assert sorted(r.item.sop_instance_uid for r in report.results) == sorted(uids)
+    if refuse_first:
+        assert seen == uids[:1]
+        assert associations == [128] and report.associations == 1
+        assert [int(r.status) for r in report.results if r.status is not None] == [0xA702]
+        assert sum(r.error is not None and r.error.startswith("not sent") for r in report.results) == 129
+    else:
+        assert sorted(seen) == sorted(uids)
+        assert associations == [128, 2] and report.associations == 2
+        assert [int(r.status) for r in report.results] == [0] * 130
+
+
 def test_pynetdicom_scu_to_ferrodicom(archive_node, samples):
     server, archive = archive_node
     pae = PynAE(ae_title="PYNSCU")

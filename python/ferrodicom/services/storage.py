@@ -302,13 +302,27 @@ def store(
     """Sends every instance in ``sources``; returns a report with one result per instance."""
     report = StoreReport()
     items = list(collect(sources, report.skipped))
-    for group in build_contexts(items):
-        classes = {sop for sop, _ in group}
-        todo = [it for it in items if it.sop_class_uid in classes]
+    groups = build_contexts(items)
+    for k, group in enumerate(groups):
+        todo = _items_of(group, items)
         _send_group(host, port, group, todo, report, calling_ae, called_ae, max_pdu, timeout, progress)
         if any(r.status is not None and 0xA700 <= int(r.status) <= 0xA7FF for r in report.results):
-            break  # Refused: the job ends (seed 000 L425-426)
+            # Refused: the job ends (seed 000 L425-426); the other groups' instances are reported unsent.
+            for later in groups[k + 1 :]:
+                _not_sent(report, _items_of(later, items), progress)
+            break
     return report
+
+
+def _items_of(group: list[tuple[str, list[str]]], items: list[Item]) -> list[Item]:
+    """The items whose SOP class has its presentation contexts in ``group``."""
+    classes = {sop for sop, _ in group}
+    return [it for it in items if it.sop_class_uid in classes]
+
+
+def _not_sent(report: StoreReport, items: list[Item], progress: Optional[Callable[[StoreResult], None]]) -> None:
+    for it in items:
+        _record(report, StoreResult(it, None, "not sent: the peer refused (out of resources)"), progress)
 
 
 def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_pdu, timeout, progress) -> None:
@@ -351,8 +365,7 @@ def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_p
                 _record(report, StoreResult(it, st, None if st.category != "Failure" else st.meaning, ts), progress)
                 if 0xA700 <= status <= 0xA7FF:
                     # Refused: terminate the association; the remaining instances are not sent.
-                    for rest in pending:
-                        _record(report, StoreResult(rest, None, "not sent: the peer refused (out of resources)"))
+                    _not_sent(report, pending, progress)
                     pending = []
                 elif st.category == "Failure":
                     reopen = True  # continue with the remaining instances on a new association
