@@ -292,6 +292,49 @@ def test_ferrodicom_store_cli_to_dcmtk_storescp(tmp_path, samples):
         assert_same(f, received[str(pydicom.dcmread(f).SOPInstanceUID)])
 
 
+def test_store_cli_shows_a_progress_bar_on_a_terminal_and_log_lines_otherwise(tmp_path, archive_node):
+    """``ferrodicom store``: a bar with bytes, rate and instances when stderr is a terminal; otherwise one
+    plain line per instance with its status."""
+    server, archive = archive_node
+    plain = [tmp_path / f"plain{k}.dcm" for k in range(3)]
+    tty = [tmp_path / f"tty{k}.dcm" for k in range(3)]
+    for f in plain + tty:
+        make_instance(f)
+    cmd = [*ferrodicom_cli(), "store", "--aec", "FERRO", "127.0.0.1", str(server.port)]
+
+    r = subprocess.run([*cmd, *map(str, plain)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(line for line in r.stderr.splitlines() if line.startswith("0x")) == [f"0x0000 {f} " for f in plain]
+    assert "3 stored, 0 failed" in r.stdout
+
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.Popen([*cmd, *map(str, tty)], stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    shown = b""
+    while True:  # until the child closes the terminal (EIO on Linux); bounded by the child's --timeout
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "3/3 instances" in text and "B/s" in text, text
+    assert "0x0000" not in text
+    assert "3 stored, 0 failed" in out and "B/s" in out
+    assert archive.count() == 6
+
+
 def test_ferrodicom_store_to_pynetdicom_and_datasets(tmp_path, samples):
     got: dict[str, Dataset] = {}
 
