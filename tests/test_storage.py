@@ -488,6 +488,45 @@ def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
         assert_same(f, stored)
 
 
+@pytest.mark.parametrize("sop", ["1.2.840.113619.4.27", "1.2.840.113619.4.26", "1.2.840.113619.4.17"])
+def test_seed_private_sop_classes_are_stored(tmp_path, archive_node, sop):
+    """The seeds' private storage SOP classes (eNTEGRA/Xeleris Protocol Data, GE 3D Model, Xeleris/DaTQUANT
+    Series Data): accepted, stored with their private elements and indexed, from ferrodicom's SCU and from
+    pynetdicom's (which knows nothing of them)."""
+    server, archive = archive_node
+    files = []
+    for who in ("ferrodicom", "pynetdicom"):
+        ds = Dataset()
+        ds.SOPClassUID = sop
+        ds.SOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = generate_uid()
+        ds.PatientName, ds.PatientID, ds.Modality = "Private^Objects", "PRV1", "NM"
+        block = ds.private_block(0x0033, "GEMS_XELPRV_01", create=True)
+        block.add_new(0x08, "CS", "SERIES DATA")  # Object Type (seed 002 L1443)
+        block.add_new(0x71, "UI", sop)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = sop, ds.SOPInstanceUID
+        ds.save_as(tmp_path / f"{who}.dcm", enforce_file_format=True)
+        files.append(tmp_path / f"{who}.dcm")
+
+    report = store("127.0.0.1", server.port, files[:1], called_ae="FERRO")
+    assert [int(r.status) for r in report.results] == [0], [r.error for r in report.results]
+    pae = PynAE(ae_title="PYNSCU")
+    pae.add_requested_context(sop, ExplicitVRLittleEndian)
+    assoc = pae.associate("127.0.0.1", server.port, ae_title="FERRO")
+    assert assoc.is_established
+    assert assoc.send_c_store(files[1]).Status == 0x0000
+    assoc.release()
+
+    for f in files:
+        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+        assert_same(f, stored)
+        assert pydicom.dcmread(stored).SOPClassUID == sop
+    assert {r["SOPClassUID"] for r in archive.query(PatientID="PRV1")} == {sop}
+
+
 class _RecordingSCP(StorageSCP):
     """A StorageSCP that keeps what the data path handed to ``prepare`` and ``store``."""
 
