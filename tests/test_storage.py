@@ -43,6 +43,9 @@ SAMPLES = [
     "MR_small_RLE.dcm",
     "MR_small_jpeg_ls_lossless.dcm",
     "JPGExtended.dcm",
+    "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline (Process 1)
+    "SC_rgb_jpeg_gdcm.dcm",  # JPEG Lossless SV1 (Process 14 SV1)
+    "image_dfl.dcm",  # Deflated Explicit VR Little Endian
 ]
 
 
@@ -120,7 +123,14 @@ def stored_path(archive: Archive, sop_instance_uid: str) -> Path:
 
 
 #: storescu proposes a compressed transfer syntax only when told which (3.6.7 has no JPEG 2000 codec at all).
-DCMTK_PROPOSE = {"MR_small_RLE.dcm": "-xr", "MR_small_jpeg_ls_lossless.dcm": "-xt", "JPGExtended.dcm": "-xx"}
+DCMTK_PROPOSE = {
+    "MR_small_RLE.dcm": "-xr",
+    "MR_small_jpeg_ls_lossless.dcm": "-xt",
+    "JPGExtended.dcm": "-xx",
+    "SC_rgb_jpeg_dcmtk.dcm": "-xy",
+    "SC_rgb_jpeg_gdcm.dcm": "-xs",
+    "image_dfl.dcm": "-xd",
+}
 
 
 def dcmtk_storescu(port: int, files: list[Path], *extra: str) -> None:
