@@ -450,6 +450,54 @@ def test_store_splits_more_than_128_contexts_over_associations(tmp_path, answeri
         assert [int(r.status) for r in report.results] == [0] * 130
 
 
+@pytest.mark.parametrize(
+    ("name", "peer_accepts"),
+    [
+        ("MR_small_bigendian.dcm", ImplicitVRLittleEndian),
+        ("rtdose_expb.dcm", ExplicitVRLittleEndian),
+        ("image_dfl.dcm", ExplicitVRLittleEndian),
+        ("MR_small.dcm", ExplicitVRBigEndian),
+    ],
+)
+def test_store_converts_when_the_peer_accepts_only_another_syntax(samples, name, peer_accepts):
+    """The SCU offers the file's own syntax first, then ELE and ILE (as eNTEGRA offers several per SOP class);
+    a peer that takes only one of those gets the data set converted on the fly, and reads the same values."""
+    path = next(p for p in samples if p.name == name)
+    sent = pydicom.dcmread(path)
+    got: list[Dataset] = []
+
+    def on_store(event):
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        got.append(ds)
+        return 0x0000
+
+    pae = PynAE(ae_title="PYN")
+    pae.add_supported_context(sent.SOPClassUID, peer_accepts)
+    port = free_port()
+    server = pae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(pyn_evt.EVT_C_STORE, on_store)])
+    try:
+        if peer_accepts == ExplicitVRBigEndian:
+            # An ELE file is offered in ELE and ILE only: a peer that takes EBE alone gets nothing.
+            report = store("127.0.0.1", port, [path], called_ae="PYN")
+            (result,) = report.results
+            assert result.status is None and "no accepted presentation context" in result.error
+            assert got == []
+            return
+        report = store("127.0.0.1", port, [path], called_ae="PYN")
+    finally:
+        server.shutdown()
+    (result,) = report.results
+    assert int(result.status) == 0, result.error
+    assert result.sent_transfer_syntax == peer_accepts
+    (ds,) = got
+    assert ds.file_meta.TransferSyntaxUID == peer_accepts
+    for elem in sent:
+        if elem.tag != 0x7FE00010:
+            assert ds[elem.tag].value == elem.value, elem.tag
+    assert np.array_equal(ds.pixel_array, sent.pixel_array)
+
+
 def test_pynetdicom_scu_to_ferrodicom(archive_node, samples):
     server, archive = archive_node
     pae = PynAE(ae_title="PYNSCU")
