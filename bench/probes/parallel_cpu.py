@@ -37,7 +37,6 @@ def machine_busy_s() -> float:
 
 def main(src: Path, kind: str, pairs: int) -> None:
     files = sorted(src.iterdir())
-    n = len(files)
     work = Path(tempfile.mkdtemp(prefix="parallel_cpu-"))
     try:
         _rounds(src, files, kind, pairs, work)
