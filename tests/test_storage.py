@@ -24,7 +24,7 @@ from pydicom.uid import (
     generate_uid,
 )
 from pynetdicom import AE as PynAE
-from pynetdicom import AllStoragePresentationContexts, StoragePresentationContexts
+from pynetdicom import AllStoragePresentationContexts
 from pynetdicom import evt as pyn_evt
 
 from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
@@ -499,18 +499,24 @@ def test_store_converts_when_the_peer_accepts_only_another_syntax(samples, name,
 
 
 def test_pynetdicom_scu_to_ferrodicom(archive_node, samples):
+    """pynetdicom sends every sample, each in its own transfer syntax (one context per class and syntax):
+    datasets it encodes itself for the uncompressed ones, the files as they are for the others."""
     server, archive = archive_node
     pae = PynAE(ae_title="PYNSCU")
-    pae.requested_contexts = StoragePresentationContexts[:100]
+    metas = {f: pydicom.dcmread(f, stop_before_pixels=True) for f in samples}
+    for pair in sorted({(str(m.SOPClassUID), str(m.file_meta.TransferSyntaxUID)) for m in metas.values()}):
+        pae.add_requested_context(*pair)
     assoc = pae.associate("127.0.0.1", server.port, ae_title="FERRO")
     assert assoc.is_established
-    files = [p for p in samples if p.name in ("CT_small.dcm", "MR_small.dcm", "rtdose.dcm")]
-    for f in files:
-        status = assoc.send_c_store(pydicom.dcmread(f))
-        assert status.Status == 0x0000
+    for f, meta in metas.items():
+        compressed = meta.file_meta.TransferSyntaxUID.is_compressed
+        status = assoc.send_c_store(f if compressed else pydicom.dcmread(f))
+        assert status.Status == 0x0000, f.name
     assoc.release()
-    for f in files:
-        assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+    for f in samples:
+        stored = stored_path(archive, str(metas[f].SOPInstanceUID))
+        assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == metas[f].file_meta.TransferSyntaxUID
+        assert_same(f, stored)
 
 
 def test_serve_cli_receives_from_storescu(tmp_path, samples):
