@@ -287,3 +287,6 @@ def test_a_server_with_an_invalid_configuration_refuses_to_start():
     ae.maximum_pdu_size = 3  # below a PDV header plus one byte (PS3.8 §9.3.5)
     with pytest.raises(DicomError, match="maximum PDU length 3"):
         ae.start_server(("127.0.0.1", 0), block=False)
+    ae.maximum_pdu_size = 16384
+    with pytest.raises(ValueError, match="not an uncompressed transfer syntax"):
+        ae.start_server(("127.0.0.1", 0), block=False, store_transfer_syntax="1.2.840.10008.1.2.4.50")

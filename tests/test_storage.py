@@ -541,6 +541,45 @@ def test_serve_cli_receives_from_storescu(tmp_path, samples):
         archive.close()
 
 
+def test_serve_cli_storage_syntax(tmp_path, samples):
+    """``serve --storage-syntax ele``: big-endian data sets from DCMTK storescu (``-xb``) are stored Explicit VR
+    Little Endian, compressed ones as received; a syntax it cannot convert to is refused at start."""
+    bad = subprocess.run(
+        [*ferrodicom_cli(), "serve", "--port", "0", "--storage-syntax", "jpeg", str(tmp_path / "never")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "not an uncompressed transfer syntax" in bad.stderr
+    assert not (tmp_path / "never").exists()
+
+    port = free_port()
+    arch = tmp_path / "archive"
+    cmd = [*ferrodicom_cli(), "serve", "--aet", "FERRO", "--port", str(port), "--bind", "127.0.0.1"]
+    proc = subprocess.Popen([*cmd, "--storage-syntax", "ele", str(arch)], stdout=subprocess.PIPE, text=True)
+    files = [
+        next(p for p in samples if p.name == n)
+        for n in ("MR_small_bigendian.dcm", "rtdose_expb.dcm", "JPGExtended.dcm")
+    ]
+    try:
+        wait_for_port(port, proc)
+        dcmtk_storescu(port, files[:2], "-xb")  # proposes Explicit VR Big Endian
+        dcmtk_storescu(port, files[2:])  # JPEG Extended (-xx)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    archive = Archive(arch)
+    try:
+        for f in files:
+            stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+            sent_ts = pydicom.dcmread(f).file_meta.TransferSyntaxUID
+            want = sent_ts if sent_ts.is_compressed else ExplicitVRLittleEndian
+            assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == want, f.name
+            assert_same(f, stored)
+    finally:
+        archive.close()
+
+
 def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
     server, archive = archive_node
     report = store("127.0.0.1", server.port, samples, called_ae="FERRO")

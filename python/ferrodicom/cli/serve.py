@@ -8,16 +8,27 @@ from pathlib import Path
 
 import click
 
-SYNTAXES = {"ile": "1.2.840.10008.1.2", "ele": "1.2.840.10008.1.2.1", "ebe": "1.2.840.10008.1.2.2",
-            "deflated": "1.2.840.10008.1.2.1.99"}  # fmt: skip
+
+def _storage_syntax(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--storage-syntax``: a short name or the UID of an uncompressed transfer syntax."""
+    from ferrodicom.uids import STORAGE_CONVERTIBLE
+
+    if value is None:
+        return None
+    uid = STORAGE_CONVERTIBLE.get(value.lower(), value)
+    if uid not in STORAGE_CONVERTIBLE.values():
+        names = ", ".join(f"{k} ({v})" for k, v in STORAGE_CONVERTIBLE.items())
+        raise click.BadParameter(f"{value!r} is not an uncompressed transfer syntax; use one of {names}")
+    return uid
 
 
 @click.command("serve")
 @click.option("--aet", default="FERRODICOM", show_default=True, help="Our AE title.")
 @click.option("--port", default=11112, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any).")
 @click.option("--bind", "host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--storage-syntax", default=None, help="Store uncompressed data sets in this transfer syntax "
-              "(UID, or ile/ele/ebe/deflated); compressed ones are stored as received.")  # fmt: skip
+@click.option("--storage-syntax", default=None, callback=_storage_syntax,
+              help="Store uncompressed data sets in this transfer syntax (UID, or ile/ele/ebe/deflated); "
+              "compressed ones are stored as received.")  # fmt: skip
 @click.option("--durability", type=click.Choice(["full", "none"]), default="full", show_default=True,
               help="full: answer Success only once file, directory entry and index row are on disk (fsync). "
               "none: leave flushing to the operating system, as DCMTK's storescp does.")  # fmt: skip
@@ -59,7 +70,6 @@ def command(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
     log = logging.getLogger("ferrodicom.serve")
-    ts = SYNTAXES.get(storage_syntax.lower(), storage_syntax) if storage_syntax else None
     archive = Archive(archive_dir, durability=durability, duplicates=duplicates)
     if archive.journal is not None and not archive.journal.wait_ready(60.0):
         log.warning("journal not ready: instances are fsynced one by one until it is")
@@ -83,7 +93,11 @@ def command(
     handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED, evt.EVT_REJECTED)]
     storage = StorageSCP(archive, on_stored if verbose else None)
     server = ae.start_server(
-        (host, port), block=False, evt_handlers=handlers if verbose else [], storage=storage, store_transfer_syntax=ts
+        (host, port),
+        block=False,
+        evt_handlers=handlers if verbose else [],
+        storage=storage,
+        store_transfer_syntax=storage_syntax,
     )
     assert server is not None
     click.echo(
