@@ -345,6 +345,24 @@ def test_store_cli_shows_a_progress_bar_on_a_terminal_and_log_lines_otherwise(tm
     assert archive.count() == 6
 
 
+def test_store_cli_reports_a_refused_connection_and_skipped_files(tmp_path):
+    """Nobody listening: every instance is reported not sent, no association counted, exit 1; a file that is
+    not DICOM Part 10 is listed as skipped."""
+    good, junk = tmp_path / "good.dcm", tmp_path / "junk.txt"
+    make_instance(good)
+    junk.write_text("not DICOM")
+    r = subprocess.run(
+        [*ferrodicom_cli(), "store", "127.0.0.1", str(free_port()), str(good), str(junk)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "0 stored, 1 failed, 1 skipped, 0 association(s)" in r.stdout
+    assert f"not sent {good} association failed" in r.stderr
+    assert f"skipped {junk}: not a DICOM Part 10 file" in r.stderr
+
+
 def test_ferrodicom_store_to_pynetdicom_and_datasets(tmp_path, samples):
     got: dict[str, Dataset] = {}
 

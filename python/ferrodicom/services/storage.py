@@ -192,7 +192,7 @@ class StoreResult:
 @dataclass
 class StoreReport:
     results: list[StoreResult] = field(default_factory=list)
-    associations: int = 0
+    associations: int = 0  # associations established
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -333,11 +333,11 @@ def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_p
     pending = list(todo)
     while pending:
         assoc = ae.associate(host, port, ae_title=called_ae, max_pdu=max_pdu)
-        report.associations += 1
         if not assoc.is_established:
             for it in pending:
                 _record(report, StoreResult(it, None, f"association failed: {assoc.error}"), progress)
             return
+        report.associations += 1
         reopen = False
         try:
             while pending and not reopen:
