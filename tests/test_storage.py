@@ -156,7 +156,13 @@ def test_dcmtk_storescu_to_ferrodicom(archive_node, samples):
     dcmtk_storescu(server.port, files)
     assert archive.count() == len(files)
     for f in files:
-        assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+        assert_same(f, stored)
+        # Part 10 (PS3.10 §7.1): 128-byte preamble, DICM, File Meta with the negotiated syntax and the sender.
+        assert stored.read_bytes()[128:132] == b"DICM"
+        meta = pydicom.dcmread(stored, stop_before_pixels=True).file_meta
+        assert meta.SourceApplicationEntityTitle == "STORESCU"
+        assert meta.MediaStorageSOPInstanceUID == pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
 
 
 def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
@@ -600,12 +606,15 @@ def test_serve_cli_storage_syntax(tmp_path, samples):
 
 def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
     server, archive = archive_node
-    report = store("127.0.0.1", server.port, samples, called_ae="FERRO")
+    report = store("127.0.0.1", server.port, samples, called_ae="FERRO", calling_ae="SENDER")
     assert [(r.item.path.name, int(r.status)) for r in report.results] == [(p.name, 0) for p in samples]
-    # Compressed data sets are sent and stored exactly in the syntax they came in.
-    for f in samples:
+    # Every data set is sent and stored exactly in the syntax it came in; the File Meta names the
+    # negotiated syntax and the sender (PS3.10 §7.1).
+    for f, r in zip(samples, report.results):
         stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
-        assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == pydicom.dcmread(f).file_meta.TransferSyntaxUID
+        meta = pydicom.dcmread(stored).file_meta
+        assert meta.TransferSyntaxUID == r.sent_transfer_syntax == pydicom.dcmread(f).file_meta.TransferSyntaxUID
+        assert meta.SourceApplicationEntityTitle == "SENDER"
         assert_same(f, stored)
 
 
