@@ -24,7 +24,7 @@ from ferrodicom.events import (
     Handler,
     PresentationContext,
 )
-from ferrodicom.uids import DEFAULT_TRANSFER_SYNTAXES, STORAGE_CONVERTIBLE, VERIFICATION
+from ferrodicom.uids import DEFAULT_TRANSFER_SYNTAXES, UNCOMPRESSED, VERIFICATION
 
 log = logging.getLogger("ferrodicom")
 
@@ -213,10 +213,10 @@ class Server:
         self._closed = False
         self._lock = threading.Lock()
         store_kw: dict[str, Any] = {}
-        if store_transfer_syntax is not None and store_transfer_syntax not in STORAGE_CONVERTIBLE.values():
+        if store_transfer_syntax is not None and store_transfer_syntax not in UNCOMPRESSED:
             raise ValueError(
                 f"store_transfer_syntax {store_transfer_syntax!r} is not an uncompressed transfer syntax "
-                f"({', '.join(STORAGE_CONVERTIBLE.values())}); compressed data sets are always stored as received"
+                f"({', '.join(UNCOMPRESSED)}); compressed data sets are always stored as received"
             )
         if storage is not None:
             from ferrodicom.services.storage import index_tags

@@ -13,11 +13,6 @@ EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
 #: Uncompressed transfer syntaxes, in the order ferrodicom proposes them as SCU.
 DEFAULT_TRANSFER_SYNTAXES: list[str] = [EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE]
 
-#: Transfer syntaxes a storage SCP can convert received data sets into (``store_transfer_syntax``): the
-#: uncompressed ones, Deflated included (PS3.5 §10, Annex A.1-A.5).
-STORAGE_CONVERTIBLE: dict[str, str] = {
-    "ile": IMPLICIT_VR_LE,
-    "ele": EXPLICIT_VR_LE,
-    "ebe": EXPLICIT_VR_BE,
-    "deflated": DEFLATED_EXPLICIT_VR_LE,
-}
+#: The uncompressed transfer syntaxes, Deflated included (PS3.5 Annex A.1-A.5): what the codec converts
+#: between, so what a storage SCP can store received data sets in (``store_transfer_syntax``).
+UNCOMPRESSED: list[str] = [EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE]

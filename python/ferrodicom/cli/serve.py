@@ -8,16 +8,25 @@ from pathlib import Path
 
 import click
 
+from ferrodicom.uids import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    UNCOMPRESSED,
+)
+
+#: ``--storage-syntax`` short names.
+SYNTAXES = {"ile": IMPLICIT_VR_LE, "ele": EXPLICIT_VR_LE, "ebe": EXPLICIT_VR_BE, "deflated": DEFLATED_EXPLICIT_VR_LE}
+
 
 def _storage_syntax(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--storage-syntax``: a short name or the UID of an uncompressed transfer syntax."""
-    from ferrodicom.uids import STORAGE_CONVERTIBLE
-
     if value is None:
         return None
-    uid = STORAGE_CONVERTIBLE.get(value.lower(), value)
-    if uid not in STORAGE_CONVERTIBLE.values():
-        names = ", ".join(f"{k} ({v})" for k, v in STORAGE_CONVERTIBLE.items())
+    uid = SYNTAXES.get(value.lower(), value)
+    if uid not in UNCOMPRESSED:
+        names = ", ".join(f"{k} ({v})" for k, v in SYNTAXES.items())
         raise click.BadParameter(f"{value!r} is not an uncompressed transfer syntax; use one of {names}")
     return uid
 

@@ -30,14 +30,12 @@ from ferrodicom.ae import AE
 from ferrodicom.status import Status
 from ferrodicom.uids import (
     DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
+    UNCOMPRESSED,
 )
 
 log = logging.getLogger("ferrodicom.storage")
-
-UNCOMPRESSED = [EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE]
 
 #: Transfer syntaxes the storage SCP accepts: the uncompressed four, and the compressed ones the seeds
 #: use (stored exactly as received; we do not transcode codecs): RLE, JPEG baseline/extended/lossless,
@@ -305,8 +303,7 @@ def store(
     groups = build_contexts(items)
     for k, group in enumerate(groups):
         todo = _items_of(group, items)
-        _send_group(host, port, group, todo, report, calling_ae, called_ae, max_pdu, timeout, progress)
-        if any(r.status is not None and 0xA700 <= int(r.status) <= 0xA7FF for r in report.results):
+        if _send_group(host, port, group, todo, report, calling_ae, called_ae, max_pdu, timeout, progress):
             # Refused: the job ends (seed 000 L425-426); the other groups' instances are reported unsent.
             for later in groups[k + 1 :]:
                 _not_sent(report, _items_of(later, items), progress)
@@ -325,7 +322,8 @@ def _not_sent(report: StoreReport, items: list[Item], progress: Optional[Callabl
         _record(report, StoreResult(it, None, "not sent: the peer refused (out of resources)"), progress)
 
 
-def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_pdu, timeout, progress) -> None:
+def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_pdu, timeout, progress) -> bool:
+    """Sends ``todo`` over associations offering ``contexts``; True when the peer refused (A7xx)."""
     ae = AE(calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.connection_timeout = timeout
     for sop, tss in contexts:
@@ -336,7 +334,7 @@ def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_p
         if not assoc.is_established:
             for it in pending:
                 _record(report, StoreResult(it, None, f"association failed: {assoc.error}"), progress)
-            return
+            return False
         report.associations += 1
         reopen = False
         try:
@@ -366,12 +364,13 @@ def _send_group(host, port, contexts, todo, report, calling_ae, called_ae, max_p
                 if 0xA700 <= status <= 0xA7FF:
                     # Refused: terminate the association; the remaining instances are not sent.
                     _not_sent(report, pending, progress)
-                    pending = []
-                elif st.category == "Failure":
+                    return True
+                if st.category == "Failure":
                     reopen = True  # continue with the remaining instances on a new association
         finally:
             if assoc.is_established:
                 assoc.release()
+    return False
 
 
 def _record(report: StoreReport, result: StoreResult, progress: Optional[Callable[[StoreResult], None]] = None):
