@@ -137,34 +137,39 @@ def dcmtk_storescp(tmp_path: Path) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def _mounted(where: Path, what: str, *mount_args: str) -> Iterator[Path]:
+    """``mount *mount_args where`` for the block, lazily unmounted after it. Skips the test when not root
+    (mounting needs it; CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting {what} needs root (CI runs as root)")
+    where.mkdir(exist_ok=True)
+    subprocess.run(["mount", *mount_args, str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@contextlib.contextmanager
 def small_ext4(where: Path, size_mib: int) -> Iterator[Path]:
     """A fresh ext4 filesystem of ``size_mib`` MiB (an image file, loop-mounted at ``where``) for the block: a
-    small or full disk where direct I/O works (tmpfs has none). Skips the test when not root (mounting needs
-    it; CI runs as root, and scripts/test-all installs e2fsprogs for ``mkfs.ext4``)."""
+    small or full disk where direct I/O works (tmpfs has none). scripts/test-all installs e2fsprogs for
+    ``mkfs.ext4``."""
     if os.geteuid() != 0:
         pytest.skip("mounting a loop device needs root (CI runs as root)")
     image = where.with_name(where.name + ".img")
     with open(image, "wb") as f:
         f.truncate(size_mib << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
-    where.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-o", "loop", str(image), str(where)], check=True)
     try:
-        yield where
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+        with _mounted(where, "a loop device", "-o", "loop", str(image)):
+            yield where
     finally:
-        subprocess.run(["umount", str(where)], check=False)
         image.unlink()
 
 
 @contextlib.contextmanager
 def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` (e.g. ``"3m"``) mounted at ``where`` for the block: a small or full disk.
-    Skips the test when not root (mounting needs it; CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    where.mkdir(exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    try:
+    """A tmpfs of ``size`` (e.g. ``"3m"``) mounted at ``where`` for the block: a small or full disk."""
+    with _mounted(where, "a small tmpfs", "-t", "tmpfs", "-o", f"size={size}", "tmpfs"):
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
