@@ -156,13 +156,14 @@ def test_dcmtk_storescu_to_ferrodicom(archive_node, samples):
     dcmtk_storescu(server.port, files)
     assert archive.count() == len(files)
     for f in files:
-        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+        uid = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+        stored = stored_path(archive, uid)
         assert_same(f, stored)
         # Part 10 (PS3.10 §7.1): 128-byte preamble, DICM, File Meta with the negotiated syntax and the sender.
         assert stored.read_bytes()[128:132] == b"DICM"
         meta = pydicom.dcmread(stored, stop_before_pixels=True).file_meta
         assert meta.SourceApplicationEntityTitle == "STORESCU"
-        assert meta.MediaStorageSOPInstanceUID == pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+        assert meta.MediaStorageSOPInstanceUID == uid
 
 
 def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
@@ -595,8 +596,9 @@ def test_serve_cli_storage_syntax(tmp_path, samples):
     archive = Archive(arch)
     try:
         for f in files:
-            stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
-            sent_ts = pydicom.dcmread(f).file_meta.TransferSyntaxUID
+            sent = pydicom.dcmread(f, stop_before_pixels=True)
+            stored = stored_path(archive, str(sent.SOPInstanceUID))
+            sent_ts = sent.file_meta.TransferSyntaxUID
             want = sent_ts if sent_ts.is_compressed else ExplicitVRLittleEndian
             assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == want, f.name
             assert_same(f, stored)
@@ -611,9 +613,10 @@ def test_ferrodicom_to_ferrodicom_every_sample(archive_node, samples):
     # Every data set is sent and stored exactly in the syntax it came in; the File Meta names the
     # negotiated syntax and the sender (PS3.10 §7.1).
     for f, r in zip(samples, report.results):
-        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
-        meta = pydicom.dcmread(stored).file_meta
-        assert meta.TransferSyntaxUID == r.sent_transfer_syntax == pydicom.dcmread(f).file_meta.TransferSyntaxUID
+        sent = pydicom.dcmread(f, stop_before_pixels=True)
+        stored = stored_path(archive, str(sent.SOPInstanceUID))
+        meta = pydicom.dcmread(stored, stop_before_pixels=True).file_meta
+        assert meta.TransferSyntaxUID == r.sent_transfer_syntax == sent.file_meta.TransferSyntaxUID
         assert meta.SourceApplicationEntityTitle == "SENDER"
         assert_same(f, stored)
 
