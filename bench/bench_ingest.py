@@ -247,6 +247,29 @@ def _storescu(port: int, folder: Path, cpu: list[float] | None = None) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
 
 
+def _split_into_folders(files: list[Path], where: Path, parts: int) -> list[Path]:
+    """``parts`` folders under ``where`` holding equal shares of ``files`` (symlinks), one per sender."""
+    n = len(files)
+    folders = []
+    for k in range(parts):
+        d = where / f"part{k}"
+        d.mkdir()
+        for f in files[k * n // parts : (k + 1) * n // parts]:
+            os.symlink(f.resolve(), d / f.name)
+        folders.append(d)
+    return folders
+
+
+def _storescu_parallel(port: int, folders: list[Path]) -> None:
+    """One DCMTK storescu process per folder, all at once; waits for every one to succeed."""
+    cmd = ["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(port), "+sd"]
+    procs = [
+        subprocess.Popen([*cmd, str(d)], env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for d in folders
+    ]
+    assert all(p.wait(timeout=600) == 0 for p in procs)
+
+
 RECEIVERS = ["ferrodicom-none", "ferrodicom-full", "dcmtk", "pynetdicom", "null"]
 
 
@@ -318,28 +341,13 @@ def test_parallel_associations(benchmark, corpus, tmp_path, receiver, sender):
 
     files = sorted(corpus["ct"].iterdir())
     chunks = [files[k * 50 : (k + 1) * 50] for k in range(8)]
-    parts = []
-    for k, chunk in enumerate(chunks):
-        d = tmp_path / f"part{k}"
-        d.mkdir()
-        for f in chunk:
-            os.symlink(f, d / f.name)
-        parts.append(d)
+    parts = _split_into_folders(files, tmp_path, 8)
     rx = Receiver(receiver, tmp_path / "out", corpus["ct"])
     cpu: list[float] = []
 
     def run_storescu() -> None:
         before = _children_cpu_s()
-        procs = [
-            subprocess.Popen(
-                ["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(rx.port), "+sd", str(d)],
-                env=DCMTK_ENV,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for d in parts
-        ]
-        assert all(p.wait(timeout=600) == 0 for p in procs)
+        _storescu_parallel(rx.port, parts)
         cpu.append(_children_cpu_s() - before)
 
     def run_scu() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,13 +45,7 @@ def main(src: Path, kind: str, pairs: int) -> None:
 
 def _rounds(src: Path, files: list[Path], kind: str, pairs: int, work: Path) -> None:
     n = len(files)
-    parts = []
-    for k in range(8):
-        d = work / f"part{k}"
-        d.mkdir()
-        for f in files[k * n // 8 : (k + 1) * n // 8]:
-            os.symlink(f.resolve(), d / f.name)
-        parts.append(d)
+    parts = B._split_into_folders(files, work, 8)
     for _ in range(pairs):
         for mode in ("one", "eight"):
             rx = B.Receiver(kind, work / "out", src)
@@ -62,11 +55,7 @@ def _rounds(src: Path, files: list[Path], kind: str, pairs: int, work: Path) -> 
                 if mode == "one":
                     B._storescu(rx.port, src)
                 else:
-                    cmd = ["/usr/bin/storescu", "-aec", "BENCH", "127.0.0.1", str(rx.port), "+sd"]
-                    procs = [
-                        subprocess.Popen([*cmd, str(d)], env=B.DCMTK_ENV, stdout=subprocess.DEVNULL) for d in parts
-                    ]
-                    assert all(p.wait(timeout=600) == 0 for p in procs)
+                    B._storescu_parallel(rx.port, parts)
                 t = time.perf_counter() - t
                 rcv = process_cpu_s(rx.proc.pid) - c0
                 snd, busy = B._children_cpu_s() - s0, machine_busy_s() - b0
