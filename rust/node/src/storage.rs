@@ -297,7 +297,7 @@ struct Sink {
     /// Bytes taken so far.
     len: u64,
     direct: Option<DirectWriter>,
-    /// Direct I/O not tried yet (and not found impossible).
+    /// Direct I/O may be (or has been) started: durability full, and the filesystem did not refuse it.
     direct_allowed: bool,
 }
 
