@@ -16,13 +16,13 @@ import click
 @click.argument("host")
 @click.argument("port", type=click.IntRange(1, 65535))
 def command(aet: str, aec: str, repeat: int, max_pdu: int | None, timeout: float, host: str, port: int) -> None:
-    """Send C-ECHO to HOST PORT; exit status 0 when every echo succeeded."""
+    """Send C-ECHO to HOST PORT; exit status 0 when every echo succeeded, 1 otherwise (2: bad arguments)."""
     from ferrodicom.services.verification import echo
 
     assoc, statuses = echo(host, port, calling_ae=aet, called_ae=aec, repeat=repeat, max_pdu=max_pdu, timeout=timeout)
     if assoc.error is not None or assoc.acceptor is None:
         click.echo(f"association failed: {assoc.error}", err=True)
-        sys.exit(2)
+        sys.exit(1)
     failed = [s for s in statuses if not s.is_success]
     for s in statuses[:1] + failed[:5]:
         click.echo(f"C-ECHO status 0x{int(s):04X} ({s.meaning})")
