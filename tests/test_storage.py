@@ -122,6 +122,11 @@ def stored_path(archive: Archive, sop_instance_uid: str) -> Path:
     return archive.root / rows[0]["path"]
 
 
+def stored_copy_of(archive: Archive, sent: Path) -> Path:
+    """The archive's file for the instance in the sent file ``sent`` (found by its SOP Instance UID)."""
+    return stored_path(archive, str(pydicom.dcmread(sent, stop_before_pixels=True).SOPInstanceUID))
+
+
 #: storescu proposes a compressed transfer syntax only when told which (3.6.7 has no JPEG 2000 codec at all).
 DCMTK_PROPOSE = {
     "MR_small_RLE.dcm": "-xr",
@@ -184,9 +189,9 @@ def test_dcmtk_storescu_big_endian_and_folder(archive_node, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert archive.count() == 2
     for p in made:
-        stored = stored_path(archive, str(pydicom.dcmread(p).SOPInstanceUID))
+        stored = stored_copy_of(archive, p)
         assert_same(p, stored)
-    big = stored_path(archive, str(pydicom.dcmread(folder / "a.dcm").SOPInstanceUID))
+    big = stored_copy_of(archive, folder / "a.dcm")
     assert pydicom.dcmread(big).file_meta.TransferSyntaxUID == ExplicitVRBigEndian
 
 
@@ -246,7 +251,7 @@ def test_large_instances_with_full_durability_are_written_directly_and_read_back
         report = store("127.0.0.1", server.port, sent[2:], called_ae="FERRO")
         assert [int(r.status) for r in report.results] == [0]
         assert archive.count() == 3
-        stored = [stored_path(archive, str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)) for p in sent]
+        stored = [stored_copy_of(archive, p) for p in sent]
         if direct_io_works(archive.root):
             # The write that crosses 4 MiB (one PDV, up to 128 KiB here) still goes through the page cache.
             for path in stored:
@@ -271,7 +276,7 @@ def test_storage_syntax_conversion_on_the_fly(tmp_path):
         make_instance(src, ts=ExplicitVRBigEndian, frames=3, sop=NuclearMedicineImageStorage)
         report = store("127.0.0.1", server.port, [src], called_ae="FERRO")
         assert [r.status for r in report.results] == [0]
-        stored = stored_path(archive, str(pydicom.dcmread(src).SOPInstanceUID))
+        stored = stored_copy_of(archive, src)
         assert pydicom.dcmread(stored).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
         assert_same(src, stored)
     finally:
@@ -561,7 +566,7 @@ def test_serve_cli_receives_from_storescu(tmp_path, samples):
     try:
         assert archive.count() == len(files)
         for f in files:
-            assert_same(f, stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID)))
+            assert_same(f, stored_copy_of(archive, f))
     finally:
         archive.close()
 
@@ -654,7 +659,7 @@ def test_seed_private_sop_classes_are_stored(tmp_path, archive_node, sop):
     assoc.release()
 
     for f in files:
-        stored = stored_path(archive, str(pydicom.dcmread(f).SOPInstanceUID))
+        stored = stored_copy_of(archive, f)
         assert_same(f, stored)
         assert pydicom.dcmread(stored).SOPClassUID == sop
     assert {r["SOPClassUID"] for r in archive.query(PatientID="PRV1")} == {sop}
