@@ -12,7 +12,9 @@
 //! (`copy_file_range`, page cache to page cache), and the C-STORE is answered once both are done.
 //! An instance that outgrows the slot, or is not to be journaled, is spilled: what the slot holds
 //! is copied into the `.part` file, which takes the rest. The archive file and its index row are
-//! made durable later, many at a time (a checkpoint: `syncfs`), after which their slots are reused.
+//! made durable later, many at a time (a checkpoint: `syncfs`), after which their slots are reused
+//! and their pages leave the page cache (`POSIX_FADV_DONTNEED`: ingest keeps writing into recently
+//! freed memory instead of growing the cache).
 //! At open, the records not yet checkpointed are replayed: their files are written again.
 //!
 //! Layout of `<archive>/.journal`: a 4 KiB block with two header copies (offsets 0 and 2048,
@@ -212,6 +214,9 @@ struct Inner {
     /// Journaled files whose write-out is to be started (see [`Journal::write_out`]).
     writeout: Mutex<(Vec<File>, bool)>,
     writeout_cv: Condvar,
+    /// Journaled files whose write-out has been started: once a checkpoint has made them durable,
+    /// their pages leave the page cache (see [`drop_cached`]).
+    written_out: Mutex<Vec<File>>,
     /// Work for the copier thread (see [`Slot::commit`]); `None` once closing.
     copier: Mutex<Option<mpsc::Sender<CopyJob>>>,
 }
@@ -319,6 +324,7 @@ impl Journal {
             checkpointing: Mutex::new(()),
             writeout: Mutex::new((Vec::new(), false)),
             writeout_cv: Condvar::new(),
+            written_out: Mutex::new(Vec::new()),
             copier: Mutex::new(None),
         });
         let mut threads = Vec::new();
@@ -975,7 +981,10 @@ impl Inner {
             if let Some(f) = q.0.pop() {
                 drop(q);
                 crate::storage::start_writeback(&f, 0, 0);
-                drop(f);
+                self.written_out
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(f);
                 q = self.writeout.lock().unwrap_or_else(|e| e.into_inner());
             } else if q.1 {
                 return;
@@ -1043,9 +1052,17 @@ impl Inner {
             ..st.header
         };
         drop(st);
+        // Every file handed to the writer so far is complete: the syncfs below makes it durable.
+        let written_out =
+            std::mem::take(&mut *self.written_out.lock().unwrap_or_else(|e| e.into_inner()));
         // The files of the done records (and their index rows) reach the disk first; only then
         // may their records stop counting.
         let result = syncfs(&file).and_then(|()| write_header(&file, &header));
+        if result.is_ok() {
+            for f in &written_out {
+                drop_cached(f);
+            }
+        }
         let mut st = self.lock();
         match &result {
             Ok(()) => {
@@ -1061,6 +1078,19 @@ impl Inner {
         drop(st);
         self.cv.notify_all();
         result.map(|()| true)
+    }
+}
+
+/// Drops the (clean, durable) pages of an archive file from the page cache, so that the next
+/// instances are written into recently freed memory. Ingest reads none of them back, and in a
+/// virtual machine whose host reclaims the guest's free memory (virtio-balloon free page
+/// reporting) a page the guest has not used for a while costs a host page fault on first write:
+/// on the reference machine, copying into such pages ran at about a third of the speed.
+fn drop_cached(f: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 
@@ -1400,6 +1430,70 @@ mod tests {
         for piece in data.chunks(3001) {
             assert!(slot.write(piece).unwrap());
         }
+    }
+
+    /// Pages of the file at `path` in the page cache now (`mincore` of a read-only mapping).
+    fn cached_pages(path: &Path) -> usize {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path).unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        let pages = len.div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: a read-only shared mapping of `len` bytes of an open file, unmapped below;
+        // `vec` has one byte per page of it.
+        unsafe {
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+        }
+        vec.iter().filter(|b| **b & 1 == 1).count()
+    }
+
+    #[test]
+    fn a_checkpoint_drops_the_written_out_files_from_the_page_cache() {
+        // On a disk filesystem (tmpfs pages cannot be dropped): the build's target directory.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target")
+            .join(format!("fd-journal-dontneed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join(".incoming")).unwrap();
+        let j = open(&dir);
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (p1, f1) = part(&dir, "1.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
+        let seq = slot
+            .commit("e/f/1.dcm", data.len() as u64, Some(&f1))
+            .unwrap()
+            .unwrap();
+        // Written but not handed to the writer: a checkpoint leaves it cached.
+        let (p2, f2) = part(&dir, "2.part");
+        (&f2).write_all(&data).unwrap();
+        assert_eq!(cached_pages(&p1), 8);
+        j.write_out(&f1);
+        j.done(seq);
+        // The writer thread takes the file shortly.
+        let t = Instant::now();
+        while j.inner.written_out.lock().unwrap().is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(j.checkpoint().unwrap());
+        assert_eq!(cached_pages(&p1), 0);
+        assert_eq!(cached_pages(&p2), 8);
+        // Dropped from memory, not lost.
+        assert_eq!(std::fs::read(&p1).unwrap(), data);
+        assert_eq!(std::fs::read(&p2).unwrap(), data);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
