@@ -247,14 +247,19 @@ def _storescu(port: int, folder: Path, cpu: list[float] | None = None) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-def _split_into_folders(files: list[Path], where: Path, parts: int) -> list[Path]:
-    """``parts`` folders under ``where`` holding equal shares of ``files`` (symlinks), one per sender."""
+def _shares(files: list[Path], parts: int) -> list[list[Path]]:
+    """``files`` cut into ``parts`` equal shares, in order: one per parallel sender."""
     n = len(files)
+    return [files[k * n // parts : (k + 1) * n // parts] for k in range(parts)]
+
+
+def _split_into_folders(files: list[Path], where: Path, parts: int) -> list[Path]:
+    """``parts`` folders under ``where`` holding the :func:`_shares` of ``files`` (symlinks), one per sender."""
     folders = []
-    for k in range(parts):
+    for k, share in enumerate(_shares(files, parts)):
         d = where / f"part{k}"
         d.mkdir()
-        for f in files[k * n // parts : (k + 1) * n // parts]:
+        for f in share:
             os.symlink(f.resolve(), d / f.name)
         folders.append(d)
     return folders
@@ -340,7 +345,7 @@ def test_parallel_associations(benchmark, corpus, tmp_path, receiver, sender):
     from ferrodicom.services.storage import store
 
     files = sorted(corpus["ct"].iterdir())
-    chunks = [files[k * 50 : (k + 1) * 50] for k in range(8)]
+    chunks = _shares(files, 8)
     parts = _split_into_folders(files, tmp_path, 8)
     rx = Receiver(receiver, tmp_path / "out", corpus["ct"])
     cpu: list[float] = []
