@@ -1,164 +1,26 @@
-"""Storage service class (PS3.4 Annex B): C-STORE SCP into the archive, and C-STORE SCU.
+"""Storage SCU (PS3.4 Annex B): :func:`store` sends files, folders (recursively) and pydicom datasets.
 
-SCP: the Rust data path streams each data set into ``<archive>/.incoming/*.part`` (converting the
-transfer syntax if asked, extracting the index keys while streaming, fsyncing), then calls
-:func:`StorageSCP.store` once; that call hands the file to the archive, which moves it into place,
-commits the index row and returns the status sent in the C-STORE-RSP.
-
-SCU: :func:`store` sends files, folders (recursively) and pydicom datasets; presentation contexts are
-built from what is sent (each SOP class offered once with all the transfer syntaxes needed, plus
-the uncompressed ones the codec can convert to), at most 128 per association, opening further
-associations when needed. Failure statuses follow eNTEGRA's documented policy (seed 000 L420-430):
-Refused (A7xx) terminates the association and the job; any other failure counts that instance as
-failed and continues with the remaining ones on a new association.
+Presentation contexts are built from what is sent (each SOP class offered once with all the transfer
+syntaxes needed, plus the uncompressed ones the codec can convert to), at most 128 per association, opening
+further associations when needed. Failure statuses follow eNTEGRA's documented policy (seed 000 L420-430):
+Refused (A7xx) terminates the association and the job; any other failure counts that instance as failed and
+continues with the remaining ones on a new association.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from ferrodicom import _core
 from ferrodicom.ae import AE
 from ferrodicom.status import Status
-from ferrodicom.uids import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
-    UNCOMPRESSED,
-)
-
-log = logging.getLogger("ferrodicom.storage")
-
-#: Transfer syntaxes the storage SCP accepts: the uncompressed four, and the compressed ones the seeds
-#: use (stored exactly as received; we do not transcode codecs): RLE, JPEG baseline/extended/lossless,
-#: JPEG-LS, JPEG 2000 (PS3.5 §10, Annex A.4; seed 003's PACS-IW table).
-STORAGE_TRANSFER_SYNTAXES = UNCOMPRESSED + [
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, First-Order Prediction (Process 14 SV1)
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless Only
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-]
-
-#: The seeds' private storage SOP classes (see profiles/data/systems.json for the lines they come from).
-PRIVATE_STORAGE_CLASSES = {
-    "1.2.840.113619.4.27": "GE eNTEGRA/Xeleris Protocol Data Object Storage (seed 000 L272, 002 L483)",
-    "1.2.840.113619.4.26": "GE Private 3D Model Storage (seed 003 L1403)",
-    "1.2.840.113619.4.17": "GE Xeleris/DaTQUANT Series Data Object (seed 004 L727; named as an SDO class)",
-}
-
-
-def storage_sop_classes() -> list[str]:
-    """Every storage SOP class pydicom knows (PS3.6 Annex A) plus the seeds' private ones."""
-    from pydicom._uid_dict import UID_dictionary
-
-    classes = [
-        uid
-        for uid, (name, kind, *_rest) in UID_dictionary.items()
-        if kind == "SOP Class" and "Storage" in name and "Commitment" not in name and "Retrieve" not in name
-    ]
-    return sorted(set(classes)) + list(PRIVATE_STORAGE_CLASSES)
-
-
-def index_tags() -> list[tuple[int, str]]:
-    """(tag, keyword) of the top-level attributes the Rust data path extracts for the archive's index."""
-    from ferrodicom.archive import INDEX_KEYWORDS
-
-    return [(int(tag_for_keyword(k)), k) for k in INDEX_KEYWORDS]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# SCP
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class StorageSCP:
-    """Connects the Rust C-STORE data path to an :class:`ferrodicom.archive.Archive`."""
-
-    def __init__(self, archive: Any, on_stored: Optional[Callable[[Any, int], None]] = None) -> None:
-        self.archive = archive
-        self.on_stored = on_stored
-
-    def prepare(self, info: dict, ctx: tuple[int, str, str], command: _core.Command, keys: dict) -> Any:
-        """Called mid-stream once the data set's index keys are known (the Pixel Data is usually still
-        arriving): ``(final path | None to discard, early reply | None, state)``; the state comes back
-        to :meth:`store` as ``received["prepared"]``. The early reply is sent as soon as the file is in
-        place, before it is indexed: with durability none as DCMTK's storescp answers once its file is
-        written; with full only if a journal record made the file durable (else :meth:`store` answers)."""
-        from ferrodicom.archive import Plan
-
-        plan = self.archive.prepare(command.affected_sop_class_uid or "", command.affected_sop_instance_uid or "", keys)
-        if not isinstance(plan, Plan):
-            return (None, None, plan)
-        early = self.archive.early_status(plan)
-        return (plan.final, None if early is None else _reply(*early), plan)
-
-    def store(self, info: dict, ctx: tuple[int, str, str], command: _core.Command, received: dict) -> Any:
-        """Called once per C-STORE, after the data set is on disk (or failed): returns the response
-        (not sent if :meth:`prepare` gave an early reply)."""
-        from ferrodicom.archive import Plan, StoredInstance
-
-        plan = received.get("prepared")
-        failure = received["failure"]
-        if failure is not None:
-            if isinstance(plan, Plan):
-                self.archive.abandon(plan, failed=True)
-            status, comment = failure
-            log.warning("C-STORE %s from %s failed: %s", command.affected_sop_instance_uid, info["calling_ae"], comment)
-            return _reply(status, comment)
-        if received.get("discarded"):
-            return _reply(*plan)  # prepare's decision: not kept (a refusal, or keep-first)
-        placed = received.get("placed")
-        inst = StoredInstance(
-            part_path=placed or received["path"],
-            size=received["size"],
-            sop_class_uid=command.affected_sop_class_uid or "",
-            sop_instance_uid=command.affected_sop_instance_uid or "",
-            transfer_syntax_uid=received["transfer_syntax"],
-            calling_ae=info["calling_ae"],
-            called_ae=info["called_ae"],
-            keys=received["keys"],
-            journal_seq=received.get("journal_seq"),
-        )
-        if isinstance(plan, Plan):
-            if placed:
-                status, comment = self.archive.complete(plan, inst)
-            else:  # the keys changed after prepare (elements out of order): start again
-                self.archive.abandon(plan)
-                status, comment = self.archive.ingest(inst)
-        else:
-            status, comment = self.archive.ingest(inst)
-        if self.on_stored is not None:
-            self.on_stored(inst, status)
-        return _reply(status, comment)
-
-
-def _reply(status: int, comment: Optional[str]) -> Any:
-    """A handler reply: the status, with an Error Comment (0000,0902) when there is one."""
-    return (status, None, {0x0902: comment[:64]}) if comment else status
-
-
-def add_storage_contexts(ae: AE, transfer_syntaxes: Optional[list[str]] = None) -> None:
-    """Makes ``ae`` accept every storage SOP class in the given (default: all the seeds') transfer syntaxes."""
-    for uid in storage_sop_classes():
-        ae.add_supported_context(uid, transfer_syntaxes or STORAGE_TRANSFER_SYNTAXES)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# SCU
-# ---------------------------------------------------------------------------------------------------------------
+from ferrodicom.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
 
 Source = Union[str, os.PathLike, Dataset]
 
