@@ -102,13 +102,13 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
 def archive_node(tmp_path: Path) -> Iterator[tuple]:
     """An in-process Verification + Storage SCP ("FERRO") into a fresh archive (durability full)."""
     from ferrodicom import Archive
-    from ferrodicom.services.storage import StorageSCP, add_storage_contexts
+    from ferrodicom.services.storage import StorageSCP
 
     archive = Archive(tmp_path / "archive", durability="full")
     ae = AE("FERRO")
     ae.add_supported_context(VERIFICATION)
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     assert server is not None
     yield server, archive
     server.shutdown()

@@ -18,7 +18,8 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import build_context
 
 import ferrodicom
-from ferrodicom import AE, evt, pdu
+from ferrodicom import AE, Archive, evt, pdu
+from ferrodicom.services.storage import StorageSCP
 from ferrodicom.uids import IMPLICIT_VR_LE, VERIFICATION
 
 
@@ -278,7 +279,7 @@ def test_python_pdu_decode_errors_name_the_offset():
     assert ei.value.offset == 2 and "exceeds" in str(ei.value)
 
 
-def test_a_server_with_an_invalid_configuration_refuses_to_start():
+def test_a_server_with_an_invalid_configuration_refuses_to_start(tmp_path):
     """Checked once at start (AcceptorConfig::validate), not by rejecting every association later."""
     from ferrodicom._core import DicomError
 
@@ -289,4 +290,4 @@ def test_a_server_with_an_invalid_configuration_refuses_to_start():
         ae.start_server(("127.0.0.1", 0), block=False)
     ae.maximum_pdu_size = 16384
     with pytest.raises(ValueError, match="not an uncompressed transfer syntax"):
-        ae.start_server(("127.0.0.1", 0), block=False, store_transfer_syntax="1.2.840.10008.1.2.4.50")
+        StorageSCP(Archive(tmp_path / "archive", durability="none"), store_transfer_syntax="1.2.840.10008.1.2.4.50")

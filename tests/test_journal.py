@@ -15,13 +15,13 @@ from test_storage import make_instance
 
 from conftest import free_port, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive
-from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+from ferrodicom.services.storage import StorageSCP, store
 
 
 def _serve(archive: Archive):
     ae = AE("FERRO")
-    add_storage_contexts(ae)
-    return ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    return ae.start_server(("127.0.0.1", 0), block=False)
 
 
 def test_small_instances_are_acknowledged_through_the_journal_and_large_ones_fsynced(tmp_path):
@@ -65,8 +65,8 @@ SERVER = textwrap.dedent(
     archive = Archive(sys.argv[1], journal=32 << 20, journal_checkpoint=3600.0, duplicates=sys.argv[3])
     archive.journal.wait_ready(30)
     ae = AE("FERRO")
-    add_storage_contexts(ae)
-    ae.start_server(("127.0.0.1", int(sys.argv[2])), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    ae.start_server(("127.0.0.1", int(sys.argv[2])), block=False)
     while True:
         time.sleep(1)
     """

@@ -30,7 +30,7 @@ from pynetdicom import evt as pyn_evt
 from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
 from ferrodicom import AE
 from ferrodicom.archive import Archive
-from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+from ferrodicom.services.storage import StorageSCP, store
 
 # pydicom's own files (data we did not write): uncompressed LE/BE pairs and compressed ones.
 SAMPLES = [
@@ -237,8 +237,8 @@ def test_large_instances_with_full_durability_are_written_directly_and_read_back
     checked)."""
     archive = Archive(tmp_path / "archive", durability="full")
     ae = AE("FERRO")
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         sent = []
         # 8,192 bytes a frame: 512 frames end the pixel data just past 4 MiB, 640 at 5 MiB plus the header,
@@ -267,10 +267,8 @@ def test_large_instances_with_full_durability_are_written_directly_and_read_back
 def test_storage_syntax_conversion_on_the_fly(tmp_path):
     archive = Archive(tmp_path / "archive", durability="none")
     ae = AE("FERRO")
-    add_storage_contexts(ae)
-    server = ae.start_server(
-        ("127.0.0.1", 0), block=False, storage=StorageSCP(archive), store_transfer_syntax=ExplicitVRLittleEndian
-    )
+    ae.add_service(StorageSCP(archive, store_transfer_syntax=ExplicitVRLittleEndian))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         src = tmp_path / "be.dcm"
         make_instance(src, ts=ExplicitVRBigEndian, frames=3, sop=NuclearMedicineImageStorage)
@@ -666,20 +664,20 @@ def test_seed_private_sop_classes_are_stored(tmp_path, archive_node, sop):
 
 
 class _RecordingSCP(StorageSCP):
-    """A StorageSCP that keeps what the data path handed to ``prepare`` and ``store``."""
+    """A StorageSCP that keeps what the data path handed to ``prepare`` and ``stored``."""
 
     def __init__(self, archive: Archive) -> None:
         super().__init__(archive)
         self.prepared: list[dict] = []
-        self.received: list[dict] = []
+        self.received: list = []
 
-    def prepare(self, info, ctx, command, keys):
+    def prepare(self, request, keys):
         self.prepared.append(dict(keys))
-        return super().prepare(info, ctx, command, keys)
+        return super().prepare(request, keys)
 
-    def store(self, info, ctx, command, received):
-        self.received.append(dict(received))
-        return super().store(info, ctx, command, received)
+    def stored(self, request, received, plan):
+        self.received.append(received)
+        return super().stored(request, received, plan)
 
 
 @pytest.mark.parametrize("durability", ["full", "none"])
@@ -692,9 +690,9 @@ def test_placed_mid_stream_and_duplicates_over_the_network(tmp_path, durability,
     has arrived); the file is renamed there by the data path. Duplicates follow the policy either way."""
     archive = Archive(tmp_path / "arc", durability=durability, duplicates=policy)
     ae = AE("FERRO")
-    add_storage_contexts(ae)
     scp = _RecordingSCP(archive)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=scp)
+    ae.add_service(scp)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         first = tmp_path / "a.dcm"
         make_instance(first)
@@ -711,9 +709,9 @@ def test_placed_mid_stream_and_duplicates_over_the_network(tmp_path, durability,
         assert_same(first if kept == "Test^Storage" else second, archive.root / rows[0]["path"])
         # Both were decided mid-stream: keys known, the first placed by the data path, no .part left.
         assert [p["SOPInstanceUID"] for p in scp.prepared] == [str(ds.SOPInstanceUID)] * 2
-        assert scp.received[0]["placed"] == str(archive.root / rows[0]["path"])
-        assert scp.received[0]["path"] is None
-        assert scp.received[1]["discarded"] is (policy != "replace")
+        assert scp.received[0].placed == str(archive.root / rows[0]["path"])
+        assert scp.received[0].path is None
+        assert scp.received[1].discarded is (policy != "replace")
         assert [p for p in archive.incoming_dir.iterdir() if p.stat().st_size > 0] == []
     finally:
         server.shutdown()

@@ -23,7 +23,7 @@ from test_storage import assert_same, make_instance
 
 from conftest import ferrodicom_cli, free_port, small_ext4, small_tmpfs, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
-from ferrodicom.services.storage import StorageSCP, add_storage_contexts, store
+from ferrodicom.services.storage import StorageSCP, store
 
 
 def leftovers(archive: Archive) -> list[Path]:
@@ -153,8 +153,8 @@ def test_a_silent_peer_is_aborted_after_the_network_timeout(tmp_path):
     ae = AE("FERRO")
     ae.maximum_associations = 1
     ae.network_timeout = 0.5
-    add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
         cut = inside_pixel_data(data)
@@ -191,8 +191,8 @@ def test_disk_full_gives_out_of_resources_and_no_partial_file(tmp_path):
     with small_tmpfs(tmp_path / "small", "3m") as mnt:
         archive = Archive(mnt / "archive", durability="full")
         ae = AE("FERRO")
-        add_storage_contexts(ae)
-        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        ae.add_service(StorageSCP(archive))
+        server = ae.start_server(("127.0.0.1", 0), block=False)
         try:
             small, big = tmp_path / "small.dcm", tmp_path / "big.dcm"
             make_instance(small)
@@ -217,8 +217,8 @@ def test_disk_full_during_direct_writes_gives_out_of_resources_and_no_partial_fi
     with small_ext4(tmp_path / "small", 48) as mnt:
         archive = Archive(mnt / "archive", durability="full")  # no journal here: it needs 256 MiB free
         ae = AE("FERRO")
-        add_storage_contexts(ae)
-        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        ae.add_service(StorageSCP(archive))
+        server = ae.start_server(("127.0.0.1", 0), block=False)
         big, small = tmp_path / "big.dcm", tmp_path / "small.dcm"
         make_instance(big, frames=2000)  # ~16.4 MB
         make_instance(small, frames=4)
@@ -255,8 +255,8 @@ def test_disk_full_when_a_journaled_instance_reaches_its_file(tmp_path):
         archive = Archive(root, durability="full", journal=3 << 20, journal_record=1 << 20)
         assert archive.journal is not None and archive.journal.wait_ready(30)
         ae = AE("FERRO")
-        add_storage_contexts(ae)
-        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        ae.add_service(StorageSCP(archive))
+        server = ae.start_server(("127.0.0.1", 0), block=False)
         refused, kept = tmp_path / "refused.dcm", tmp_path / "kept.dcm"
         refused_uid = make_instance(refused, frames=60).SOPInstanceUID  # ~490 KB: fits one slot
         kept_uid = make_instance(kept, frames=60).SOPInstanceUID

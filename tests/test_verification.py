@@ -74,8 +74,9 @@ def test_pynetdicom_scu_to_ferrodicom_scp(max_pdu, n_contexts):
     seen = []
 
     def on_echo(event):
-        results = sorted(c.result for c in event.assoc.contexts)
-        seen.append((event.assoc.calling_ae, event.assoc.peer_max_pdu, len(event.assoc.contexts), results))
+        info = event.assoc.info
+        results = sorted(c.result for c in info.contexts)
+        seen.append((event.assoc.requestor.ae_title, event.assoc.requestor.maximum_length, len(info.contexts), results))
         return 0x0000
 
     ae = AE("FERRO-SCP")
@@ -120,7 +121,7 @@ def test_ferrodicom_scu_to_pynetdicom_scp(max_pdu, port):
         ae.add_requested_context(VERIFICATION)
         with ae.associate("127.0.0.1", port, ae_title="PYNSCP", max_pdu=max_pdu) as assoc:
             assert assoc.is_established
-            assert assoc.acceptor.peer_implementation_class_uid  # pynetdicom's own UID
+            assert assoc.acceptor.implementation_class_uid  # pynetdicom's own UID
             statuses = [assoc.send_c_echo() for _ in range(3)]
         assert assoc.is_released
     finally:

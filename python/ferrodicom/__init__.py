@@ -8,16 +8,19 @@ from ferrodicom import dictionaries as dictionaries  # registers the private dic
 from ferrodicom import events as evt
 from ferrodicom import nm as nm  # NM volumes (PS3.3 C.8.4.8)
 from ferrodicom._core import (
+    AssociationAborted,
     AssociationError,
+    AssociationRejected,
     CodecError,
     DicomError,
     DicomTimeout,
     DimseError,
+    DimseTimeout,
     NmError,
     PduError,
 )
 from ferrodicom._core import __version__ as __version__
-from ferrodicom.ae import AE
+from ferrodicom.ae import AE, build_role
 from ferrodicom.archive import Archive, ArchiveError
 from ferrodicom.association import Association
 from ferrodicom.status import Status
@@ -28,14 +31,18 @@ __all__ = [
     "Archive",
     "ArchiveError",
     "Association",
+    "AssociationAborted",
     "AssociationError",
+    "AssociationRejected",
     "CodecError",
     "DicomError",
     "DicomTimeout",
     "DimseError",
+    "DimseTimeout",
     "NmError",
     "PduError",
     "Status",
+    "build_role",
     "evt",
     "extract",
     "from_pydicom",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 #: General status codes (PS3.7 C.1–C.5) and common service codes (PS3.4 B.2.3, C.4).
 MEANINGS: dict[int, str] = {
     0x0000: "Success",
@@ -70,14 +72,32 @@ class Status(int):
     """A DIMSE status: an ``int`` that also knows its category and meaning.
 
     ``status.Status`` is the value itself, so code written for pynetdicom's response datasets
-    (``rsp.Status == 0x0000``) works unchanged.
+    (``rsp.Status == 0x0000``) works unchanged; the response's other command elements are attributes too
+    (``status.ErrorComment``, ``status.NumberOfCompletedSuboperations``: None when absent).
     """
 
-    __slots__ = ()
+    def __new__(cls, value: int, command: Any = None) -> Status:
+        obj = super().__new__(cls, value)
+        obj._command = command
+        return obj
 
     @property
     def Status(self) -> int:  # noqa: N802 - pynetdicom/pydicom attribute name
         return int(self)
+
+    @property
+    def command(self) -> Any:
+        """The response's command set (a ``ferrodicom._core.Command``), when the status came in one."""
+        return self._command
+
+    def __getattr__(self, keyword: str) -> Any:
+        if keyword.startswith("_") or not keyword[:1].isupper():
+            raise AttributeError(keyword)
+        return None if self._command is None else getattr(self._command, keyword)
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        value = getattr(self, keyword, None)
+        return default if value is None else value
 
     @property
     def category(self) -> str:
@@ -90,6 +110,9 @@ class Status(int):
     @property
     def is_success(self) -> bool:
         return int(self) == 0
+
+    def __reduce__(self) -> Any:
+        return (Status, (int(self),))
 
     def __repr__(self) -> str:
         return f"Status(0x{int(self):04X} {self.meaning})"

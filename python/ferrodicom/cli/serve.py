@@ -74,7 +74,7 @@ def command(
     from ferrodicom import evt
     from ferrodicom.ae import AE
     from ferrodicom.archive import Archive
-    from ferrodicom.services.storage import StorageSCP, add_storage_contexts
+    from ferrodicom.services.storage import StorageSCP
     from ferrodicom.uids import VERIFICATION
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
@@ -90,7 +90,6 @@ def command(
     ae.require_called_aet = require_called_aet
     ae.network_timeout = network_timeout or None
     ae.add_supported_context(VERIFICATION)
-    add_storage_contexts(ae)
 
     def on_assoc(event: evt.Event) -> None:
         a = event.assoc
@@ -100,14 +99,8 @@ def command(
         log.info("stored %s from %s: 0x%04X", inst.sop_instance_uid, inst.calling_ae, status)
 
     handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED, evt.EVT_REJECTED)]
-    storage = StorageSCP(archive, on_stored if verbose else None)
-    server = ae.start_server(
-        (host, port),
-        block=False,
-        evt_handlers=handlers if verbose else [],
-        storage=storage,
-        store_transfer_syntax=storage_syntax,
-    )
+    ae.add_service(StorageSCP(archive, on_stored if verbose else None, store_transfer_syntax=storage_syntax))
+    server = ae.start_server((host, port), block=False, evt_handlers=handlers if verbose else [])
     assert server is not None
     click.echo(
         f"ferrodicom serving {aet} on {server.address[0]}:{server.port}, archive {archive_dir} "

@@ -624,7 +624,7 @@ impl Slot {
         if self.flushed - self.kicked >= KICK_STEP {
             // Start the disk write of what arrived so far: the commit's fdatasync then waits
             // for the last bytes only.
-            crate::storage::start_writeback(
+            crate::writeback::start_writeback(
                 &self.file,
                 self.base + BLOCK + self.kicked,
                 self.flushed - self.kicked,
@@ -980,7 +980,7 @@ impl Inner {
         loop {
             if let Some(f) = q.0.pop() {
                 drop(q);
-                crate::storage::start_writeback(&f, 0, 0);
+                crate::writeback::start_writeback(&f, 0, 0);
                 self.written_out
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

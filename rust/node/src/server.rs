@@ -1,9 +1,9 @@
 //! The SCP: accept loop, one thread per association (threads are kept for reuse a few seconds
-//! after their association ends), negotiation against a fixed configuration,
-//! and dispatch of DIMSE requests to a [`Handler`] (PS3.7 §9–10). C-ECHO is answered here unless
-//! the handler routes it; C-STORE data sets stream to disk through [`crate::storage`].
-use crate::storage::{receive_to_file, Prepared, Received, StorageConfig};
-use codec::Tag;
+//! after their association ends), negotiation against a fixed configuration plus the
+//! application's [`Hooks`] once per association, then the association served as a [`Link`]
+//! whose requests go to the node's [`Services`] (PS3.7 §9–10).
+use crate::link::{Dispatch, Link, LinkLimits, Outcome};
+use crate::services::Services;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,55 +11,33 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use ul::dimse::{self, command_field, command_vr, CommandVr};
-use ul::negotiate::{reject, AcceptorConfig};
+use ul::negotiate::{reject, AcceptorConfig, Decision};
 use ul::pdu::{AssociateRj, AssociateRq};
-use ul::{AssocError, Association, Command, Incoming, Negotiated, NegotiatedContext, Timeouts};
+use ul::{AssocError, Association, Timeouts};
 
-/// A value for an extra response command field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldValue {
-    Int(u32),
-    Str(String),
-    Tags(Vec<u32>),
-}
-
-/// One DIMSE response: status, optional data set, extra command fields (e.g. Error Comment).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Reply {
-    pub status: u16,
-    pub data: Option<Vec<u8>>,
-    pub fields: Vec<(u16, FieldValue)>,
-}
-
-impl Reply {
-    pub fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            ..Default::default()
-        }
+/// What the application does around associations (the Python bindings implement it; every
+/// method has a default that does nothing).
+pub trait Hooks: Send + Sync + 'static {
+    /// Asked once per association request, before it is answered: reject it (access control,
+    /// user identity), or decide what this association's answer carries beyond the fixed
+    /// configuration (user identity server response, extended negotiation replies).
+    fn negotiate(
+        &self,
+        _rq: &AssociateRq,
+        _peer: Option<SocketAddr>,
+    ) -> Result<Decision, AssociateRj> {
+        Ok(Decision::default())
     }
-    pub fn with_comment(status: u16, comment: &str) -> Reply {
-        // Error Comment is LO: at most 64 characters (PS3.7 C.4.2.1.1? general; PS3.5 §6.2).
-        let comment: String = comment.chars().take(64).collect();
-        Reply {
-            status,
-            data: None,
-            fields: vec![(dimse::tag::ERROR_COMMENT, FieldValue::Str(comment))],
-        }
+    /// An association was established; `link` serves it from now on.
+    fn established(&self, _link: &Arc<Link>) {}
+    /// An association request was rejected (`why` says by what).
+    fn rejected(&self, _rq: &AssociateRq, _peer: Option<SocketAddr>, _rj: AssociateRj, _why: &str) {
     }
-}
-
-/// What the server does with requests; implemented by the Python bindings.
-pub trait Handler: Send + Sync + 'static {
-    /// Called when an association is established; the session lives as long as it does.
-    fn open(&self, negotiated: &Negotiated, peer: Option<SocketAddr>) -> Box<dyn Session>;
-    /// Called when an association request was rejected.
-    fn rejected(&self, _rq: &AssociateRq, _rj: AssociateRj) {}
-    /// True if requests with this Command Field go to [`Session::request`].
-    fn routes(&self, field: u16) -> bool;
-    /// Where C-STORE data sets go, if this node stores.
-    fn storage(&self) -> Option<&StorageConfig>;
+    /// A connection ended before an association request could be answered (nothing arrived,
+    /// a malformed PDU, another PDU than A-ASSOCIATE-RQ).
+    fn refused(&self, _peer: Option<SocketAddr>, _error: &AssocError) {}
+    /// The association ended.
+    fn closed(&self, _link: &Arc<Link>, _outcome: Outcome) {}
     /// Runs one association's whole life on its thread; a binding may set up per-thread state
     /// around it (the Python bindings keep one interpreter thread state per association).
     fn run_association(&self, serve: &mut (dyn FnMut() + Send)) {
@@ -67,34 +45,9 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Per-association callbacks.
-pub trait Session: Send {
-    /// A request with its (small, in-memory) data set; returns one or more responses.
-    fn request(
-        &mut self,
-        ctx: &NegotiatedContext,
-        command: Command,
-        data: Option<Vec<u8>>,
-    ) -> Vec<Reply>;
-    /// Mid-stream, once a C-STORE's index keys are known: where its file goes (see
-    /// [`Prepared`]). The default decides nothing until [`Session::stored`].
-    fn prepare_store(
-        &mut self,
-        _ctx: &NegotiatedContext,
-        _command: &Command,
-        _keys: &[(Tag, String)],
-    ) -> Prepared {
-        Prepared::Later
-    }
-    /// The association ended in the middle of a C-STORE's data set (nothing was kept): lets a
-    /// session release what [`Session::prepare_store`] reserved.
-    fn store_aborted(&mut self, _ctx: &NegotiatedContext, _command: &Command) {}
-    /// A C-STORE whose data set was streamed to disk (or failed); returns the response. After an
-    /// early reply (`received.early`, already sent) the returned reply is not sent.
-    fn stored(&mut self, ctx: &NegotiatedContext, command: &Command, received: Received) -> Reply;
-    /// The association ended: "released" or "aborted".
-    fn close(&mut self, outcome: &'static str);
-}
+/// [`Hooks`] that do nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
 
 /// Server settings handed down once.
 #[derive(Clone)]
@@ -102,13 +55,14 @@ pub struct ServerConfig {
     pub acceptor: AcceptorConfig,
     pub timeouts: Timeouts,
     pub max_associations: usize,
-    /// Largest data set (other than C-STORE's, which streams) read into memory for a handler.
-    pub max_data_set: usize,
+    /// Limits of each association (DIMSE timeout, data sets read into memory, queued requests).
+    pub limits: LinkLimits,
 }
 
 struct Shared {
     config: ServerConfig,
-    handler: Arc<dyn Handler>,
+    services: Arc<Services>,
+    hooks: Arc<dyn Hooks>,
     /// Connections accepted and not yet finished with (their thread not yet free again).
     active: AtomicUsize,
     /// Associations counted against `max_associations`: from the A-ASSOCIATE-RQ until the
@@ -116,7 +70,8 @@ struct Shared {
     associations: AtomicUsize,
     total: AtomicU64,
     stop: AtomicBool,
-    aborts: Mutex<HashMap<u64, ul::AbortHandle>>,
+    /// The established associations, aborted at shutdown.
+    links: Mutex<HashMap<u64, Arc<Link>>>,
     workers: Workers,
 }
 
@@ -160,7 +115,8 @@ impl Server {
     pub fn bind(
         addr: (&str, u16),
         config: ServerConfig,
-        handler: Arc<dyn Handler>,
+        services: Arc<Services>,
+        hooks: Arc<dyn Hooks>,
     ) -> std::io::Result<Server> {
         // Checked once here; each association re-checks only the sizes (cheap).
         config
@@ -171,12 +127,13 @@ impl Server {
         let local = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
-            handler,
+            services,
+            hooks,
             active: AtomicUsize::new(0),
             associations: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            aborts: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
             workers: Workers::default(),
         });
         Ok(Server {
@@ -242,10 +199,12 @@ impl Server {
         }
         drop(q);
         self.shared.workers.cv.notify_all();
-        if let Ok(m) = self.shared.aborts.lock() {
-            for h in m.values() {
-                h.abort();
-            }
+        let links: Vec<Arc<Link>> = match self.shared.links.lock() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for link in links {
+            link.abort();
         }
         for _ in 0..500 {
             if self.shared.active.load(Ordering::SeqCst) == 0 {
@@ -314,149 +273,85 @@ fn association_thread(shared: Arc<Shared>) {
         let Some((stream, conn_id)) = next else {
             return;
         };
-        let handler = Arc::clone(&shared.handler);
+        let hooks = Arc::clone(&shared.hooks);
         let mut job = Some((shared.clone(), stream));
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            handler.run_association(&mut || {
+            hooks.run_association(&mut || {
                 if let Some((sh, stream)) = job.take() {
                     serve_association(sh, stream, conn_id)
                 }
             })
         }));
-        if let Ok(mut m) = shared.aborts.lock() {
+        if let Ok(mut m) = shared.links.lock() {
             m.remove(&conn_id);
         }
         served = true;
     }
 }
 
-fn apply_fields(rsp: &mut Command, fields: &[(u16, FieldValue)]) {
-    for (el, v) in fields {
-        match v {
-            FieldValue::Int(i) if command_vr(*el) == CommandVr::US => rsp.set_us(*el, *i as u16),
-            FieldValue::Int(i) => rsp.set_raw(*el, i.to_le_bytes().to_vec()),
-            FieldValue::Str(s) => rsp.set_str(*el, s),
-            FieldValue::Tags(t) => rsp.set_tags(*el, t),
-        }
-    }
-}
-
 fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
     let cfg = &shared.config;
+    let peer = stream.peer_addr().ok();
     let (mut assoc, rq) = match Association::accept_transport(stream, cfg.timeouts) {
         Ok(x) => x,
-        Err(_) => return,
+        Err(e) => {
+            shared.hooks.refused(peer, &e);
+            return;
+        }
     };
     let Some(slot) = LimitSlot::take(&shared) else {
         if assoc.reject(reject::LOCAL_LIMIT_EXCEEDED).is_ok() {
-            shared.handler.rejected(&rq, reject::LOCAL_LIMIT_EXCEEDED);
+            let why = format!("{} associations open already", cfg.max_associations);
+            shared
+                .hooks
+                .rejected(&rq, peer, reject::LOCAL_LIMIT_EXCEEDED, &why);
         }
         return;
     };
     let on_release = Arc::clone(&slot);
     assoc.before_release_response(move || on_release.give_back());
-    if let Err(AssocError::Rejected(rj)) = assoc.respond(&cfg.acceptor, &rq) {
-        shared.handler.rejected(&rq, rj);
-        return;
+    let decision = match shared.hooks.negotiate(&rq, peer) {
+        Ok(d) => d,
+        Err(rj) => {
+            if assoc.reject(rj).is_ok() {
+                shared
+                    .hooks
+                    .rejected(&rq, peer, rj, "refused by the node's access control");
+            }
+            return;
+        }
+    };
+    match assoc.respond_with(&cfg.acceptor, &rq, &decision) {
+        Ok(()) => {}
+        Err(AssocError::Rejected(rj)) => {
+            shared
+                .hooks
+                .rejected(&rq, peer, rj, ul::assoc::reject_meaning(&rj));
+            return;
+        }
+        Err(e) => {
+            shared.hooks.refused(peer, &e);
+            return;
+        }
     }
     if !assoc.is_established() {
         return;
     }
-    if let Ok(h) = assoc.abort_handle() {
-        if let Ok(mut m) = shared.aborts.lock() {
-            m.insert(conn_id, h);
-        }
-    }
-    let calling_ae = assoc.negotiated().calling_ae.clone();
-    let mut session = shared.handler.open(assoc.negotiated(), assoc.peer_addr());
-    let storage = shared.handler.storage();
-    let outcome = loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            let _ = assoc.abort(0);
-            break "aborted";
-        }
-        let (ctx_id, command) = match assoc.receive(cfg.timeouts.dimse) {
-            Ok(Incoming::Command {
-                context_id,
-                command,
-            }) => (context_id, command),
-            Ok(Incoming::Released) => break "released",
-            Ok(Incoming::Aborted(_)) | Err(_) => break "aborted",
-        };
-        let Some(field) = command.command_field() else {
-            break "aborted";
-        };
-        let Some(ctx) = assoc.negotiated().context(ctx_id).cloned() else {
-            break "aborted";
-        };
-        if !command.is_request() || field == command_field::C_CANCEL_RQ {
-            // A response we never asked for, or a cancel with nothing to cancel: ignore it.
-            continue;
-        }
-        let store_here = if field == command_field::C_STORE_RQ && command.has_data_set() {
-            storage
-        } else {
-            None
-        };
-        let replies = if let Some(store) = store_here {
-            let received = receive_to_file(
-                &mut assoc,
-                &command,
-                &ctx,
-                &calling_ae,
-                store,
-                &mut |keys| session.prepare_store(&ctx, &command, keys),
-            );
-            match received {
-                Ok(mut received) => match received.early.take() {
-                    Some(early) => {
-                        // The file is in place and the service answered early: respond now, then
-                        // let the session finish (index) while the peer reads the response.
-                        let sent = send_reply(&mut assoc, ctx_id, &command, &early);
-                        session.stored(&ctx, &command, received);
-                        if sent.is_err() {
-                            break "aborted";
-                        }
-                        Vec::new()
-                    }
-                    None => vec![session.stored(&ctx, &command, received)],
-                },
-                Err(_) => {
-                    session.store_aborted(&ctx, &command);
-                    break "aborted";
-                }
-            }
-        } else if shared.handler.routes(field) {
-            let data = if command.has_data_set() {
-                match assoc.read_data_set_to_vec(cfg.max_data_set) {
-                    Ok(d) => Some(d),
-                    Err(_) => break "aborted",
-                }
-            } else {
-                None
-            };
-            session.request(&ctx, command.clone(), data)
-        } else if field == command_field::C_ECHO_RQ {
-            vec![Reply::status(0x0000)]
-        } else if field == command_field::C_STORE_RQ {
-            // No storage configured for an accepted storage context: refused, out of resources.
-            vec![Reply::with_comment(
-                0xA700,
-                "this node does not store instances",
-            )]
-        } else {
-            // Unrecognized operation (PS3.7 C.4.1.1.3, general status 0211).
-            vec![Reply::status(0x0211)]
-        };
-        if replies
-            .iter()
-            .any(|reply| send_reply(&mut assoc, ctx_id, &command, reply).is_err())
-        {
-            break "aborted";
+    let services: Arc<dyn Dispatch> = shared.services.clone();
+    let link = match Link::new(assoc, services, cfg.limits) {
+        Ok(l) => l,
+        Err(e) => {
+            shared.hooks.refused(peer, &AssocError::Io(e));
+            return;
         }
     };
+    if let Ok(mut m) = shared.links.lock() {
+        m.insert(conn_id, Arc::clone(&link));
+    }
+    shared.hooks.established(&link);
+    let outcome = link.serve(&shared.stop, cfg.timeouts.dimse);
     slot.give_back();
-    session.close(outcome);
+    shared.hooks.closed(&link, outcome);
 }
 
 /// One place under `max_associations`, given back once: before the A-RELEASE-RP of a release
@@ -491,15 +386,4 @@ impl Drop for LimitSlot {
     fn drop(&mut self) {
         self.give_back();
     }
-}
-
-fn send_reply(
-    assoc: &mut Association,
-    ctx_id: u8,
-    command: &Command,
-    reply: &Reply,
-) -> Result<(), AssocError> {
-    let mut rsp = dimse::response_to(command, reply.status, reply.data.is_some());
-    apply_fields(&mut rsp, &reply.fields);
-    assoc.send_message(ctx_id, &rsp, reply.data.as_deref())
 }

@@ -1,15 +1,17 @@
 //! The SCP server loop and the streaming C-STORE data path, end to end over loopback, without Python:
-//! a Rust `Handler` records what the server hands it; a requestor sends Part 10 data.
+//! a Rust `StoreHandler` records what the storage service hands it; a requestor sends Part 10 data.
 use codec::part10::{write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Tag};
-use node::{Handler, Prepared, Received, Reply, Server, ServerConfig, Session, StorageConfig};
-use std::net::SocketAddr;
+use node::{
+    Hooks, Link, LinkLimits, Outcome, Prepared, Received, Reply, Server, ServerConfig, Services,
+    StorageConfig, StorageService, StoreHandler, StoreRequest, StoreState,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ul::negotiate::{reject, AcceptorConfig, ProposedContext, RequestorConfig, SupportedContext};
 use ul::pdu::Pdu;
-use ul::{AssocError, Association, Command, Negotiated, NegotiatedContext, Timeouts};
+use ul::{AssocError, Association, Command, Timeouts};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const ELE: &str = "1.2.840.10008.1.2.1";
@@ -95,85 +97,62 @@ struct Stored {
     failure: Option<(u16, String)>,
 }
 
-/// What the handler saw.
+/// What the handler and the hooks saw.
 #[derive(Default)]
 struct Seen {
     stored: Vec<Stored>,
-    /// (instance, keys) for each `prepare_store` call.
+    /// (instance, keys) for each `prepare` call.
     prepared: Vec<(String, Vec<(u32, String)>)>,
     events: Vec<&'static str>,
     /// The thread each association was served on.
     threads: Vec<std::thread::ThreadId>,
 }
 
+/// Instances "9.9.1.*" are placed early (with an early B007), "9.9.2.*" discarded; the rest
+/// are left to `stored`.
 struct TestHandler {
-    storage: StorageConfig,
-    /// Where `prepare_store` places "9.9.place" instances.
+    /// Where `prepare` places "9.9.1.*" instances.
     place_dir: PathBuf,
     seen: Arc<Mutex<Seen>>,
 }
 
-/// Instances "9.9.1.*" are placed early (with an early B007), "9.9.2.*" discarded; the rest
-/// are left to `stored`.
-struct TestSession(Arc<Mutex<Seen>>, PathBuf);
+fn instance_of(command: &Command) -> String {
+    command
+        .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
+        .unwrap_or_default()
+}
 
-impl Handler for TestHandler {
-    fn open(&self, _n: &Negotiated, _peer: Option<SocketAddr>) -> Box<dyn Session> {
+impl StoreHandler for TestHandler {
+    fn prepare(
+        &self,
+        rq: &StoreRequest<'_>,
+        keys: &[(Tag, String)],
+    ) -> (Prepared, Option<StoreState>) {
+        let inst = instance_of(rq.command);
+        let keys = keys.iter().map(|(t, v)| (t.0, v.clone())).collect();
         self.seen
             .lock()
             .unwrap()
-            .threads
-            .push(std::thread::current().id());
-        Box::new(TestSession(self.seen.clone(), self.place_dir.clone()))
-    }
-    fn routes(&self, _field: u16) -> bool {
-        false
-    }
-    fn storage(&self) -> Option<&StorageConfig> {
-        Some(&self.storage)
-    }
-}
-
-impl Session for TestSession {
-    fn request(
-        &mut self,
-        _ctx: &NegotiatedContext,
-        _c: Command,
-        _d: Option<Vec<u8>>,
-    ) -> Vec<Reply> {
-        vec![Reply::status(0x0211)]
-    }
-    fn prepare_store(
-        &mut self,
-        _ctx: &NegotiatedContext,
-        command: &Command,
-        keys: &[(Tag, String)],
-    ) -> Prepared {
-        let inst = command
-            .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
-            .unwrap_or_default();
-        let keys = keys.iter().map(|(t, v)| (t.0, v.clone())).collect();
-        self.0.lock().unwrap().prepared.push((inst.clone(), keys));
-        if inst.starts_with("9.9.1.") {
+            .prepared
+            .push((inst.clone(), keys));
+        let prepared = if inst.starts_with("9.9.1.") {
             Prepared::Place {
-                path: self.1.join(format!("{inst}.dcm")),
+                path: self.place_dir.join(format!("{inst}.dcm")),
                 early: Some(Reply::status(0xB007)),
             }
         } else if inst.starts_with("9.9.2.") {
             Prepared::Discard
         } else {
             Prepared::Later
-        }
+        };
+        (prepared, None)
     }
-    fn stored(&mut self, _ctx: &NegotiatedContext, command: &Command, r: Received) -> Reply {
+    fn stored(&self, rq: &StoreRequest<'_>, r: Received, _state: Option<StoreState>) -> Reply {
         let status = r.failure.as_ref().map(|f| f.0).unwrap_or(0);
         let status = if r.discarded { 0xA900 } else { status };
         let keys = r.keys.iter().map(|(t, v)| (t.0, v.clone())).collect();
-        let inst = command
-            .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID)
-            .unwrap_or_default();
-        self.0.lock().unwrap().stored.push(Stored {
-            instance: inst,
+        self.seen.lock().unwrap().stored.push(Stored {
+            instance: instance_of(rq.command),
             path: r.part_path,
             placed: r.placed,
             discarded: r.discarded,
@@ -183,8 +162,24 @@ impl Session for TestSession {
         });
         Reply::status(status)
     }
-    fn close(&mut self, outcome: &'static str) {
-        self.0.lock().unwrap().events.push(outcome);
+}
+
+/// Records on which thread each association was served and how it ended.
+struct TestHooks(Arc<Mutex<Seen>>);
+
+impl Hooks for TestHooks {
+    fn established(&self, _link: &Arc<Link>) {
+        self.0
+            .lock()
+            .unwrap()
+            .threads
+            .push(std::thread::current().id());
+    }
+    fn closed(&self, _link: &Arc<Link>, outcome: Outcome) {
+        self.0.lock().unwrap().events.push(match outcome {
+            Outcome::Released => "released",
+            Outcome::Aborted => "aborted",
+        });
     }
 }
 
@@ -220,20 +215,29 @@ fn start_with(
             node::PartPool::new(dir.to_path_buf(), 2).expect("part pool"),
         )),
     };
+    let mut services = Services::new();
+    services.add(
+        ul::dimse::command_field::C_STORE_RQ,
+        None,
+        Arc::new(StorageService::new(
+            storage,
+            Arc::new(TestHandler {
+                place_dir: dir.join("placed"),
+                seen: seen.clone(),
+            }),
+        )),
+    );
     let config = ServerConfig {
         acceptor,
         timeouts: Timeouts::default(),
         max_associations,
-        max_data_set: 1 << 20,
+        limits: LinkLimits::default(),
     };
     let server = Server::bind(
         ("127.0.0.1", 0),
         config,
-        Arc::new(TestHandler {
-            storage,
-            place_dir: dir.join("placed"),
-            seen: seen.clone(),
-        }),
+        Arc::new(services),
+        Arc::new(TestHooks(seen.clone())),
     )
     .unwrap();
     server.start().unwrap();
@@ -251,26 +255,29 @@ fn requestor(ts: &str, max_pdu: u32) -> RequestorConfig {
     cfg
 }
 
-fn connect(port: u16, ts: &str, max_pdu: u32) -> Association {
-    Association::request(
+/// A requestor's link (it serves nothing of the peer's).
+fn connect(port: u16, ts: &str, max_pdu: u32) -> Arc<Link> {
+    let assoc = Association::request(
         ("127.0.0.1", port),
         &requestor(ts, max_pdu),
         Timeouts::default(),
     )
-    .unwrap()
+    .unwrap();
+    Link::new(assoc, Arc::new(Services::new()), LinkLimits::default()).unwrap()
 }
 
-fn send(assoc: &mut Association, sop: &str, ts: &str, data: &[u8]) -> u16 {
+fn send(link: &Link, sop: &str, ts: &str, data: &[u8]) -> u16 {
     let out = node::Outgoing {
         sop_class_uid: CT,
         sop_instance_uid: sop,
         transfer_syntax_uid: ts,
-        message_id: 1,
         priority: 0,
         move_originator: None,
     };
-    node::send_data_set(
-        assoc,
+    let mut g = link.lock();
+    node::store_data_set(
+        link,
+        &mut g,
         &out,
         &mut std::io::Cursor::new(data),
         &Dictionary::standard(),
@@ -294,8 +301,8 @@ fn stores_a_part10_file_and_extracts_keys_while_streaming() {
     // 600 KB of pixels over 16 KiB PDUs: many fragments, streamed, not buffered.
     let pixels: Vec<u16> = (0..300_000u32).map(|i| (i % 65_521) as u16).collect();
     let ds = data_set("1.2.3.4.5.6", &pixels, false);
-    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
-    assert_eq!(send(&mut assoc, "1.2.3.4.5.6", ELE, &ds), 0);
+    let assoc = connect(server.local_addr().port(), ELE, 16_384);
+    assert_eq!(send(&assoc, "1.2.3.4.5.6", ELE, &ds), 0);
     assoc.release().unwrap();
     server.shutdown();
     let seen = seen.lock().unwrap();
@@ -346,14 +353,9 @@ fn converts_big_endian_to_the_storage_syntax_on_the_fly() {
     let dir = tempdir("convert");
     let (server, seen) = start(&dir, Some(ELE));
     let pixels: Vec<u16> = (0..70_000u32).map(|i| (i * 7) as u16).collect();
-    let mut assoc = connect(server.local_addr().port(), EBE, 0);
+    let assoc = connect(server.local_addr().port(), EBE, 0);
     assert_eq!(
-        send(
-            &mut assoc,
-            "1.2.3.9",
-            EBE,
-            &data_set("1.2.3.9", &pixels, true)
-        ),
+        send(&assoc, "1.2.3.9", EBE, &data_set("1.2.3.9", &pixels, true)),
         0
     );
     assoc.release().unwrap();
@@ -377,8 +379,8 @@ fn truncated_data_set_is_reported_and_leaves_no_file() {
     let dir = tempdir("truncated");
     let (server, seen) = start(&dir, None);
     let ds = data_set("1.2.3.7", &[1, 2, 3, 4, 5, 6, 7, 8], false);
-    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
-    let status = send(&mut assoc, "1.2.3.7", ELE, &ds[..ds.len() - 5]);
+    let assoc = connect(server.local_addr().port(), ELE, 16_384);
+    let status = send(&assoc, "1.2.3.7", ELE, &ds[..ds.len() - 5]);
     assert!(
         (0xC000..=0xCFFF).contains(&status),
         "cannot understand, got {status:04X}"
@@ -386,7 +388,7 @@ fn truncated_data_set_is_reported_and_leaves_no_file() {
     // The association survives: a good instance follows.
     assert_eq!(
         send(
-            &mut assoc,
+            &assoc,
             "1.2.3.8",
             ELE,
             &data_set("1.2.3.8", &[9; 16], false)
@@ -449,13 +451,13 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
     assert!(journal.wait_ready(Duration::from_secs(30)));
     let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
-    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
+    let assoc = connect(server.local_addr().port(), ELE, 16_384);
     // Placed: the early reply (B007) is what the sender sees, not stored()'s.
     let placed = data_set("9.9.1.1", &pixels, false);
-    assert_eq!(send(&mut assoc, "9.9.1.1", ELE, &placed), 0xB007);
+    assert_eq!(send(&assoc, "9.9.1.1", ELE, &placed), 0xB007);
     // Discarded: the rest of the data set is drained; stored() answers.
     let dropped = data_set("9.9.2.1", &pixels, false);
-    assert_eq!(send(&mut assoc, "9.9.2.1", ELE, &dropped), 0xA900);
+    assert_eq!(send(&assoc, "9.9.2.1", ELE, &dropped), 0xA900);
     // Keys out of tag order (Patient ID after the Pixel Data): prepare saw other keys than the
     // end did, so the placement is not made and the part file goes to stored().
     let many: Vec<u16> = (0..300_000u32).map(|i| i as u16).collect(); // several PDUs
@@ -466,7 +468,7 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known() {
         .position(|w| w == b"PID1")
         .map(|at| [&odd[..at - 8], &odd[at + 4..]].concat())
         .unwrap();
-    assert_eq!(send(&mut assoc, "9.9.1.2", ELE, &odd), 0);
+    assert_eq!(send(&assoc, "9.9.1.2", ELE, &odd), 0);
     assoc.release().unwrap();
     server.shutdown();
     assert_eq!(
@@ -511,10 +513,10 @@ fn with_fsync_and_no_journal_the_early_reply_waits_for_stored() {
     std::fs::create_dir_all(dir.join("placed")).unwrap();
     let (server, seen) = start(&dir, None);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
-    let mut assoc = connect(server.local_addr().port(), ELE, 16_384);
+    let assoc = connect(server.local_addr().port(), ELE, 16_384);
     // prepare offers B007 early, but the file is not durable until stored() has run: its 0 is sent.
     let placed = data_set("9.9.1.1", &pixels, false);
-    assert_eq!(send(&mut assoc, "9.9.1.1", ELE, &placed), 0);
+    assert_eq!(send(&assoc, "9.9.1.1", ELE, &placed), 0);
     assoc.release().unwrap();
     server.shutdown();
     let seen = seen.lock().unwrap();
@@ -542,10 +544,10 @@ fn association_threads_are_reused_one_after_another() {
     let port = server.local_addr().port();
     // One after another: each association is served by the thread the previous one left free.
     for _ in 0..3 {
-        let mut assoc = connect(port, ELE, 16384);
+        let assoc = connect(port, ELE, 16384);
         assert_eq!(
             send(
-                &mut assoc,
+                &assoc,
                 "1.2.3.4",
                 ELE,
                 &data_set("1.2.3.4", &[1, 2, 3, 4], false)
@@ -558,7 +560,7 @@ fn association_threads_are_reused_one_after_another() {
     // At the same time: each has its own thread (and the free one is among them).
     let a = connect(port, ELE, 16384);
     let b = connect(port, ELE, 16384);
-    for mut assoc in [a, b] {
+    for assoc in [a, b] {
         assoc.release().unwrap();
     }
     wait_idle(&server);
@@ -608,7 +610,7 @@ fn a_released_association_no_longer_counts_against_the_limit() {
             ),
         }
         assert_eq!(exchange(&mut raw, &Pdu::ReleaseRq), 6, "A-RELEASE-RP");
-        let mut next = connect(port, ELE, 16384);
+        let next = connect(port, ELE, 16384);
         next.release().unwrap();
         drop(raw);
         wait_idle(&server);

@@ -1,20 +1,28 @@
-//! `ferrodicom._core`: PyO3 bindings only. Each file converts types for one Rust crate and
-//! releases the GIL around byte work; no DICOM logic lives here.
+//! `ferrodicom._core`: PyO3 bindings only. Each file converts types for one concern and releases
+//! the GIL around byte work; no DICOM policy lives here.
 use pyo3::prelude::*;
 
+mod association;
 mod codec;
+mod command;
 mod errors;
 mod journal;
-mod net;
 mod nm;
 mod pdu;
+mod server;
+mod service;
+mod types;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     pdu::register(m)?;
-    net::register(m)?;
+    command::register(m)?;
+    types::register(m)?;
+    association::register(m)?;
+    service::register(m)?;
+    server::register(m)?;
     codec::register(m)?;
     nm::register(m)?;
     journal::register(m)?;

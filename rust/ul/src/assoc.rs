@@ -6,7 +6,7 @@
 use crate::dimse::{Command, MAX_COMMAND_SET};
 use crate::error::{DimseError, PduError};
 use crate::fsm::{transition, Action, Conditions, Event, State};
-use crate::negotiate::{answer, AcceptorConfig, Negotiated, RequestorConfig};
+use crate::negotiate::{answer_with, AcceptorConfig, Decision, Negotiated, RequestorConfig};
 use crate::pdu::*;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -28,6 +28,9 @@ pub enum AssocError {
     Aborted(Abort),
     #[error("peer closed the connection")]
     Closed,
+    /// The peer released the association while a response was still expected.
+    #[error("the peer released the association")]
+    Released,
     #[error("{0} timed out")]
     Timeout(&'static str),
     #[error("protocol error: {0}")]
@@ -258,6 +261,19 @@ impl Association {
         Ok(AbortHandle(self.writer.try_clone()?))
     }
 
+    /// A handle that waits, from any thread, until the peer has sent something (see
+    /// [`Watcher::wait`]); bytes already read into this association's buffers are not seen by
+    /// it: check [`Association::has_buffered_input`] first.
+    pub fn watcher(&self) -> io::Result<Watcher> {
+        Ok(Watcher(self.writer.try_clone()?))
+    }
+
+    /// True when bytes from the peer are already buffered here (a PDU, or the rest of one), so
+    /// that the next read will not wait for the socket.
+    pub fn has_buffered_input(&self) -> bool {
+        self.rx_pos < self.rx.len() || !self.reader.buffer().is_empty()
+    }
+
     // -----------------------------------------------------------------------------------------
     // Establishment
     // -----------------------------------------------------------------------------------------
@@ -402,13 +418,24 @@ impl Association {
     /// is rejected (1/1/1) and the reason returned as [`AssocError::Config`]. (The full
     /// [`AcceptorConfig::validate`], which also checks every UID, is for configuration time.)
     pub fn respond(&mut self, cfg: &AcceptorConfig, rq: &AssociateRq) -> Result<(), AssocError> {
+        self.respond_with(cfg, rq, &Decision::default())
+    }
+
+    /// [`Association::respond`] with the application's [`Decision`] for this association
+    /// (user identity server response, extended negotiation replies).
+    pub fn respond_with(
+        &mut self,
+        cfg: &AcceptorConfig,
+        rq: &AssociateRq,
+        decision: &Decision,
+    ) -> Result<(), AssocError> {
         if let Err(msg) = cfg.validate_sizes() {
             self.reject(crate::negotiate::reject::NO_REASON)?;
             return Err(AssocError::Config(format!(
                 "invalid acceptor configuration: {msg}"
             )));
         }
-        match answer(cfg, rq) {
+        match answer_with(cfg, rq, decision) {
             Ok((ac, negotiated)) => {
                 self.fire(Event::Evt7, true)?; // AE-7
                 self.send_pdu(&Pdu::AssociateAc(ac))?;
@@ -1246,6 +1273,55 @@ impl AbortHandle {
             .encode(),
         );
         let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// Waits for input on an association's socket without reading it (see [`Association::watcher`]).
+pub struct Watcher(TcpStream);
+
+impl Watcher {
+    /// Waits up to `timeout` (`None`: forever) until the socket is readable, closed or in error;
+    /// returns false when the time ran out.
+    #[cfg(unix)]
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let ms: libc::c_int = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    // Round up, so a wait never ends early and spins.
+                    left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
+                }
+            };
+            let mut fd = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let n = unsafe { libc::poll(&mut fd, 1, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok(n > 0);
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let mut b = [0u8; 1];
+        self.0.set_read_timeout(timeout)?;
+        match self.0.peek(&mut b) {
+            Ok(_) => Ok(true),
+            Err(e) if io_timeout(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

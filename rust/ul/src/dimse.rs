@@ -92,6 +92,61 @@ pub mod tag {
     pub const MOVE_ORIGINATOR_MESSAGE_ID: u16 = 0x1031;
 }
 
+/// The keywords of the group 0000 elements (PS3.6 Table E.1-1, as pydicom and pynetdicom name
+/// them), by element number.
+pub const KEYWORDS: &[(u16, &str)] = &[
+    (tag::COMMAND_GROUP_LENGTH, "CommandGroupLength"),
+    (tag::AFFECTED_SOP_CLASS_UID, "AffectedSOPClassUID"),
+    (tag::REQUESTED_SOP_CLASS_UID, "RequestedSOPClassUID"),
+    (tag::COMMAND_FIELD, "CommandField"),
+    (tag::MESSAGE_ID, "MessageID"),
+    (
+        tag::MESSAGE_ID_BEING_RESPONDED_TO,
+        "MessageIDBeingRespondedTo",
+    ),
+    (tag::MOVE_DESTINATION, "MoveDestination"),
+    (tag::PRIORITY, "Priority"),
+    (tag::COMMAND_DATA_SET_TYPE, "CommandDataSetType"),
+    (tag::STATUS, "Status"),
+    (tag::OFFENDING_ELEMENT, "OffendingElement"),
+    (tag::ERROR_COMMENT, "ErrorComment"),
+    (tag::ERROR_ID, "ErrorID"),
+    (tag::AFFECTED_SOP_INSTANCE_UID, "AffectedSOPInstanceUID"),
+    (tag::REQUESTED_SOP_INSTANCE_UID, "RequestedSOPInstanceUID"),
+    (tag::EVENT_TYPE_ID, "EventTypeID"),
+    (tag::ATTRIBUTE_IDENTIFIER_LIST, "AttributeIdentifierList"),
+    (tag::ACTION_TYPE_ID, "ActionTypeID"),
+    (
+        tag::NUMBER_OF_REMAINING_SUBOPERATIONS,
+        "NumberOfRemainingSuboperations",
+    ),
+    (
+        tag::NUMBER_OF_COMPLETED_SUBOPERATIONS,
+        "NumberOfCompletedSuboperations",
+    ),
+    (
+        tag::NUMBER_OF_FAILED_SUBOPERATIONS,
+        "NumberOfFailedSuboperations",
+    ),
+    (
+        tag::NUMBER_OF_WARNING_SUBOPERATIONS,
+        "NumberOfWarningSuboperations",
+    ),
+    (
+        tag::MOVE_ORIGINATOR_AE_TITLE,
+        "MoveOriginatorApplicationEntityTitle",
+    ),
+    (tag::MOVE_ORIGINATOR_MESSAGE_ID, "MoveOriginatorMessageID"),
+];
+
+/// The element number of a group 0000 keyword (see [`KEYWORDS`]).
+pub fn element_for_keyword(keyword: &str) -> Option<u16> {
+    KEYWORDS
+        .iter()
+        .find(|(_, k)| *k == keyword)
+        .map(|(e, _)| *e)
+}
+
 /// Value representation of a command element, for padding and typed access (PS3.7 Annex E.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandVr {

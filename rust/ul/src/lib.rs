@@ -7,11 +7,13 @@ pub mod fsm;
 pub mod negotiate;
 pub mod pdu;
 
-pub use assoc::{AbortHandle, AssocError, Association, Incoming, PdvWriter, Role, Timeouts};
+pub use assoc::{
+    AbortHandle, AssocError, Association, Incoming, PdvWriter, Role, Timeouts, Watcher,
+};
 pub use dimse::Command;
 pub use error::{DimseError, PduError};
 pub use negotiate::{
-    AcceptorConfig, Negotiated, NegotiatedContext, ProposedContext, RequestorConfig,
+    AcceptorConfig, Decision, Negotiated, NegotiatedContext, ProposedContext, RequestorConfig,
     SupportedContext,
 };
 pub use pdu::Pdu;

@@ -289,11 +289,41 @@ pub fn accept_or_reject(
     answer(cfg, rq)
 }
 
+/// What the acceptor's application decided for one association, beyond its fixed configuration
+/// (asked once per association, before the answer is built).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Server Response of the User Identity Negotiation reply (PS3.7 D.3.3.7.2), sent when the
+    /// requestor asked for a positive response; `None` sends an empty one.
+    pub identity_response: Option<Vec<u8>>,
+    /// SOP Class Extended Negotiation replies for this association, by SOP class UID (PS3.7
+    /// D.3.3.5); they take precedence over [`AcceptorConfig::extended_negotiation`] and are
+    /// sent only for classes the requestor named.
+    pub extended: HashMap<String, Vec<u8>>,
+}
+
+/// Largest reply a [`Decision`] may add (SOP class extended negotiation, identity response):
+/// replies decided per association must not push the A-ASSOCIATE-AC's User Information item
+/// past its 16-bit length (PS3.8 §9.3.3.3), which [`AcceptorConfig::validate_sizes`] checked
+/// for the configuration alone. Longer ones are not sent.
+pub const MAX_DECIDED_REPLY: usize = 1024;
+/// Most extended negotiation replies a [`Decision`] may add.
+pub const MAX_DECIDED_EXTENDED: usize = 16;
+
 /// [`accept_or_reject`] for a configuration the caller has just checked with
 /// [`AcceptorConfig::validate_sizes`] (so it is not checked twice per association).
 pub(crate) fn answer(
     cfg: &AcceptorConfig,
     rq: &AssociateRq,
+) -> Result<(AssociateAc, Negotiated), AssociateRj> {
+    answer_with(cfg, rq, &Decision::default())
+}
+
+/// [`answer`] with the application's [`Decision`] for this association.
+pub(crate) fn answer_with(
+    cfg: &AcceptorConfig,
+    rq: &AssociateRq,
+    decision: &Decision,
 ) -> Result<(AssociateAc, Negotiated), AssociateRj> {
     if rq.protocol_version & 0x0001 == 0 {
         return Err(reject::PROTOCOL_VERSION_NOT_SUPPORTED);
@@ -432,6 +462,7 @@ pub(crate) fn answer(
     let mut common_extended = Vec::new();
     let mut user_identity = None;
     let mut identity_reply = false;
+    let mut decided_count = 0usize;
     for item in &ui.items {
         match item {
             UserItem::SopClassExtended { sop_class_uid, .. } => {
@@ -439,7 +470,15 @@ pub(crate) fn answer(
                 // however often and however padded the request names it: the replies must fit
                 // the 16-bit length of the User Information item.
                 let uid = trim_uid(sop_class_uid);
-                if let Some((known, reply)) = cfg.extended_negotiation.get_key_value(uid) {
+                let decided = decision
+                    .extended
+                    .get_key_value(uid)
+                    .filter(|(_, r)| r.len() <= MAX_DECIDED_REPLY)
+                    .filter(|_| decided_count < MAX_DECIDED_EXTENDED);
+                if let Some((known, reply)) =
+                    decided.or_else(|| cfg.extended_negotiation.get_key_value(uid))
+                {
+                    decided_count += usize::from(decision.extended.contains_key(uid));
                     if !extended.iter().any(|(u, _)| u == known) {
                         items.push(UserItem::SopClassExtended {
                             sop_class_uid: known.clone(),
@@ -480,7 +519,11 @@ pub(crate) fn answer(
     if identity_reply {
         // Username (1) and username+passcode (2) carry no server response (PS3.7 D.3.3.7.2).
         items.push(UserItem::UserIdentityAc {
-            server_response: Vec::new(),
+            server_response: decision
+                .identity_response
+                .clone()
+                .filter(|r| r.len() <= MAX_DECIDED_REPLY)
+                .unwrap_or_default(),
         });
     }
     let ac = AssociateAc {

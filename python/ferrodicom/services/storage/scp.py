@@ -1,7 +1,7 @@
 """Storage SCP (PS3.4 Annex B): C-STORE into the archive.
 
 The Rust data path streams each data set into ``<archive>/.incoming/*.part`` (converting the transfer syntax
-if asked, extracting the index keys while streaming, fsyncing), then calls :func:`StorageSCP.store` once;
+if asked, extracting the index keys while streaming, fsyncing), then calls :func:`StorageSCP.stored` once;
 that call hands the file to the archive, which moves it into place, commits the index row and returns the
 status sent in the C-STORE-RSP.
 """
@@ -14,6 +14,9 @@ from typing import Any, Callable, Optional
 from pydicom.datadict import tag_for_keyword
 
 from ferrodicom import _core
+from ferrodicom.ae import ContextSpec
+from ferrodicom.services.storage.classes import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from ferrodicom.uids import UNCOMPRESSED
 
 log = logging.getLogger("ferrodicom.storage")
 
@@ -25,58 +28,107 @@ def index_tags() -> list[tuple[int, str]]:
     return [(int(tag_for_keyword(k)), k) for k in INDEX_KEYWORDS]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# SCP
-# ---------------------------------------------------------------------------------------------------------------
-
-
 class StorageSCP:
-    """Connects the Rust C-STORE data path to an :class:`ferrodicom.archive.Archive`."""
+    """The Storage SCP service over an :class:`ferrodicom.archive.Archive`: ``ae.add_service(StorageSCP(archive))``
+    makes the AE accept every storage SOP class (:func:`~ferrodicom.services.storage.storage_sop_classes`) and
+    stream each C-STORE's data set to disk in Rust; this object decides where each file goes and what the
+    response says (through the archive).
 
-    def __init__(self, archive: Any, on_stored: Optional[Callable[[Any, int], None]] = None) -> None:
+    ``store_transfer_syntax`` (an uncompressed transfer syntax) converts uncompressed data sets while they
+    stream; compressed ones are stored as received. ``on_stored(instance, status)`` hears of each instance."""
+
+    def __init__(
+        self,
+        archive: Any,
+        on_stored: Optional[Callable[[Any, int], None]] = None,
+        store_transfer_syntax: Optional[str] = None,
+        transfer_syntaxes: Optional[list[str]] = None,
+    ) -> None:
+        if store_transfer_syntax is not None and store_transfer_syntax not in UNCOMPRESSED:
+            raise ValueError(
+                f"store_transfer_syntax {store_transfer_syntax!r} is not an uncompressed transfer syntax "
+                f"({', '.join(UNCOMPRESSED)}); compressed data sets are always stored as received"
+            )
         self.archive = archive
         self.on_stored = on_stored
+        self.store_transfer_syntax = store_transfer_syntax
+        self.transfer_syntaxes = transfer_syntaxes or STORAGE_TRANSFER_SYNTAXES
+        self._configs: list[_core.StorageConfig] = []
 
-    def prepare(self, info: dict, ctx: tuple[int, str, str], command: _core.Command, keys: dict) -> Any:
-        """Called mid-stream once the data set's index keys are known (the Pixel Data is usually still
-        arriving): ``(final path | None to discard, early reply | None, state)``; the state comes back
-        to :meth:`store` as ``received["prepared"]``. The early reply is sent as soon as the file is in
-        place, before it is indexed: with durability none as DCMTK's storescp answers once its file is
-        written; with full only if a journal record made the file durable (else :meth:`store` answers)."""
+    # --- the service protocol of AE.add_service ------------------------------------------------------
+    def contexts(self) -> list[ContextSpec]:
+        return [ContextSpec(uid, list(self.transfer_syntaxes)) for uid in storage_sop_classes()]
+
+    def install(self, services: _core.Services) -> None:
+        """Adds the Rust data path (C-STORE-RQs with a data set) to a server's or an association's services."""
+        archive = self.archive
+        config = _core.StorageConfig(
+            str(archive.incoming_dir),
+            extract=index_tags(),
+            store_transfer_syntax=self.store_transfer_syntax,
+            fsync=archive.durability == "full",
+            writeback=archive.durability == "full",
+            journal=getattr(archive, "journal", None),
+        )
+        self._configs.append(config)
+        services.add_storage(config, self)
+
+    def close(self) -> None:
+        """Empties the pools of ready ``.part`` files (at server shutdown)."""
+        for config in self._configs:
+            config.close()
+        self._configs.clear()
+
+    # --- the storage handler the Rust data path calls -------------------------------------------------
+    def prepare(self, request: _core.StoreRequest, keys: dict) -> Any:
+        """Mid-stream, once the data set's index keys are known (the Pixel Data is usually still arriving):
+        ``(final path | None to discard, early reply | None, state)``; the state comes back to :meth:`stored`.
+        The early reply is sent as soon as the file is in place, before it is indexed: with durability none
+        as DCMTK's storescp answers once its file is written; with full only if a journal record made the
+        file durable (else :meth:`stored` answers)."""
         from ferrodicom.archive import Plan
 
+        command = request.command
         plan = self.archive.prepare(command.affected_sop_class_uid or "", command.affected_sop_instance_uid or "", keys)
         if not isinstance(plan, Plan):
             return (None, None, plan)
         early = self.archive.early_status(plan)
         return (plan.final, None if early is None else _reply(*early), plan)
 
-    def store(self, info: dict, ctx: tuple[int, str, str], command: _core.Command, received: dict) -> Any:
-        """Called once per C-STORE, after the data set is on disk (or failed): returns the response
-        (not sent if :meth:`prepare` gave an early reply)."""
+    def stored(self, request: _core.StoreRequest, received: _core.Received, plan: Any) -> Any:
+        """Once per C-STORE, after the data set is on disk (or failed): the response (not sent if
+        :meth:`prepare` gave an early reply)."""
         from ferrodicom.archive import Plan, StoredInstance
 
-        plan = received.get("prepared")
-        failure = received["failure"]
+        command = request.command
+        info = request.association.info
+        failure = received.failure
         if failure is not None:
             if isinstance(plan, Plan):
                 self.archive.abandon(plan, failed=True)
             status, comment = failure
-            log.warning("C-STORE %s from %s failed: %s", command.affected_sop_instance_uid, info["calling_ae"], comment)
+            log.warning(
+                "C-STORE %s from %s at %s failed (0x%04X): %s",
+                command.affected_sop_instance_uid,
+                info.calling_ae,
+                info.peer_address,
+                status,
+                comment,
+            )
             return _reply(status, comment)
-        if received.get("discarded"):
+        if received.discarded:
             return _reply(*plan)  # prepare's decision: not kept (a refusal, or keep-first)
-        placed = received.get("placed")
+        placed = received.placed
         inst = StoredInstance(
-            part_path=placed or received["path"],
-            size=received["size"],
+            part_path=placed or received.path,
+            size=received.size,
             sop_class_uid=command.affected_sop_class_uid or "",
             sop_instance_uid=command.affected_sop_instance_uid or "",
-            transfer_syntax_uid=received["transfer_syntax"],
-            calling_ae=info["calling_ae"],
-            called_ae=info["called_ae"],
-            keys=received["keys"],
-            journal_seq=received.get("journal_seq"),
+            transfer_syntax_uid=received.transfer_syntax,
+            calling_ae=info.calling_ae,
+            called_ae=info.called_ae,
+            keys=received.keys,
+            journal_seq=received.journal_seq,
         )
         if isinstance(plan, Plan):
             if placed:
@@ -89,6 +141,13 @@ class StorageSCP:
         if self.on_stored is not None:
             self.on_stored(inst, status)
         return _reply(status, comment)
+
+    def abandoned(self, request: _core.StoreRequest, plan: Any) -> None:
+        """The association ended inside the data set: release what :meth:`prepare` reserved."""
+        from ferrodicom.archive import Plan
+
+        if isinstance(plan, Plan):
+            self.archive.abandon(plan, failed=True)
 
 
 def _reply(status: int, comment: Optional[str]) -> Any:

@@ -1,25 +1,22 @@
-//! The streaming C-STORE data path (PS3.4 Annex B, PS3.7 §9.1.1).
+//! The streaming C-STORE data path, receiving side (PS3.4 Annex B, PS3.7 §9.1.1).
 //!
-//! Receiving: the data-set PDVs of a C-STORE-RQ go straight through the codec (validating,
-//! extracting index keys, optionally converting the transfer syntax) into a Part 10 file in the
-//! archive's incoming folder (PS3.10 §7.1 preamble and File Meta first), which is fsynced. Memory
-//! stays bounded by the codec's and the writer's buffers, whatever the size of the data set.
-//!
-//! Sending: a Part 10 file (or data-set bytes) streams from disk into data-set PDVs, converted on
-//! the fly when the peer accepted another uncompressed transfer syntax.
+//! The data-set PDVs of a C-STORE-RQ go straight through the codec (validating, extracting index
+//! keys, optionally converting the transfer syntax) into a Part 10 file in the archive's
+//! incoming folder (PS3.10 §7.1 preamble and File Meta first), which is fsynced. Memory stays
+//! bounded by the codec's and the writer's buffers, whatever the size of the data set.
 use crate::direct::{DirectWriter, ALIGN};
 use crate::journal::{Journal, Slot};
-use crate::server::Reply;
-use codec::part10::{read_file_meta, write_file_meta, FileMetaInfo};
+use crate::link::{DataSetSource, Reply};
+use crate::writeback::start_writeback;
+use codec::part10::{write_file_meta, FileMetaInfo};
 use codec::{Dictionary, Extracted, StreamConverter, Tag, TransferSyntax, Vr};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
-use ul::dimse::{self, command_field, tag};
-use ul::{AssocError, Association, Command, Incoming, NegotiatedContext};
+use ul::dimse::tag;
+use ul::{AssocError, Command, NegotiatedContext};
 
 /// How received instances are written.
 #[derive(Clone)]
@@ -234,26 +231,6 @@ static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Bytes received between two writeback kicks.
 const WRITEBACK_STEP: u64 = 256 * 1024;
 
-/// Asks the kernel to start writing the file's dirty pages in `from..from + len` (`len` 0: to
-/// the end), without waiting (the durability still comes from fsync; this only starts the I/O
-/// earlier).
-#[cfg(target_os = "linux")]
-pub(crate) fn start_writeback(f: &File, from: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor; no memory is passed.
-    unsafe {
-        libc::sync_file_range(
-            f.as_raw_fd(),
-            from as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn start_writeback(_f: &File, _from: u64, _len: u64) {}
-
 /// The value of an extracted element as text.
 pub fn value_text(v: &codec::ExtractedValue) -> String {
     match v.vr {
@@ -365,7 +342,7 @@ enum SinkState {
 /// top-level element has begun), with the keys met so far; see [`Prepared`]. If the keys at the end
 /// differ from those (a data set out of tag order), a placement is not made and `stored` decides.
 pub fn receive_to_file(
-    assoc: &mut Association,
+    source: &mut dyn DataSetSource,
     command: &Command,
     ctx: &NegotiatedContext,
     calling_ae: &str,
@@ -443,7 +420,7 @@ pub fn receive_to_file(
     let mut asked = false;
     // (where to place the file, its early reply, the keys the decision was made on)
     let mut plan: Option<(PathBuf, Option<Reply>, Keys)> = None;
-    let streamed = assoc.read_data_set(|chunk| {
+    let streamed = source.read_data_set(&mut |chunk| {
         if let (SinkState::Writing, Some(conv), Some(w)) =
             (&state, converter.as_mut(), file.as_mut())
         {
@@ -623,247 +600,4 @@ fn place(received: &mut Received, path: PathBuf, early: Option<Reply>) {
             received.failure = Some(io_failure(&e));
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Sending
-// ---------------------------------------------------------------------------------------------
-
-/// Why a C-STORE could not be sent.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    #[error(transparent)]
-    Assoc(#[from] AssocError),
-    #[error("{0}")]
-    Codec(#[from] codec::CodecError),
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("no accepted presentation context for SOP class {sop_class} in a usable transfer syntax (data is {transfer_syntax})")]
-    NoContext {
-        sop_class: String,
-        transfer_syntax: String,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// What the peer answered.
-#[derive(Debug)]
-pub struct StoreResponse {
-    pub status: u16,
-    pub response: Command,
-    /// Data-set bytes sent (after conversion).
-    pub bytes: u64,
-    /// The transfer syntax the data set was sent in.
-    pub transfer_syntax: String,
-}
-
-/// Identification of one data set to send.
-pub struct Outgoing<'a> {
-    pub sop_class_uid: &'a str,
-    pub sop_instance_uid: &'a str,
-    pub transfer_syntax_uid: &'a str,
-    pub message_id: u16,
-    pub priority: u16,
-    /// (Move Originator AE title, Move Originator Message ID) for C-MOVE sub-operations.
-    pub move_originator: Option<(&'a str, u16)>,
-}
-
-/// Picks the accepted context for the data: the same transfer syntax if accepted, else any
-/// accepted uncompressed one the codec can convert to.
-pub fn choose_context<'n>(
-    negotiated: &'n ul::Negotiated,
-    sop_class: &str,
-    ts: &str,
-) -> Option<&'n NegotiatedContext> {
-    let ours = TransferSyntax::from_uid(ts);
-    negotiated
-        .contexts
-        .iter()
-        .find(|c| c.accepted() && c.abstract_syntax == sop_class && c.transfer_syntax == ours.uid)
-        .or_else(|| {
-            if !ours.native {
-                return None;
-            }
-            negotiated.contexts.iter().find(|c| {
-                c.accepted()
-                    && c.abstract_syntax == sop_class
-                    && TransferSyntax::from_uid(&c.transfer_syntax).native
-            })
-        })
-}
-
-/// Sends one data set read from `data` (already positioned at the data set) as a C-STORE-RQ and
-/// waits for the C-STORE-RSP.
-pub fn send_data_set(
-    assoc: &mut Association,
-    out: &Outgoing<'_>,
-    data: &mut dyn Read,
-    dict: &Dictionary,
-    dimse_timeout: Option<Duration>,
-) -> Result<StoreResponse, SendError> {
-    ul::negotiate::check_uid(out.sop_instance_uid).map_err(SendError::Invalid)?;
-    let ctx = choose_context(
-        assoc.negotiated(),
-        out.sop_class_uid,
-        out.transfer_syntax_uid,
-    )
-    .cloned()
-    .ok_or_else(|| SendError::NoContext {
-        sop_class: out.sop_class_uid.to_string(),
-        transfer_syntax: out.transfer_syntax_uid.to_string(),
-    })?;
-    let src = TransferSyntax::from_uid(out.transfer_syntax_uid);
-    let dst = TransferSyntax::from_uid(&ctx.transfer_syntax);
-    let mut rq = dimse::request(
-        command_field::C_STORE_RQ,
-        out.message_id,
-        out.sop_class_uid,
-        true,
-    );
-    rq.set_str(tag::AFFECTED_SOP_INSTANCE_UID, out.sop_instance_uid);
-    rq.set_us(tag::PRIORITY, out.priority);
-    if let Some((ae, id)) = out.move_originator {
-        rq.set_str(tag::MOVE_ORIGINATOR_AE_TITLE, ae);
-        rq.set_us(tag::MOVE_ORIGINATOR_MESSAGE_ID, id);
-    }
-    let bytes = {
-        let mut w = assoc.send_command_with_writer(ctx.id, &rq)?;
-        if src.uid == dst.uid {
-            // Same syntax: read straight into the outgoing fragment buffer.
-            w.fill_from(data)?;
-        } else {
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut conv = StreamConverter::new(&src, &dst, dict, &[])?;
-            loop {
-                let n = data.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                conv.feed(&buf[..n], &mut w)?;
-            }
-            conv.finish(&mut w)?;
-        }
-        w.finish()?
-    };
-    match assoc.receive(dimse_timeout)? {
-        Incoming::Command { command, .. } => {
-            if command.command_field() == Some(command_field::C_STORE_RSP)
-                && command.get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO) == Some(out.message_id)
-            {
-                let status = command
-                    .status()
-                    .ok_or_else(|| SendError::Invalid("C-STORE-RSP without Status".into()))?;
-                return Ok(StoreResponse {
-                    status,
-                    response: command,
-                    bytes,
-                    transfer_syntax: dst.uid,
-                });
-            }
-            // Anything else (e.g. an unsolicited request) is not ours to answer here.
-            Err(SendError::Invalid(format!(
-                "expected C-STORE-RSP to message {}, received {}",
-                out.message_id,
-                command
-                    .command_field()
-                    .and_then(command_field::name)
-                    .unwrap_or("an unknown message")
-            )))
-        }
-        Incoming::Released => {
-            Err(AssocError::Protocol("peer released the association during C-STORE".into()).into())
-        }
-        Incoming::Aborted(a) => Err(AssocError::Aborted(a).into()),
-    }
-}
-
-/// SOP Class UID (0008,0016) and SOP Instance UID (0008,0018) from the start of a data set, which
-/// the C-STORE-RQ must carry (PS3.4 B.2.2); group 0008 precedes bulk data, so a prefix suffices.
-fn data_set_uids(prefix: &[u8], ts: &str, dict: &Dictionary) -> (Option<String>, Option<String>) {
-    let class = Tag::new(0x0008, 0x0016);
-    let inst = Tag::new(0x0008, 0x0018);
-    let Ok(mut conv) = StreamConverter::from_uids(ts, ts, dict, &[class, inst]) else {
-        return (None, None);
-    };
-    let mut sink = io::sink();
-    let _ = conv.feed(prefix, &mut sink);
-    let ex = conv.extracted();
-    (ex.string(class), ex.string(inst))
-}
-
-/// What a Part 10 file holds, read from its File Meta and the start of its data set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part10Head {
-    /// SOP Class/Instance UID of the data set (falling back to the File Meta's).
-    pub sop_class_uid: String,
-    pub sop_instance_uid: String,
-    pub transfer_syntax_uid: String,
-    /// Bytes of the data set already read past the File Meta.
-    pub prefix: Vec<u8>,
-}
-
-/// Reads the File Meta and up to 64 KiB of the data set (enough for the group 0008 UIDs).
-pub fn read_head(f: &mut dyn Read, dict: &Dictionary) -> Result<Part10Head, SendError> {
-    let (meta, mut rest) = read_file_meta(f)?;
-    let ts = meta.transfer_syntax_uid().unwrap_or_default();
-    let deflated = TransferSyntax::from_uid(&ts).deflated;
-    if rest.len() < 64 * 1024 && !deflated {
-        let mut more = vec![0u8; 64 * 1024 - rest.len()];
-        let mut filled = 0;
-        while filled < more.len() {
-            let n = f.read(&mut more[filled..])?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        rest.extend_from_slice(&more[..filled]);
-    }
-    let (ds_class, ds_inst) = if deflated {
-        (None, None)
-    } else {
-        data_set_uids(&rest, &ts, dict)
-    };
-    Ok(Part10Head {
-        sop_class_uid: ds_class
-            .or_else(|| meta.string(Tag::new(0x0002, 0x0002)))
-            .unwrap_or_default(),
-        sop_instance_uid: ds_inst
-            .or_else(|| meta.string(Tag::new(0x0002, 0x0003)))
-            .unwrap_or_default(),
-        transfer_syntax_uid: ts,
-        prefix: rest,
-    })
-}
-
-/// [`read_head`] of a file by path.
-pub fn peek_file(path: &Path, dict: &Dictionary) -> Result<Part10Head, SendError> {
-    let mut f = File::open(path)?;
-    read_head(&mut f, dict)
-}
-
-/// Sends a Part 10 file as a C-STORE-RQ. The SOP Class and Instance UIDs come from the data set
-/// (as DCMTK's storescu does), falling back to the File Meta; the transfer syntax from the File Meta.
-pub fn send_file(
-    assoc: &mut Association,
-    path: &Path,
-    message_id: u16,
-    priority: u16,
-    move_originator: Option<(&str, u16)>,
-    dict: &Dictionary,
-    dimse_timeout: Option<Duration>,
-) -> Result<StoreResponse, SendError> {
-    let mut f = File::open(path)?;
-    let head = read_head(&mut f, dict)?;
-    let out = Outgoing {
-        sop_class_uid: &head.sop_class_uid,
-        sop_instance_uid: &head.sop_instance_uid,
-        transfer_syntax_uid: &head.transfer_syntax_uid,
-        message_id,
-        priority,
-        move_originator,
-    };
-    let mut data = io::Cursor::new(&head.prefix[..]).chain(f);
-    send_data_set(assoc, &out, &mut data, dict, dimse_timeout)
 }

@@ -1,0 +1,600 @@
+//! Services of an AE, built in Python and served in Rust (`node::Services`):
+//! - a handler service calls a Python function once per request, with a live `Request` to
+//!   answer it through (pending responses, cancel checks, sending on the same association);
+//! - the storage service streams C-STORE data sets to disk in Rust and asks a Python handler
+//!   where each goes (`prepare`, `stored`, `abandoned`).
+//!
+//! Python is entered once per DIMSE message, never per PDU; the link is unlocked while Python
+//! runs, so a handler may send on the association itself.
+use crate::association::PyAssociation;
+use crate::command::PyCommand;
+use crate::errors::{assoc_err, AssociationError, DicomError};
+use crate::types::{PyPresentationContext, PyReceived};
+use node::{
+    FieldValue, Level, Link, Prepared, Received, Reply, Request, Service, Services, StorageConfig,
+    StorageService, StoreHandler, StoreRequest, StoreState,
+};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use ul::{AssocError, Command};
+
+// ---------------------------------------------------------------------------------------------
+// Replies from Python
+// ---------------------------------------------------------------------------------------------
+
+/// A reply given by Python: an int status, or (status, data set bytes | None, {element: value} |
+/// None).
+pub fn extract_reply(obj: &Bound<'_, PyAny>) -> PyResult<Reply> {
+    if let Ok(status) = obj.extract::<u16>() {
+        return Ok(Reply::status(status));
+    }
+    let t: &Bound<'_, PyTuple> = obj.cast()?;
+    let status: u16 = t.get_item(0)?.extract()?;
+    let data: Option<Vec<u8>> = if t.len() > 1 {
+        t.get_item(1)?.extract()?
+    } else {
+        None
+    };
+    let fields = if t.len() > 2 && !t.get_item(2)?.is_none() {
+        extract_fields(&t.get_item(2)?)?
+    } else {
+        Vec::new()
+    };
+    Ok(Reply {
+        status,
+        data,
+        fields,
+    })
+}
+
+/// {element: int | str | list[int]} as response command fields.
+fn extract_fields(d: &Bound<'_, PyAny>) -> PyResult<Vec<(u16, FieldValue)>> {
+    let d: &Bound<'_, PyDict> = d.cast()?;
+    let mut fields = Vec::new();
+    for (k, v) in d.iter() {
+        let el: u16 = k.extract()?;
+        let val = if let Ok(i) = v.extract::<u32>() {
+            FieldValue::Int(i)
+        } else if let Ok(s) = v.extract::<String>() {
+            FieldValue::Str(s)
+        } else {
+            FieldValue::Tags(v.extract::<Vec<u32>>()?)
+        };
+        fields.push((el, val));
+    }
+    Ok(fields)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request: one of the peer's requests, live while its handler runs
+// ---------------------------------------------------------------------------------------------
+
+/// State shared between the Rust service and the Python `Request` of one request.
+#[derive(Default)]
+struct Progress {
+    answered: AtomicBool,
+    over: AtomicBool,
+}
+
+/// A request of the peer, handed to a handler: read its command and data set, answer it with
+/// `respond` (any number of pending responses, then a final one), ask `is_cancelled` between
+/// responses. Usable only while the handler runs.
+#[pyclass(name = "Request", module = "ferrodicom._core", frozen)]
+pub struct PyRequest {
+    link: Arc<Link>,
+    command: Py<PyCommand>,
+    context: Py<PyPresentationContext>,
+    data: Option<Py<PyBytes>>,
+    progress: Arc<Progress>,
+}
+
+impl PyRequest {
+    fn check_live(&self) -> PyResult<()> {
+        if self.progress.over.load(Ordering::SeqCst) {
+            return Err(DicomError::new_err(
+                "this request is over: its handler has returned",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyRequest {
+    #[getter]
+    fn command(&self, py: Python<'_>) -> Py<PyCommand> {
+        self.command.clone_ref(py)
+    }
+    #[getter]
+    fn context(&self, py: Python<'_>) -> Py<PyPresentationContext> {
+        self.context.clone_ref(py)
+    }
+    /// The data set, encoded in the context's transfer syntax, or None.
+    #[getter]
+    fn data(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.data.as_ref().map(|d| d.clone_ref(py))
+    }
+    #[getter]
+    fn message_id(&self) -> u16 {
+        self.command.get().inner.message_id().unwrap_or(0)
+    }
+    /// The association the request came on (a new handle on it; compare `.id`).
+    #[getter]
+    fn association(&self, py: Python<'_>) -> PyResult<PyAssociation> {
+        PyAssociation::new(py, Arc::clone(&self.link), false)
+    }
+    /// True once the final response went out.
+    #[getter]
+    fn answered(&self) -> bool {
+        self.progress.answered.load(Ordering::SeqCst)
+    }
+    /// True when the peer sent a C-CANCEL-RQ for this request (PS3.7 §9.3.2.3); reads what has
+    /// arrived, without waiting.
+    #[getter]
+    fn is_cancelled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_live()?;
+        let id = self.command.get().inner.message_id().unwrap_or(0);
+        let link = &self.link;
+        py.detach(|| {
+            let mut g = link.lock();
+            link.poll_cancel(&mut g, id)
+        })
+        .map_err(assoc_err)
+    }
+    /// Sends a response: `status`, optional extra command fields {element: value}, optional
+    /// data set already encoded in the context's transfer syntax. Pending statuses (FF00,
+    /// FF01) may be sent any number of times before the final one.
+    #[pyo3(signature = (status, fields = None, data = None))]
+    fn respond(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        fields: Option<Bound<'_, PyAny>>,
+        data: Option<Vec<u8>>,
+    ) -> PyResult<()> {
+        self.check_live()?;
+        if self.progress.answered.load(Ordering::SeqCst) {
+            return Err(AssociationError::new_err(
+                "this request was answered already (a final response went out)",
+            ));
+        }
+        let fields = match fields {
+            Some(f) if !f.is_none() => extract_fields(&f)?,
+            _ => Vec::new(),
+        };
+        let reply = Reply {
+            status,
+            data,
+            fields,
+        };
+        let request: Command = self.command.get().inner.clone();
+        let context_id = self.context.get().context_id;
+        let link = &self.link;
+        py.detach(|| {
+            let mut g = link.lock();
+            link.send_response(&mut g, context_id, &request, &reply)
+        })
+        .map_err(assoc_err)?;
+        if !node::link::is_pending(status) {
+            self.progress.answered.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn __repr__(&self) -> String {
+        let c = &self.command.get().inner;
+        format!(
+            "<Request {} id={:?} on context {}>",
+            c.command_field()
+                .and_then(ul::dimse::command_field::name)
+                .unwrap_or("?"),
+            c.message_id(),
+            self.context.get().context_id
+        )
+    }
+}
+
+/// Calls a Python function once per request (see the module documentation).
+struct HandlerService {
+    handler: Py<PyAny>,
+    max_data_set: usize,
+}
+
+impl Service for HandlerService {
+    fn serve(&self, rq: &mut Request<'_, '_>) -> Result<(), AssocError> {
+        let data = if rq.has_data_set() {
+            match rq.read_data_set_to_vec(self.max_data_set) {
+                Ok(d) => Some(d),
+                Err(AssocError::Io(e)) if rq.link().is_established() => {
+                    return rq.respond(&Reply::with_comment(0xA700, &e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let progress = Arc::new(Progress::default());
+        let link = rq.link().handle();
+        let command = rq.command().clone();
+        let context = PyPresentationContext::from(rq.context());
+        let called = {
+            let progress = Arc::clone(&progress);
+            rq.unlocked(move || {
+                Python::attach(|py| -> PyResult<()> {
+                    let request = Py::new(
+                        py,
+                        PyRequest {
+                            link,
+                            command: Py::new(py, PyCommand { inner: command })?,
+                            context: Py::new(py, context)?,
+                            data: data.map(|d| PyBytes::new(py, &d).unbind()),
+                            progress: Arc::clone(&progress),
+                        },
+                    )?;
+                    let r = self.handler.call1(py, (request,));
+                    progress.over.store(true, Ordering::SeqCst);
+                    if let Err(e) = &r {
+                        e.print(py);
+                    }
+                    r.map(|_| ())
+                })
+            })
+        };
+        if progress.answered.load(Ordering::SeqCst) {
+            rq.mark_answered();
+            return Ok(());
+        }
+        if !rq.link().is_established() {
+            return Err(AssocError::Closed);
+        }
+        // The handler raised, or returned without a final response.
+        let why = if called.is_err() {
+            "the handler raised an exception"
+        } else {
+            "the handler gave no final response"
+        };
+        rq.respond(&Reply::with_comment(0x0110, why))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: the Rust data path, decided by a Python handler
+// ---------------------------------------------------------------------------------------------
+
+/// How the storage data path writes received instances (see `node::StorageConfig`).
+#[pyclass(name = "StorageConfig", module = "ferrodicom._core", frozen)]
+pub struct PyStorageConfig {
+    inner: StorageConfig,
+    parts: Option<Arc<node::PartPool>>,
+    /// Extracted tag -> keyword.
+    key_names: HashMap<u32, String>,
+}
+
+#[pymethods]
+impl PyStorageConfig {
+    /// `incoming_dir`: where `.part` files stream (on the archive's filesystem). `extract`:
+    /// (tag, keyword) of the attributes to index while streaming. With `fsync` (and a
+    /// `journal`), an instance is made durable before it is reported.
+    #[new]
+    #[pyo3(signature = (incoming_dir, *, extract = None, store_transfer_syntax = None, fsync = true,
+        writeback = false, part_pool = 8, journal = None, private_dictionary = None,
+        implementation_class_uid = None, implementation_version_name = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        incoming_dir: std::path::PathBuf,
+        extract: Option<Vec<(u32, String)>>,
+        store_transfer_syntax: Option<String>,
+        fsync: bool,
+        writeback: bool,
+        part_pool: usize,
+        journal: Option<Bound<'_, crate::journal::PyJournal>>,
+        private_dictionary: Option<Bound<'_, crate::codec::PyPrivateDictionary>>,
+        implementation_class_uid: Option<String>,
+        implementation_version_name: Option<String>,
+    ) -> PyResult<Self> {
+        let extract = extract.unwrap_or_default();
+        let parts = if part_pool > 0 {
+            Some(Arc::new(
+                node::PartPool::new(incoming_dir.clone(), part_pool)
+                    .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?,
+            ))
+        } else {
+            None
+        };
+        let inner = StorageConfig {
+            incoming_dir,
+            store_transfer_syntax,
+            fsync,
+            writeback,
+            parts: parts.clone(),
+            journal: journal.map(|j| Arc::clone(&j.get().inner)),
+            implementation_class_uid: implementation_class_uid
+                .unwrap_or_else(|| ul::negotiate::IMPLEMENTATION_CLASS_UID.to_string()),
+            implementation_version_name: implementation_version_name
+                .unwrap_or_else(|| ul::negotiate::IMPLEMENTATION_VERSION_NAME.to_string()),
+            dictionary: crate::codec::dictionary(py, private_dictionary.as_ref()),
+            extract: extract.iter().map(|(t, _)| codec::Tag(*t)).collect(),
+        };
+        Ok(PyStorageConfig {
+            inner,
+            parts,
+            key_names: extract.into_iter().collect(),
+        })
+    }
+    /// Empties the pool of ready `.part` files (at shutdown).
+    fn close(&self, py: Python<'_>) {
+        if let Some(p) = &self.parts {
+            py.detach(|| p.close());
+        }
+    }
+}
+
+/// The C-STORE being received, as the storage handler sees it.
+#[pyclass(name = "StoreRequest", module = "ferrodicom._core", frozen, get_all)]
+pub struct PyStoreRequest {
+    pub association: Py<PyAssociation>,
+    pub context: Py<PyPresentationContext>,
+    pub command: Py<PyCommand>,
+}
+
+/// A Python storage handler behind `node::StoreHandler`.
+struct PyStoreHandler {
+    handler: Py<PyAny>,
+    key_names: HashMap<u32, String>,
+}
+
+/// The Python state `prepare` returned, carried to `stored`.
+struct PyState(Py<PyAny>);
+
+impl PyStoreHandler {
+    fn request(&self, py: Python<'_>, rq: &StoreRequest<'_>) -> PyResult<Py<PyStoreRequest>> {
+        Py::new(
+            py,
+            PyStoreRequest {
+                association: Py::new(py, PyAssociation::new(py, rq.link.handle(), false)?)?,
+                context: Py::new(py, PyPresentationContext::from(rq.context))?,
+                command: Py::new(
+                    py,
+                    PyCommand {
+                        inner: rq.command.clone(),
+                    },
+                )?,
+            },
+        )
+    }
+    fn keys<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &[(codec::Tag, String)],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (tag, value) in keys {
+            if let Some(name) = self.key_names.get(&tag.0) {
+                d.set_item(name, value)?;
+            }
+        }
+        Ok(d)
+    }
+    fn state(py: Python<'_>, state: Option<StoreState>) -> Py<PyAny> {
+        state
+            .and_then(|s| s.downcast::<PyState>().ok())
+            .map(|s| s.0)
+            .unwrap_or_else(|| py.None())
+    }
+}
+
+/// `prepare`'s answer: None decides later; else (path | None, early reply | None, state).
+fn extract_prepared(out: &Bound<'_, PyAny>) -> PyResult<(Prepared, Option<Py<PyAny>>)> {
+    if out.is_none() {
+        return Ok((Prepared::Later, None));
+    }
+    let t: &Bound<'_, PyTuple> = out.cast()?;
+    let (path, early, state) = (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?);
+    let early = if early.is_none() {
+        None
+    } else {
+        Some(extract_reply(&early)?)
+    };
+    let prepared = if path.is_none() {
+        Prepared::Discard
+    } else {
+        Prepared::Place {
+            path: path.extract::<std::path::PathBuf>()?,
+            early,
+        }
+    };
+    Ok((prepared, Some(state.unbind())))
+}
+
+impl StoreHandler for PyStoreHandler {
+    fn prepare(
+        &self,
+        rq: &StoreRequest<'_>,
+        keys: &[(codec::Tag, String)],
+    ) -> (Prepared, Option<StoreState>) {
+        Python::attach(|py| {
+            let r = (|| -> PyResult<(Prepared, Option<Py<PyAny>>)> {
+                let out = self.handler.call_method1(
+                    py,
+                    "prepare",
+                    (self.request(py, rq)?, self.keys(py, keys)?),
+                )?;
+                extract_prepared(out.bind(py))
+            })();
+            match r {
+                Ok((prepared, state)) => {
+                    (prepared, state.map(|s| Box::new(PyState(s)) as StoreState))
+                }
+                Err(e) => {
+                    // `stored` still decides, as if no decision had been made mid-stream.
+                    e.print(py);
+                    (Prepared::Later, None)
+                }
+            }
+        })
+    }
+
+    fn stored(
+        &self,
+        rq: &StoreRequest<'_>,
+        received: Received,
+        state: Option<StoreState>,
+    ) -> Reply {
+        Python::attach(|py| {
+            let r = (|| -> PyResult<Reply> {
+                let keys = self.keys(py, &received.keys)?.unbind();
+                let received = Py::new(
+                    py,
+                    PyReceived {
+                        inner: received,
+                        keys,
+                    },
+                )?;
+                let out = self.handler.call_method1(
+                    py,
+                    "stored",
+                    (self.request(py, rq)?, received, Self::state(py, state)),
+                )?;
+                extract_reply(out.bind(py))
+            })();
+            r.unwrap_or_else(|e| {
+                e.print(py);
+                Reply::with_comment(0x0110, "the storage handler raised an exception")
+            })
+        })
+    }
+
+    fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
+        Python::attach(|py| {
+            let r = self.request(py, rq).and_then(|request| {
+                self.handler
+                    .call_method1(py, "abandoned", (request, Self::state(py, state)))
+            });
+            if let Err(e) = r {
+                e.print(py);
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services: the builder Python fills
+// ---------------------------------------------------------------------------------------------
+
+/// The services of an AE (see the module documentation), filled before use by a server or an
+/// association; after that it cannot change.
+#[pyclass(name = "Services", module = "ferrodicom._core", frozen)]
+pub struct PyServices {
+    pending: Mutex<Option<Services>>,
+    built: OnceLock<Arc<Services>>,
+}
+
+impl PyServices {
+    /// The services, fixed from now on.
+    pub fn build(&self) -> Arc<Services> {
+        Arc::clone(
+            self.built
+                .get_or_init(|| Arc::new(self.pending.lock().take().unwrap_or_default())),
+        )
+    }
+    fn with<T>(&self, f: impl FnOnce(&mut Services) -> T) -> PyResult<T> {
+        match self.pending.lock().as_mut() {
+            Some(s) if self.built.get().is_none() => Ok(f(s)),
+            _ => Err(DicomError::new_err(
+                "these services are in use by a server or an association and cannot change",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl PyServices {
+    #[new]
+    fn new() -> Self {
+        PyServices {
+            pending: Mutex::new(Some(Services::new())),
+            built: OnceLock::new(),
+        }
+    }
+
+    /// Routes requests with these command fields (on contexts of these abstract syntaxes;
+    /// None: any) to `handler(request: Request)`. A request's data set is read into memory
+    /// first, refused (A700) beyond `max_data_set` bytes.
+    #[pyo3(signature = (fields, handler, abstract_syntaxes = None, max_data_set = 1usize << 30))]
+    fn add_handler(
+        &self,
+        fields: Vec<u16>,
+        handler: Py<PyAny>,
+        abstract_syntaxes: Option<Vec<String>>,
+        max_data_set: usize,
+    ) -> PyResult<()> {
+        Python::attach(|py| {
+            let service: Arc<dyn Service> = Arc::new(HandlerService {
+                handler: handler.clone_ref(py),
+                max_data_set,
+            });
+            self.with(|s| {
+                for f in &fields {
+                    match &abstract_syntaxes {
+                        None => s.add(*f, None, Arc::clone(&service)),
+                        Some(list) => {
+                            for a in list {
+                                s.add(*f, Some(a), Arc::clone(&service));
+                            }
+                        }
+                    }
+                }
+            })
+        })
+    }
+
+    /// C-STORE-RQs with a data set stream to disk as `config` says; `handler` decides about each
+    /// instance: `prepare(request: StoreRequest, keys: dict)` mid-stream (None, or (final path |
+    /// None to discard, early reply | None, state)), `stored(request, received: Received,
+    /// state)` once on disk (returns the reply), `abandoned(request, state)` when the
+    /// association ended inside the data set.
+    fn add_storage(&self, config: &Bound<'_, PyStorageConfig>, handler: Py<PyAny>) -> PyResult<()> {
+        let cfg = config.get();
+        let service: Arc<dyn Service> = Arc::new(StorageService::new(
+            cfg.inner.clone(),
+            Arc::new(PyStoreHandler {
+                handler,
+                key_names: cfg.key_names.clone(),
+            }),
+        ));
+        self.with(|s| s.add(ul::dimse::command_field::C_STORE_RQ, None, service))
+    }
+
+    /// `notices(association: Association, level: str, message: str)` hears of the messages
+    /// refused or ignored on the associations these services serve ("info" or "warning").
+    fn set_notices(&self, notices: Py<PyAny>) -> PyResult<()> {
+        let callback = Arc::new(notices);
+        self.with(|s| {
+            s.set_notices(Arc::new(move |link: &Link, level: Level, message: &str| {
+                Python::attach(|py| {
+                    let level = match level {
+                        Level::Info => "info",
+                        Level::Warning => "warning",
+                    };
+                    let r = PyAssociation::new(py, link.handle(), false)
+                        .and_then(|a| callback.call1(py, (a, level, message)));
+                    if let Err(e) = r {
+                        e.print(py);
+                    }
+                })
+            }))
+        })
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyServices>()?;
+    m.add_class::<PyRequest>()?;
+    m.add_class::<PyStorageConfig>()?;
+    m.add_class::<PyStoreRequest>()?;
+    Ok(())
+}
