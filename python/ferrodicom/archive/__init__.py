@@ -12,10 +12,10 @@ from ferrodicom.archive.core import (
     DURABILITIES,
     UNKNOWN_DIR,
     Archive,
-    ArchiveError,
     Plan,
     StoredInstance,
 )
+from ferrodicom.archive.errors import ArchiveError
 from ferrodicom.archive.index import INDEX_KEYWORDS
 from ferrodicom.archive.recovery import keys_from_dataset
 from ferrodicom.archive.status import PRIVATE_STORE_STATUSES, STORE_STATUSES, store_status_meaning

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ferrodicom._core import DicomError
 from ferrodicom.archive import status as st
+from ferrodicom.archive.errors import ArchiveError
 from ferrodicom.archive.index import (
     INDEX_KEYWORDS,
     INSTANCE_KEYS,
@@ -34,6 +34,7 @@ from ferrodicom.archive.index import (
     connect,
     create_schema,
 )
+from ferrodicom.archive.recovery import recover as recover_archive
 from ferrodicom.archive.uid import check_uid, clean_uid
 
 __all__ = ["Archive", "ArchiveError", "Plan", "StoredInstance", "DURABILITIES", "DUPLICATE_POLICIES", "UNKNOWN_DIR"]
@@ -54,11 +55,6 @@ JOURNAL_BYTES = 128 << 20
 JOURNAL_RECORD_BYTES = 1 << 20
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _COMMENT_MAX = 64  # Error Comment (0000,0902) is LO: 64 characters (PS3.7 E.1)
-
-
-class ArchiveError(DicomError):
-    """Misuse of the archive or an unusable archive directory/index (not a per-instance failure:
-    those are DIMSE statuses returned by :meth:`Archive.ingest`)."""
 
 
 @dataclass
@@ -677,8 +673,6 @@ class Archive:
         indexes complete files missing from the index, removes index rows whose file is missing, and moves
         unreadable files to ``.quarantine``. Returns the counts.
         """
-        from ferrodicom.archive.recovery import recover
-
         if full_scan is None:
             marker = self.root / CLEAN_MARKER
             full_scan = not marker.exists()
@@ -691,7 +685,7 @@ class Archive:
         with self._dirs_lock:
             self._dirs.clear()
             self._uid_ok.clear()
-        return recover(self, full_scan)
+        return recover_archive(self, full_scan)
 
     # -- queries ------------------------------------------------------------------------------------
 

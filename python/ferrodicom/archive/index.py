@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from ferrodicom.archive.errors import ArchiveError
+
 log = logging.getLogger("ferrodicom.archive")
 
 SCHEMA_VERSION = 1
@@ -163,8 +165,6 @@ def create_schema(conn: sqlite3.Connection) -> None:
     if row is None:
         conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     elif row[0] != str(SCHEMA_VERSION):
-        from ferrodicom.archive.core import ArchiveError
-
         raise ArchiveError(f"index schema version {row[0]} is not {SCHEMA_VERSION}")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ferrodicom.archive.index import (
     INDEX_KEYWORDS,
@@ -21,9 +21,6 @@ from ferrodicom.archive.index import (
     connect,
 )
 from ferrodicom.archive.uid import check_uid
-
-if TYPE_CHECKING:
-    from ferrodicom.archive.core import Archive
 
 log = logging.getLogger("ferrodicom.archive")
 
@@ -66,7 +63,8 @@ def _walk(root: str) -> set[str]:
     return found
 
 
-def recover(archive: Archive, full_scan: bool) -> dict[str, int]:
+def recover(archive: Any, full_scan: bool) -> dict[str, int]:
+    """See :meth:`ferrodicom.archive.Archive.recover` (``archive`` is the Archive being opened)."""
     counts = {
         "part_removed": 0,
         "reindexed": 0,

@@ -2,6 +2,7 @@
 //! the GIL around byte work; no DICOM policy lives here.
 use pyo3::prelude::*;
 
+mod associate;
 mod association;
 mod codec;
 mod command;
@@ -21,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     command::register(m)?;
     types::register(m)?;
     association::register(m)?;
+    associate::register(m)?;
     service::register(m)?;
     server::register(m)?;
     codec::register(m)?;
