@@ -157,21 +157,23 @@ class Association:
         return self.core.id
 
     def context_for(
-        self, abstract_syntax: str, transfer_syntax: Optional[str] = None, role: str = "scu"
+        self, abstract_syntax: str, transfer_syntax: Optional[str] = None, role: Optional[str] = "scu"
     ) -> _core.PresentationContext:
-        """The accepted context for an abstract syntax on which we may act in ``role`` (preferring
-        ``transfer_syntax``)."""
+        """The accepted context for an abstract syntax on which we may act in ``role`` ("scu", "scp", or None
+        for either), preferring ``transfer_syntax``."""
         matches = [
             c
             for c in self.accepted_contexts
-            if c.abstract_syntax == abstract_syntax and (c.as_scu if role == "scu" else c.as_scp)
+            if c.abstract_syntax == abstract_syntax
+            and (role is None or (c.as_scu if role == "scu" else c.as_scp))
         ]
         for c in matches:
             if transfer_syntax is None or c.transfer_syntax == transfer_syntax:
                 return c
         if matches:
             return matches[0]
-        raise _core.AssociationError(f"no accepted presentation context for {abstract_syntax} (as {role.upper()})")
+        as_role = f" (as {role.upper()})" if role else ""
+        raise _core.AssociationError(f"no accepted presentation context for {abstract_syntax}{as_role}")
 
     @property
     def supports_verification(self) -> bool:
@@ -363,8 +365,10 @@ class Association:
         msg_id: Optional[int],
         meta_uid: Optional[str],
     ) -> tuple[Status, Optional[Dataset]]:
-        """An N- request on the context of ``meta_uid`` (a Meta SOP Class, as print's) or of ``class_uid``."""
-        ctx = self.context_for(meta_uid or class_uid)
+        """An N- request on the context of ``meta_uid`` (a Meta SOP Class, as print's) or of ``class_uid``. An
+        N-EVENT-REPORT goes from the SOP class's performer to its user (PS3.7 §10.1.1): on a context where we
+        are the SCP, or the SCU of a class whose SCP reports on the same association (storage commitment)."""
+        ctx = self.context_for(meta_uid or class_uid, role=None if field == N_EVENT_REPORT else "scu")
         class_element = (
             REQUESTED_SOP_CLASS_UID if field in (N_GET, N_SET, N_ACTION, N_DELETE) else AFFECTED_SOP_CLASS_UID
         )
