@@ -185,23 +185,26 @@ fn associate_rj_release_and_abort() {
         Pdu::AssociateRj(AssociateRj {
             result: 1,
             source: 1,
-            reason: 7
+            reason: 7,
+            ..Default::default()
         })
     );
-    assert_eq!(decode_roundtrip("release_rq"), Pdu::ReleaseRq);
-    assert_eq!(decode_roundtrip("release_rp"), Pdu::ReleaseRp);
+    assert_eq!(decode_roundtrip("release_rq"), Pdu::RELEASE_RQ);
+    assert_eq!(decode_roundtrip("release_rp"), Pdu::RELEASE_RP);
     assert_eq!(
         decode_roundtrip("abort_user"),
         Pdu::Abort(Abort {
             source: 0,
-            reason: 0
+            reason: 0,
+            ..Default::default()
         })
     );
     assert_eq!(
         decode_roundtrip("abort_provider_6"),
         Pdu::Abort(Abort {
             source: 2,
-            reason: 6
+            reason: 6,
+            ..Default::default()
         })
     );
 }
@@ -328,6 +331,7 @@ fn our_encoding_matches_pynetdicom() {
         result: 1,
         source: 1,
         reason: 7,
+        ..Default::default()
     });
     assert_eq!(rj.encode(), fixture("associate_rj_1_1_7"));
     let mut echo = ul::dimse::request(command_field::C_ECHO_RQ, 7, "1.2.840.10008.1.1", false);
