@@ -368,7 +368,7 @@ impl UserInformation {
 // takes it into `==`.
 
 /// Reserved fields of an A-ASSOCIATE-RQ or -AC (PS3.8 Tables 9-11 and 9-17) and of its
-/// application context item (Tables 9-12 and 9-18).
+/// application context item (Table 9-12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AssociateReserved {
     /// PDU byte 2.
@@ -469,7 +469,8 @@ pub struct PresentationContextAcReserved {
     pub transfer_syntax_item: u8,
 }
 
-/// Reserved fields of the user information item (PS3.8 Table 9-16) and of its sub-items.
+/// Reserved fields of the user information item (PS3.8 Tables 9-16 and 9-20) and of its
+/// sub-items (PS3.8 Annex D, PS3.7 Annex D.3.3).
 #[derive(Debug, Clone, Default)]
 pub struct UserInformationReserved {
     /// Item byte 2.
