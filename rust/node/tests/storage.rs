@@ -609,7 +609,7 @@ fn a_released_association_no_longer_counts_against_the_limit() {
                 other.err()
             ),
         }
-        assert_eq!(exchange(&mut raw, &Pdu::ReleaseRq), 6, "A-RELEASE-RP");
+        assert_eq!(exchange(&mut raw, &Pdu::RELEASE_RQ), 6, "A-RELEASE-RP");
         let next = connect(port, ELE, 16384);
         next.release().unwrap();
         drop(raw);

@@ -16,8 +16,8 @@ fn pdu_name(p: &Pdu) -> &'static str {
         Pdu::AssociateAc(_) => "A-ASSOCIATE-AC",
         Pdu::AssociateRj(_) => "A-ASSOCIATE-RJ",
         Pdu::PDataTf(_) => "P-DATA-TF",
-        Pdu::ReleaseRq => "A-RELEASE-RQ",
-        Pdu::ReleaseRp => "A-RELEASE-RP",
+        Pdu::ReleaseRq(_) => "A-RELEASE-RQ",
+        Pdu::ReleaseRp(_) => "A-RELEASE-RP",
         Pdu::Abort(_) => "A-ABORT",
     }
 }

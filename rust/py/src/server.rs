@@ -164,11 +164,7 @@ fn extract_decision(out: &Bound<'_, PyAny>) -> PyResult<Result<Decision, Associa
     let reject = t.get_item(0)?;
     if !reject.is_none() {
         let (result, source, reason): (u8, u8, u8) = reject.extract()?;
-        return Ok(Err(AssociateRj {
-            result,
-            source,
-            reason,
-        }));
+        return Ok(Err(AssociateRj::new(result, source, reason)));
     }
     let identity_response: Option<Vec<u8>> = t.get_item(1)?.extract()?;
     let extended: Option<HashMap<String, Vec<u8>>> = t.get_item(2)?.extract()?;

@@ -253,7 +253,7 @@ impl Association {
         if let Some(f) = self.before_release_rp.take() {
             f();
         }
-        self.send_pdu(&Pdu::ReleaseRp)
+        self.send_pdu(&Pdu::RELEASE_RP)
     }
 
     /// A handle that can abort this association from another thread (closes the socket).
@@ -492,7 +492,7 @@ impl Association {
     /// aborts the association (AA-8), as on an established association.
     pub fn release_with(&mut self, mut on_pdv: impl FnMut(PdvRef<'_>)) -> Result<(), AssocError> {
         self.fire(Event::Evt11, true)?;
-        self.send_pdu(&Pdu::ReleaseRq)?;
+        self.send_pdu(&Pdu::RELEASE_RQ)?;
         let deadline = self.timeouts.acse.map(|t| Instant::now() + t);
         let mut pdata_body = Vec::new();
         loop {
@@ -592,6 +592,7 @@ impl Association {
         let _ = self.send_pdu(&Pdu::Abort(Abort {
             source,
             reason: if source == 2 { reason } else { 0 },
+            ..Default::default()
         }));
     }
 
@@ -1252,8 +1253,8 @@ fn pdu_event(p: &Pdu) -> Event {
         Pdu::AssociateAc(_) => Event::Evt3,
         Pdu::AssociateRj(_) => Event::Evt4,
         Pdu::PDataTf(_) => Event::Evt10,
-        Pdu::ReleaseRq => Event::Evt12,
-        Pdu::ReleaseRp => Event::Evt13,
+        Pdu::ReleaseRq(_) => Event::Evt12,
+        Pdu::ReleaseRp(_) => Event::Evt13,
         Pdu::Abort(_) => Event::Evt16,
     }
 }
@@ -1269,6 +1270,7 @@ impl AbortHandle {
             &Pdu::Abort(Abort {
                 source: 0,
                 reason: 0,
+                ..Default::default()
             })
             .encode(),
         );

@@ -31,11 +31,7 @@ pub mod reject {
     use crate::pdu::AssociateRj;
 
     const fn rj(result: u8, source: u8, reason: u8) -> AssociateRj {
-        AssociateRj {
-            result,
-            source,
-            reason,
-        }
+        AssociateRj::new(result, source, reason)
     }
     pub const NO_REASON: AssociateRj = rj(1, 1, 1);
     pub const APPLICATION_CONTEXT_NOT_SUPPORTED: AssociateRj = rj(1, 1, 2);
@@ -439,6 +435,7 @@ pub(crate) fn answer_with(
                     .unwrap_or("")
                     .to_string()
             }),
+            ..Default::default()
         });
         negotiated.push(NegotiatedContext {
             id: pc.id,
@@ -532,7 +529,8 @@ pub(crate) fn answer_with(
         calling_ae: rq.calling_ae,
         application_context: DICOM_APPLICATION_CONTEXT.to_string(),
         presentation_contexts: ac_pcs,
-        user_info: Some(UserInformation { items }),
+        user_info: Some(UserInformation::new(items)),
+        ..Default::default()
     };
     let summary = Negotiated {
         calling_ae: calling,
@@ -640,6 +638,7 @@ impl RequestorConfig {
                 id: (2 * i + 1) as u8,
                 abstract_syntax: c.abstract_syntax.clone(),
                 transfer_syntaxes: c.transfer_syntaxes.clone(),
+                ..Default::default()
             });
         }
         let mut items = vec![
@@ -724,7 +723,8 @@ impl RequestorConfig {
             calling_ae,
             application_context: DICOM_APPLICATION_CONTEXT.to_string(),
             presentation_contexts: pcs,
-            user_info: Some(UserInformation { items }),
+            user_info: Some(UserInformation::new(items)),
+            ..Default::default()
         })
     }
 
@@ -1161,7 +1161,8 @@ mod tests {
             Err(AssociateRj {
                 result: 1,
                 source: 1,
-                reason: 2
+                reason: 2,
+                ..Default::default()
             })
         );
         // The application context may carry a trailing NUL.
@@ -1180,7 +1181,8 @@ mod tests {
             Err(AssociateRj {
                 result: 1,
                 source: 1,
-                reason: 7
+                reason: 7,
+                ..Default::default()
             })
         );
         rq.called_ae = AeTitle::new("  STORESCP").unwrap();
@@ -1197,7 +1199,8 @@ mod tests {
             Err(AssociateRj {
                 result: 1,
                 source: 1,
-                reason: 3
+                reason: 3,
+                ..Default::default()
             })
         );
 
@@ -1210,7 +1213,8 @@ mod tests {
             Err(AssociateRj {
                 result: 1,
                 source: 2,
-                reason: 2
+                reason: 2,
+                ..Default::default()
             })
         );
         // Other bits alongside bit 0 are fine (PS3.8 §9.3.2: only bit 0 is defined).
@@ -1232,7 +1236,8 @@ mod tests {
             AssociateRj {
                 result: 1,
                 source: 1,
-                reason: 1
+                reason: 1,
+                ..Default::default()
             }
         );
         // Also when nothing else is wrong with it (no user information, AE titles checked).
@@ -1809,6 +1814,7 @@ mod tests {
         for item in items {
             rq.user_info = Some(UserInformation {
                 items: vec![item.clone()],
+                ..Default::default()
             });
             let with = Pdu::AssociateRq(rq.clone()).encode().len();
             assert_eq!(with - empty, 4 + user_item_value_len(&item), "{item:?}");

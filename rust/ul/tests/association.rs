@@ -284,10 +284,10 @@ fn release_collision_between_two_real_ends() {
 #[test]
 fn release_collision_requestor_side() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
-        s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRp);
-        s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
+        s.write_all(&Pdu::RELEASE_RQ.encode()).unwrap();
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RP);
+        s.write_all(&Pdu::RELEASE_RP.encode()).unwrap();
         read_to_close(&mut s)
     });
     let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
@@ -306,12 +306,12 @@ fn release_collision_acceptor_side() {
         (r, a.state())
     });
     let mut s = raw_requestor(&addr, &requestor_cfg(16384));
-    assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
-    s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
+    assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
+    s.write_all(&Pdu::RELEASE_RQ.encode()).unwrap();
     // PS3.8: the requestor side of a collision sends its A-RELEASE-RP first...
-    s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+    s.write_all(&Pdu::RELEASE_RP.encode()).unwrap();
     // ...and then receives the acceptor's.
-    assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRp);
+    assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RP);
     drop(s);
     let (r, state) = acc.join().unwrap();
     r.unwrap();
@@ -330,7 +330,8 @@ fn peer_abort_is_reported_to_the_receiver() {
                 r,
                 Incoming::Aborted(Abort {
                     source: 0,
-                    reason: 0
+                    reason: 0,
+                    ..
                 })
             ),
         )
@@ -436,6 +437,7 @@ fn p_data_tf_one_byte_over_the_limit() {
             control: 3,
             data: vec![0; 4091],
         }],
+        ..Default::default()
     })
     .encode();
     assert_eq!(pdu.len(), 6 + 4097);
@@ -677,7 +679,8 @@ fn rejected_by_a_raw_peer_with_the_right_fields() {
             AssociateRj {
                 result: 2,
                 source: 3,
-                reason: 1
+                reason: 1,
+                ..Default::default()
             }
         ),
         other => panic!("{other:?}"),
@@ -702,7 +705,8 @@ fn aborted_during_negotiation() {
             e,
             Some(AssocError::Aborted(Abort {
                 source: 2,
-                reason: 0
+                reason: 0,
+                ..
             }))
         ),
         "{e:?}"
@@ -758,7 +762,8 @@ fn protocol_version_rejected() {
         Some(AssocError::Rejected(AssociateRj {
             result: 1,
             source: 2,
-            reason: 2
+            reason: 2,
+            ..
         }))
     ));
 }
@@ -784,7 +789,8 @@ fn request_without_presentation_contexts_rejected() {
         Pdu::AssociateRj(AssociateRj {
             result: 1,
             source: 1,
-            reason: 1
+            reason: 1,
+            ..Default::default()
         })
     );
     drop(s);
@@ -847,6 +853,7 @@ fn pdata(pdvs: &[(u8, u8, &[u8])]) -> Vec<u8> {
                 data: d.to_vec(),
             })
             .collect(),
+        ..Default::default()
     })
     .encode()
 }
@@ -908,7 +915,7 @@ fn association_request_on_an_established_association() {
 
 #[test]
 fn release_rp_without_release_rq() {
-    let (r, back) = acceptor_answer_to(&Pdu::ReleaseRp.encode());
+    let (r, back) = acceptor_answer_to(&Pdu::RELEASE_RP.encode());
     assert!(r.contains("unexpected PDU type 0x06"), "{r}");
     assert_eq!(back, ABORT_UNEXPECTED_PDU);
 }
@@ -930,7 +937,7 @@ fn release_rq_before_association() {
     });
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(GUARD)).unwrap();
-    s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
+    s.write_all(&Pdu::RELEASE_RQ.encode()).unwrap();
     assert_eq!(read_n(&mut s, 10), [7, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
     drop(s);
     let e = h.join().unwrap();
@@ -984,9 +991,9 @@ fn p_data_while_awaiting_release_rp() {
     let rsp = response_to(&echo_rq(1), 0, false).encode();
     let sent = rsp.clone();
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), move |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         s.write_all(&pdata(&[(1, 3, &sent)])).unwrap();
-        s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+        s.write_all(&Pdu::RELEASE_RP.encode()).unwrap();
         read_to_close(&mut s)
     });
     let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
@@ -1009,11 +1016,11 @@ fn release_with_delivers_p_data_received_while_awaiting_release_rp() {
     let ds = pattern(3000);
     let (cmd2, ds2) = (rsp.clone(), ds.clone());
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), move |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         s.write_all(&pdata(&[(1, 3, &cmd2)])).unwrap();
         s.write_all(&pdata(&[(3, 0, &ds2[..1000]), (3, 2, &ds2[1000..])]))
             .unwrap();
-        s.write_all(&Pdu::ReleaseRp.encode()).unwrap();
+        s.write_all(&Pdu::RELEASE_RP.encode()).unwrap();
         read_to_close(&mut s)
     });
     let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
@@ -1038,7 +1045,7 @@ fn release_with_delivers_p_data_received_while_awaiting_release_rp() {
 #[test]
 fn malformed_p_data_while_awaiting_release_rp() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         // One PDV, then a PDV item length of 1.
         let mut bytes = pdata(&[(1, 3, b"ok")]);
         bytes.extend_from_slice(&[0, 0, 0, 1, 1]);
@@ -1065,7 +1072,7 @@ fn malformed_p_data_while_awaiting_release_rp() {
 #[test]
 fn p_data_on_an_unaccepted_context_while_awaiting_release_rp() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         s.write_all(&pdata(&[(7, 3, b"xx")])).unwrap();
         read_n(&mut s, 10)
     });
@@ -1085,9 +1092,9 @@ fn p_data_on_an_unaccepted_context_while_awaiting_release_rp() {
 #[test]
 fn p_data_after_a_release_collision_is_aborted() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
-        s.write_all(&Pdu::ReleaseRq.encode()).unwrap();
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRp);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
+        s.write_all(&Pdu::RELEASE_RQ.encode()).unwrap();
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RP);
         s.write_all(&pdata(&[(1, 3, b"xx")])).unwrap();
         read_n(&mut s, 10)
     });
@@ -1107,7 +1114,7 @@ fn p_data_after_a_release_collision_is_aborted() {
 #[test]
 fn unlimited_max_pdu_release_does_not_trust_the_claimed_length() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         s.write_all(&[4, 0, 0xFF, 0xFF, 0xFF, 0xF0, 0, 0, 0, 2, 1, 3])
             .unwrap();
     });
@@ -1122,7 +1129,7 @@ fn unlimited_max_pdu_release_does_not_trust_the_claimed_length() {
 #[test]
 fn abort_instead_of_release_rp() {
     let (addr, peer) = raw_acceptor(acceptor_cfg(16384), |mut s| {
-        assert_eq!(read_whole_pdu(&mut s), Pdu::ReleaseRq);
+        assert_eq!(read_whole_pdu(&mut s), Pdu::RELEASE_RQ);
         s.write_all(&[7, 0, 0, 0, 0, 4, 0, 0, 0, 0]).unwrap();
     });
     let mut a = Association::request(&addr, &requestor_cfg(16384), timeouts()).unwrap();
@@ -1132,7 +1139,8 @@ fn abort_instead_of_release_rp() {
             r,
             Err(AssocError::Aborted(Abort {
                 source: 0,
-                reason: 0
+                reason: 0,
+                ..
             }))
         ),
         "{r:?}"
