@@ -530,6 +530,11 @@ pub(crate) fn answer_with(
         application_context: DICOM_APPLICATION_CONTEXT.to_string(),
         presentation_contexts: ac_pcs,
         user_info: Some(UserInformation::new(items)),
+        // PS3.8 Table 9-17: bytes 43-74 carry the request's values, like the AE title fields.
+        reserved: AssociateReserved {
+            after_ae_titles: rq.reserved.after_ae_titles,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let summary = Negotiated {
@@ -1149,6 +1154,22 @@ mod tests {
         requestor(vec![proposed(VERIFICATION, &[IMPLICIT], None)])
             .build_request()
             .unwrap()
+    }
+
+    #[test]
+    fn the_acceptance_echoes_the_reserved_bytes_after_the_ae_titles() {
+        // PS3.8 Table 9-17: bytes 43-74 of the A-ASSOCIATE-AC are the request's, as the AE titles.
+        let mut rq = echo_rq();
+        rq.reserved.after_ae_titles = [0x5A; 32];
+        rq.reserved.header = 0x77;
+        let (ac, _) = accept_or_reject(&acceptor(), &rq).unwrap();
+        assert_eq!(ac.reserved.after_ae_titles, [0x5A; 32]);
+        assert_eq!(
+            ac.reserved.header, 0,
+            "the other reserved fields are sent as 00H"
+        );
+        let (ac, _) = accept_or_reject(&acceptor(), &echo_rq()).unwrap();
+        assert_eq!(ac.reserved.after_ae_titles, [0; 32]);
     }
 
     #[test]
