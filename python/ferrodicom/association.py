@@ -164,8 +164,7 @@ class Association:
         matches = [
             c
             for c in self.accepted_contexts
-            if c.abstract_syntax == abstract_syntax
-            and (role is None or (c.as_scu if role == "scu" else c.as_scp))
+            if c.abstract_syntax == abstract_syntax and (role is None or (c.as_scu if role == "scu" else c.as_scp))
         ]
         for c in matches:
             if transfer_syntax is None or c.transfer_syntax == transfer_syntax:
