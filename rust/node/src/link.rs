@@ -15,13 +15,17 @@
 use parking_lot::{Mutex, MutexGuard};
 use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use ul::dimse::{self, command_field, command_vr, tag, CommandVr};
-use ul::{AbortHandle, AssocError, Association, Command, Incoming, Negotiated, NegotiatedContext};
+use ul::{
+    AbortHandle, AssocError, Association, Command, Incoming, Negotiated, NegotiatedContext, Ready,
+};
 
 /// How an association ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +130,49 @@ pub struct LinkState {
     /// Our requests still waiting for their final response.
     awaiting: HashSet<u16>,
     /// The peer's requests being served, and those it cancelled.
-    in_progress: Vec<u16>,
+    in_progress: Vec<(u16, std::thread::ThreadId)>,
     cancelled: HashSet<u16>,
     /// The peer's requests that arrived while another was served.
     queued: VecDeque<Message>,
     queued_bytes: usize,
+    /// The wake descriptors of the threads waiting for input without the lock: whoever changes
+    /// what they wait for (a response routed, a request queued or done) wakes them.
+    waiters: Vec<RawFd>,
+}
+
+/// A thread's own wake-up pair: others write a byte to `writer` to end its wait (see
+/// [`LinkState::waiters`]); both ends non-blocking, `reader` drained after each wait.
+struct Wake {
+    reader: UnixStream,
+    writer: UnixStream,
+}
+
+impl Wake {
+    fn new() -> io::Result<Wake> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Wake { reader, writer })
+    }
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+thread_local! {
+    static WAKE: Option<Wake> = Wake::new().ok();
+}
+
+/// Writes one byte to each waiter's wake descriptor (a full pipe already holds a wake-up).
+fn wake_all(waiters: &[RawFd]) {
+    for fd in waiters {
+        // SAFETY: a one-byte write from a live buffer to a descriptor its owner keeps open while
+        // registered (it deregisters, under the same lock, before its thread can end).
+        unsafe {
+            libc::write(*fd, [1u8].as_ptr().cast(), 1);
+        }
+    }
 }
 
 pub type LinkGuard<'l> = MutexGuard<'l, LinkState>;
@@ -217,6 +259,7 @@ impl Link {
                 cancelled: HashSet::new(),
                 queued: VecDeque::new(),
                 queued_bytes: 0,
+                waiters: Vec::new(),
             }),
             watcher,
             abort,
@@ -320,6 +363,31 @@ impl Link {
         let mut g = self.lock();
         if !g.assoc.is_established() {
             return Ok(None);
+        }
+        // A request of the peer being served (or queued) is answered first: once our
+        // A-RELEASE-RQ is out, its response could no longer be sent (PS3.8 §7.2).
+        let patience = g
+            .assoc
+            .timeouts_mut()
+            .acse
+            .unwrap_or(Duration::from_secs(30));
+        let deadline = Instant::now() + patience;
+        // (Not a request this very thread serves: a handler releasing its own association.)
+        let me = std::thread::current().id();
+        let others_serving = |g: &LinkGuard<'_>| g.in_progress.iter().any(|(_, t)| *t != me);
+        while (others_serving(&g) || (g.in_progress.is_empty() && !g.queued.is_empty()))
+            && Instant::now() < deadline
+        {
+            let step = Instant::now() + Duration::from_millis(20);
+            if g.in_progress.is_empty() {
+                // Queued requests are served by whoever pumps: do it here.
+                self.step(&mut g, Some(step))?;
+            } else if self.wait_input(&mut g, Some(step))? == Ready::Socket {
+                self.step(&mut g, Some(step))?;
+            }
+            if !g.assoc.is_established() {
+                return Ok(None);
+            }
         }
         let r = match g.assoc.release() {
             Ok(()) => Ok(None),
@@ -540,17 +608,19 @@ impl Link {
                     Some(d) => RequestData::Memory(d),
                     None => RequestData::None,
                 };
-                self.serve_request(g, m.context_id, m.command, data)?;
-                return Ok(Step::Progress);
+                let served = self.serve_request(g, m.context_id, m.command, data);
+                wake_all(&g.waiters);
+                return served.map(|()| Step::Progress);
             }
         }
         if let Some(o) = self.outcome() {
             return Ok(Step::Ended(o));
         }
         if !g.assoc.has_buffered_input() {
-            let ready = MutexGuard::unlocked(g, || self.watcher.wait(remaining(deadline)));
-            if !ready? {
-                return Ok(Step::Idle);
+            match self.wait_input(g, deadline)? {
+                Ready::Timeout => return Ok(Step::Idle),
+                Ready::Woken => return Ok(Step::Progress),
+                Ready::Socket => {}
             }
             // While the lock was free, another thread may have read what arrived.
             if let Some(o) = self.outcome() {
@@ -582,8 +652,43 @@ impl Link {
                 return Ok(Step::Ended(Outcome::Aborted));
             }
         };
-        self.route(g, context_id, command)?;
-        Ok(Step::Progress)
+        let routed = self.route(g, context_id, command);
+        // What the others wait for may have changed: a response for them, a request to serve.
+        wake_all(&g.waiters);
+        routed.map(|()| Step::Progress)
+    }
+
+    /// Waits for input without the lock, until `deadline`, or until another thread wakes this
+    /// one (see [`LinkState::waiters`]).
+    fn wait_input(&self, g: &mut LinkGuard<'_>, deadline: Option<Instant>) -> io::Result<Ready> {
+        WAKE.with(|wake| {
+            let Some(wake) = wake else {
+                // No wake-up pair for this thread: wait in short slices instead.
+                let slice = Some(Duration::from_millis(50));
+                let t = remaining(deadline).map_or(slice, |r| slice.min(Some(r)));
+                let r = MutexGuard::unlocked(g, || self.watcher.wait(t))?;
+                return Ok(if r {
+                    Ready::Socket
+                } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                    Ready::Timeout
+                } else {
+                    Ready::Woken
+                });
+            };
+            let fd = wake.writer.as_raw_fd();
+            g.waiters.push(fd);
+            let r = MutexGuard::unlocked(g, || {
+                self.watcher
+                    .wait_or(Some(wake.reader.as_raw_fd()), remaining(deadline))
+            });
+            g.waiters.retain(|w| *w != fd);
+            if matches!(r, Ok(Ready::Woken)) {
+                // (A wake-up that raced a readable socket is drained at the next wait, which it
+                // ends at once: a spurious look, not a lost one.)
+                wake.drain();
+            }
+            r
+        })
     }
 
     /// Routes one received command (see the module documentation).
@@ -644,7 +749,7 @@ impl Link {
             let id = command
                 .get_us(tag::MESSAGE_ID_BEING_RESPONDED_TO)
                 .unwrap_or(0);
-            if g.in_progress.contains(&id) {
+            if g.in_progress.iter().any(|(m, _)| *m == id) {
                 g.cancelled.insert(id);
             } else {
                 // C-CANCEL-RQ has no response (PS3.7 §9.3.2.3): nothing to cancel, nothing to say.
@@ -724,7 +829,7 @@ impl Link {
             ));
         };
         let id = command.message_id().unwrap_or(0);
-        g.in_progress.push(id);
+        g.in_progress.push((id, std::thread::current().id()));
         let mut rq = Request {
             link: self,
             guard: g,
@@ -736,7 +841,7 @@ impl Link {
         let served = self.dispatch.dispatch(&mut rq);
         let finished = served.and_then(|()| rq.finish());
         let g = rq.guard;
-        if let Some(pos) = g.in_progress.iter().rposition(|m| *m == id) {
+        if let Some(pos) = g.in_progress.iter().rposition(|(m, _)| *m == id) {
             g.in_progress.remove(pos);
         }
         g.cancelled.remove(&id);

@@ -1281,11 +1281,32 @@ impl AbortHandle {
 /// Waits for input on an association's socket without reading it (see [`Association::watcher`]).
 pub struct Watcher(TcpStream);
 
+/// What ended a [`Watcher::wait_or`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The socket is readable, closed or in error.
+    Socket,
+    /// The other descriptor is readable (someone woke the waiter).
+    Woken,
+    /// The time ran out.
+    Timeout,
+}
+
 impl Watcher {
     /// Waits up to `timeout` (`None`: forever) until the socket is readable, closed or in error;
     /// returns false when the time ran out.
-    #[cfg(unix)]
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        self.wait_or(None, timeout).map(|r| r == Ready::Socket)
+    }
+
+    /// [`Watcher::wait`], also ending when `wake` (a descriptor another thread writes to) is
+    /// readable.
+    #[cfg(unix)]
+    pub fn wait_or(
+        &self,
+        wake: Option<std::os::fd::RawFd>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Ready> {
         use std::os::fd::AsRawFd;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -1297,13 +1318,21 @@ impl Watcher {
                     left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
                 }
             };
-            let mut fd = libc::pollfd {
-                fd: self.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let n = unsafe { libc::poll(&mut fd, 1, ms) };
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.0.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wake.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let n_fds = if wake.is_some() { 2 } else { 1 };
+            // SAFETY: `n_fds` valid pollfds for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), n_fds, ms) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -1311,17 +1340,24 @@ impl Watcher {
                 }
                 return Err(e);
             }
-            return Ok(n > 0);
+            return Ok(if n == 0 {
+                Ready::Timeout
+            } else if fds[0].revents != 0 {
+                Ready::Socket
+            } else {
+                Ready::Woken
+            });
         }
     }
 
+    /// Without poll(2): the socket only, `wake` is not watched.
     #[cfg(not(unix))]
-    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+    pub fn wait_or(&self, _wake: Option<i32>, timeout: Option<Duration>) -> io::Result<Ready> {
         let mut b = [0u8; 1];
         self.0.set_read_timeout(timeout)?;
         match self.0.peek(&mut b) {
-            Ok(_) => Ok(true),
-            Err(e) if io_timeout(&e) => Ok(false),
+            Ok(_) => Ok(Ready::Socket),
+            Err(e) if io_timeout(&e) => Ok(Ready::Timeout),
             Err(e) => Err(e),
         }
     }

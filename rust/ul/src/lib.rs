@@ -8,7 +8,7 @@ pub mod negotiate;
 pub mod pdu;
 
 pub use assoc::{
-    AbortHandle, AssocError, Association, Incoming, PdvWriter, Role, Timeouts, Watcher,
+    AbortHandle, AssocError, Association, Incoming, PdvWriter, Ready, Role, Timeouts, Watcher,
 };
 pub use dimse::Command;
 pub use error::{DimseError, PduError};
