@@ -202,6 +202,41 @@ _QUALIFY = {
 }
 
 
+def query_sql(level: str, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SELECT of :meth:`Archive.query` and its parameters (also run on a read-only connection by
+    :mod:`ferrodicom.archive.inspect`)."""
+    level = level.lower()
+    if level == "image":
+        level = "instance"
+    if level not in _LEVEL_SQL:
+        raise ArchiveError(f"unknown level {level!r}; one of {', '.join(_LEVEL_SQL)}")
+    sql, allowed = _LEVEL_SQL[level]
+    qualify = _QUALIFY.get(level, {})
+    where: list[str] = []
+    params: list[Any] = []
+    for key, value in filters.items():
+        if key not in allowed:
+            raise ArchiveError(f"{key} is not a {level}-level key")
+        col = qualify.get(key, key)
+        if value is None:
+            where.append(f"({col} IS NULL OR {col} = '')")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            values = list(value)
+            where.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
+            params.extend(values)
+        elif isinstance(value, str) and ("*" in value or "?" in value):
+            pattern = value.replace("[", "[[]").replace("*", "\x00").replace("?", "_q_")
+            pattern = pattern.replace("\x00", "*").replace("_q_", "?")
+            where.append(f"{col} GLOB ?")
+            params.append(pattern)
+        else:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql, params
+
+
 class Archive:
     """A folder plus a SQLite index; :meth:`ingest` is called once per received C-STORE (PS3.4 B.2).
 
@@ -396,8 +431,10 @@ class Archive:
             return st.SOP_CLASS_MISMATCH, "data set SOP Instance UID differs from the command's"
         if ds_class and ds_class != sop_class:
             return st.SOP_CLASS_MISMATCH, "data set SOP Class UID differs from the command's"
-        if not ds_uid or not ds_class:
+        if not ds_uid and not ds_class:
             warnings.append("no SOP Instance/Class UID in data set")
+        elif not ds_uid or not ds_class:
+            warnings.append(f"no SOP {'Instance' if not ds_uid else 'Class'} UID in data set")
         study_uid = keys.get("StudyInstanceUID") or ""
         series_uid = keys.get("SeriesInstanceUID") or ""
         study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
@@ -440,6 +477,13 @@ class Archive:
             if exc.errno in _DISK_FULL:
                 return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
             return st.OUT_OF_RESOURCES_IO, _comment(f"cannot make directory: {exc.strerror or exc}")
+        if warnings:
+            log.warning(
+                "SOP Instance %s is stored with warning B007 (data set does not match SOP Class): %s; filed as %s",
+                sop_uid,
+                "; ".join(warnings),
+                rel,
+            )
         return plan
 
     def early_status(self, plan: Plan) -> Optional[tuple[int, Optional[str]]]:
@@ -711,35 +755,7 @@ class Archive:
         PS3.4 C.2.2.2.4 wildcard if it contains ``*`` or ``?``; a list/tuple matches any of its values;
         None matches a missing value. Instance rows carry their series, study and patient attributes.
         """
-        level = level.lower()
-        if level == "image":
-            level = "instance"
-        if level not in _LEVEL_SQL:
-            raise ArchiveError(f"unknown level {level!r}; one of {', '.join(_LEVEL_SQL)}")
-        sql, allowed = _LEVEL_SQL[level]
-        qualify = _QUALIFY.get(level, {})
-        where: list[str] = []
-        params: list[Any] = []
-        for key, value in filters.items():
-            if key not in allowed:
-                raise ArchiveError(f"{key} is not a {level}-level key")
-            col = qualify.get(key, key)
-            if value is None:
-                where.append(f"({col} IS NULL OR {col} = '')")
-            elif isinstance(value, (list, tuple, set, frozenset)):
-                values = list(value)
-                where.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
-                params.extend(values)
-            elif isinstance(value, str) and ("*" in value or "?" in value):
-                pattern = value.replace("[", "[[]").replace("*", "\x00").replace("?", "_q_")
-                pattern = pattern.replace("\x00", "*").replace("_q_", "?")
-                where.append(f"{col} GLOB ?")
-                params.append(pattern)
-            else:
-                where.append(f"{col} = ?")
-                params.append(value)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, params = query_sql(level, filters)
         self.flush()
         conn = self._readers.get()
         try:
