@@ -20,8 +20,11 @@ from ferrodicom.cli.logs import file_handlers, logging_options
 COMMANDS = {
     "dump": "dump",
     "echo": "echo",
+    "ls": "ls",
     "serve": "serve",
+    "stats": "stats",
     "store": "store",
+    "verify": "verify",
 }
 
 
@@ -73,7 +76,7 @@ class _LazyGroup(click.Group):
 @logging_options
 def main() -> None:
     """ferrodicom: a DICOM network node. Verification (echo) and Storage (store, serve) as SCU and SCP, into
-    an indexed archive. Exit status: 0 success, 1 failure, 2 bad arguments."""
+    an indexed archive that ls, stats and verify read. Exit status: 0 success, 1 failure, 2 bad arguments."""
 
 
 if __name__ == "__main__":
