@@ -329,13 +329,25 @@ def test_b007_comment_reaches_the_sender_and_the_log(tmp_path, archive_node, cap
     ds = make_instance(path)
     del ds.StudyInstanceUID
     ds.save_as(path, enforce_file_format=True)
+    # and one with nothing but its File Meta's UIDs: the warnings do not fit the comment's 64 characters whole
+    bare = tmp_path / "bare.dcm"
+    ds2 = make_instance(bare)
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        delattr(ds2, keyword)
+    ds2.save_as(bare, enforce_file_format=True)
     with caplog.at_level("WARNING", logger="ferrodicom.archive"):
-        report = store("127.0.0.1", server.port, [path], called_ae="FERRO")
-    (r,) = report.results
+        report = store("127.0.0.1", server.port, [path, bare], called_ae="FERRO")
+    r, r2 = report.results
     assert int(r.status) == 0xB007 and r.outcome == "warning"
     assert r.comment == "Study Instance UID: missing"
     assert f"SOP Instance {ds.SOPInstanceUID} is stored with warning B007" in caplog.text
     assert "Study Instance UID: missing" in caplog.text
+    assert int(r2.status) == 0xB007 and r2.comment == "missing UID: SOP Instance, SOP Class, Study, Series"
+    assert (
+        f"SOP Instance {ds2.file_meta.MediaStorageSOPInstanceUID} is stored with warning B007 (data set does not "
+        "match SOP Class): no SOP Instance/Class UID in data set; Study Instance UID: missing; Series Instance UID: "
+        "missing; filed as _unknown/_unknown/"
+    ) in caplog.text
 
 
 def test_json_log_has_one_object_per_line_with_indexable_fields(tmp_path, archive_node):
@@ -370,6 +382,8 @@ def test_json_log_has_one_object_per_line_with_indexable_fields(tmp_path, archiv
     assert results[str(warn)]["status"] == 0xB007 and results[str(warn)]["level"] == "warning"
     assert results[str(warn)]["comment"] == "Series Instance UID: missing"
     assert results[str(warn)]["sop_instance_uid"] == str(ds.SOPInstanceUID)
+    (summary,) = [rec for rec in records if rec.get("event") == "summary"]
+    assert (summary["stored"], summary["warnings"], summary["failed"], summary["skipped"]) == (2, 1, 0, 1)
     (skipped,) = [rec for rec in records if rec.get("event") == "skipped"]
     assert skipped["file"] == str(tmp_path / "junk.bin") and "not a DICOM file" in skipped["reason"]
 

@@ -110,6 +110,35 @@ def _comment(text: str) -> str:
     return text if len(text) <= _COMMENT_MAX else text[: _COMMENT_MAX - 3] + "..."
 
 
+def _b007_comment(warnings: list[str]) -> str:
+    """The Error Comment of a B007: the warnings as they are when they fit its 64 characters, else which UIDs
+    are missing and which unusable, shorter and shorter (the log has the full text)."""
+    text = "; ".join(warnings)
+    if len(text) <= _COMMENT_MAX:
+        return text
+    missing: list[str] = []
+    unusable: list[str] = []
+    for w in warnings:
+        if w.startswith("no SOP "):
+            what = w[len("no SOP ") : -len(" UID in data set")]
+            missing += ["SOP Instance", "SOP Class"] if what == "Instance/Class" else [f"SOP {what}"]
+        elif w.endswith(" Instance UID: missing"):
+            missing.append(w.split()[0])
+        else:
+            unusable.append(w.split()[0])
+
+    def full(name: str) -> str:
+        return f"{name} UID" if name.startswith("SOP") else f"{name} Instance UID"
+
+    for fmt, names in (("{}: {}", full), ("{} UID: {}", str)):
+        parts = [fmt.format("missing", ", ".join(map(names, missing)))] if missing else []
+        parts += [fmt.format("unusable", ", ".join(map(names, unusable)))] if unusable else []
+        text = "; ".join(parts)
+        if len(text) <= _COMMENT_MAX:
+            break
+    return _comment(text)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -568,7 +597,7 @@ class Archive:
 
     def _status(self, inst: Optional[StoredInstance], warnings: list[str]) -> tuple[int, Optional[str]]:
         if warnings:
-            return st.WARN_MISMATCH, _comment("; ".join(warnings))
+            return st.WARN_MISMATCH, _b007_comment(warnings)
         if inst is None:
             return st.SUCCESS, None
         if inst.discarded:

@@ -94,9 +94,9 @@ def _dry_run(paths: tuple[Path, ...]) -> None:
     for name, why in skipped:
         click.echo(f"skip {name}: {why}")
     groups = build_contexts(items)
-    converted = sum(1 for it in items if it.transfer_syntax not in UNCOMPRESSED)
+    compressed = sum(1 for it in items if it.transfer_syntax not in UNCOMPRESSED)
     click.echo(
-        f"{len(items)} to send ({converted} compressed, sent as they are) in {len(groups)} association(s), "
+        f"{len(items)} to send ({compressed} compressed, sent as they are) in {len(groups)} association(s), "
         f"{len(skipped)} skipped"
     )
 
@@ -177,7 +177,9 @@ def _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths) -> None
         f"{stored} stored{warned}, {failed} failed, {unsent} not sent, {len(report.skipped)} skipped, "
         f"{report.associations} association(s){rate}"
     )
-    log.debug(
+    # the summary is on stdout: as a record too when the log goes to a file (one place for a log shipper)
+    log.log(
+        logging.INFO if console is None else logging.DEBUG,
         "summary",
         extra={
             "event": "summary",
