@@ -324,7 +324,7 @@ def test_store_cli_shows_a_progress_bar_on_a_terminal_and_log_lines_otherwise(tm
 
     r = subprocess.run([*cmd, *map(str, plain)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(line for line in r.stderr.splitlines() if line.startswith("0x")) == [f"0x0000 {f} " for f in plain]
+    assert sorted(line for line in r.stderr.splitlines() if line.startswith("0x")) == [f"0x0000 {f}" for f in plain]
     assert "3 stored, 0 failed" in r.stdout
 
     import fcntl
@@ -356,21 +356,25 @@ def test_store_cli_shows_a_progress_bar_on_a_terminal_and_log_lines_otherwise(tm
 
 
 def test_store_cli_reports_a_refused_connection_and_skipped_files(tmp_path):
-    """Nobody listening: every instance is reported not sent, no association counted, exit 1; a file that is
-    not DICOM Part 10 is listed as skipped."""
+    """Nobody listening: every instance is counted not sent, no association, exit 1, and the cause is said once,
+    with the fix; a file that is not DICOM is listed as skipped."""
     good, junk = tmp_path / "good.dcm", tmp_path / "junk.txt"
     make_instance(good)
     junk.write_text("not DICOM")
+    port = free_port()
     r = subprocess.run(
-        [*ferrodicom_cli(), "store", "127.0.0.1", str(free_port()), str(good), str(junk)],
+        [*ferrodicom_cli(), "store", "127.0.0.1", str(port), str(good), str(junk)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 1
-    assert "0 stored, 1 failed, 1 skipped, 0 association(s)" in r.stdout
-    assert f"not sent {good} association failed" in r.stderr
-    assert f"skipped {junk}: not a DICOM Part 10 file" in r.stderr
+    assert "0 stored, 0 failed, 1 not sent, 1 skipped, 0 association(s)" in r.stdout
+    assert r.stderr.splitlines() == [
+        f"warning: skipped {junk}: not a DICOM file: no DICM prefix at byte 128, and no data set at byte 0",
+        f"Error: cannot reach ANY-SCP at 127.0.0.1:{port}: network error: Connection refused (os error 111); "
+        "check the host and port, and that the peer is running",
+    ]
 
 
 def test_ferrodicom_store_to_pynetdicom_and_datasets(tmp_path, samples):
@@ -430,42 +434,68 @@ def answering_scp():
 
 
 @pytest.mark.parametrize("status", [0xC000, 0xA900, 0xA700])
-def test_store_follows_entegra_failure_policy(tmp_path, answering_scp, status):
-    """Seed 000 L422-429: after a Refused status (A7xx) the association ends and the rest is not sent; after any
-    other failure the instance counts as failed and the rest goes on a new association. Every instance gets a
-    result, with its status's meaning."""
+def test_store_follows_entegra_failure_policy_when_asked(tmp_path, answering_scp, status):
+    """``on_failure="entegra"`` (seed 000 L422-429, for a device profile that asks for it): after a Refused status
+    (A7xx) the association ends and the rest is not sent; after any other failure the instance counts as failed
+    and the rest goes on a new association. Every instance gets a result, with its status's meaning."""
     port, answers, seen, associations = answering_scp
     files = [tmp_path / f"i{k}.dcm" for k in range(5)]
     uids = [str(make_instance(f).SOPInstanceUID) for f in files]
     answers[uids[1]] = status
     progressed = []
-    report = store("127.0.0.1", port, files, called_ae="PYN", progress=progressed.append)
+    report = store("127.0.0.1", port, files, called_ae="PYN", progress=progressed.append, on_failure="entegra")
     got = [(r.item.sop_instance_uid, None if r.status is None else int(r.status)) for r in report.results]
     assert progressed == report.results
     assert report.results[1].error == report.results[1].status.meaning
     if status == 0xA700:
         assert got == [(uids[0], 0), (uids[1], status)] + [(u, None) for u in uids[2:]]
-        assert all(r.error.startswith("not sent") for r in report.results[2:])
+        assert all(r.error.startswith("not sent") and not r.sent for r in report.results[2:])
         assert seen == uids[:2]
         assert report.associations == len(associations) == 1
+        assert [r.item.sop_instance_uid for r in report.not_sent] == uids[2:]
+        assert "eNTEGRA" in report.stopped
     else:
         assert got == [(u, status if u == uids[1] else 0) for u in uids]
         assert seen == uids
         assert report.associations == len(associations) == 2
-    assert [r.item.sop_instance_uid for r in report.failed] == (uids[1:] if status == 0xA700 else uids[1:2])
+        assert report.not_sent == [] and report.stopped is None
+    assert [r.item.sop_instance_uid for r in report.failed] == uids[1:2]
+
+
+@pytest.mark.parametrize("status", [0xC000, 0xA700])
+def test_store_by_default_reports_a_failure_and_goes_on_and_halt_stops(tmp_path, answering_scp, status):
+    """The default (as DCMTK's storescu --no-halt): a failure status, Refused A7xx included, is reported and the
+    rest goes on the same association. ``on_failure="halt"`` stops at the first failure: the rest is reported
+    not sent, with the reason."""
+    port, answers, seen, associations = answering_scp
+    files = [tmp_path / f"i{k}.dcm" for k in range(4)]
+    uids = [str(make_instance(f).SOPInstanceUID) for f in files]
+    answers[uids[1]] = status
+    report = store("127.0.0.1", port, files, called_ae="PYN")
+    assert [(r.item.sop_instance_uid, r.outcome) for r in report.results] == [
+        (u, "failed" if u == uids[1] else "stored") for u in uids
+    ]
+    assert seen == uids and report.associations == len(associations) == 1 and report.stopped is None
+
+    seen.clear()
+    report = store("127.0.0.1", port, files, called_ae="PYN", on_failure="halt")
+    assert [r.outcome for r in report.results] == ["stored", "failed", "not sent", "not sent"]
+    assert seen == uids[:2]
+    assert report.stopped.startswith(f"--halt: stopped after {files[1]} failed")
 
 
 @pytest.mark.parametrize("refuse_first", [False, True])
 def test_store_splits_more_than_128_contexts_over_associations(tmp_path, answering_scp, refuse_first):
     """130 SOP classes need 130 presentation contexts: at most 128 per association (PS3.8 §9.3.2.2), so two
-    associations. After a Refused status the second group is not sent, but every instance is reported."""
+    associations. After a Refused status (eNTEGRA's policy) the second group is not sent, but every instance is
+    reported."""
     port, answers, seen, associations = answering_scp
     classes = [cx.abstract_syntax for cx in AllStoragePresentationContexts][:130]
     (tmp_path / "many").mkdir()
     uids = [str(make_instance(tmp_path / "many" / f"{k:03d}.dcm", sop=c).SOPInstanceUID) for k, c in enumerate(classes)]
     if refuse_first:
         answers[uids[0]] = 0xA702
-    report = store("127.0.0.1", port, [tmp_path / "many"], called_ae="PYN")
+    report = store("127.0.0.1", port, [tmp_path / "many"], called_ae="PYN", on_failure="entegra")
     assert sorted(r.item.sop_instance_uid for r in report.results) == sorted(uids)
     if refuse_first:
         assert seen == uids[:1]

@@ -106,6 +106,35 @@ def _comment(text: str) -> str:
     return text if len(text) <= _COMMENT_MAX else text[: _COMMENT_MAX - 3] + "..."
 
 
+def _b007_comment(warnings: list[str]) -> str:
+    """The Error Comment of a B007: the warnings as they are when they fit its 64 characters, else which UIDs
+    are missing and which unusable, shorter and shorter (the log has the full text)."""
+    text = "; ".join(warnings)
+    if len(text) <= _COMMENT_MAX:
+        return text
+    missing: list[str] = []
+    unusable: list[str] = []
+    for w in warnings:
+        if w.startswith("no SOP "):
+            what = w[len("no SOP ") : -len(" UID in data set")]
+            missing += ["SOP Instance", "SOP Class"] if what == "Instance/Class" else [f"SOP {what}"]
+        elif w.endswith(" Instance UID: missing"):
+            missing.append(w.split()[0])
+        else:
+            unusable.append(w.split()[0])
+
+    def full(name: str) -> str:
+        return f"{name} UID" if name.startswith("SOP") else f"{name} Instance UID"
+
+    for fmt, names in (("{}: {}", full), ("{} UID: {}", str)):
+        parts = [fmt.format("missing", ", ".join(map(names, missing)))] if missing else []
+        parts += [fmt.format("unusable", ", ".join(map(names, unusable)))] if unusable else []
+        text = "; ".join(parts)
+        if len(text) <= _COMMENT_MAX:
+            break
+    return _comment(text)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -196,6 +225,41 @@ _QUALIFY = {
         **{k: "instance." + k for k in ("SeriesInstanceUID", "StudyInstanceUID", *INSTANCE_KEYS, *INSTANCE_META)},
     },
 }
+
+
+def query_sql(level: str, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SELECT of :meth:`Archive.query` and its parameters (also run on a read-only connection by
+    :mod:`ferrodicom.archive.inspect`)."""
+    level = level.lower()
+    if level == "image":
+        level = "instance"
+    if level not in _LEVEL_SQL:
+        raise ArchiveError(f"unknown level {level!r}; one of {', '.join(_LEVEL_SQL)}")
+    sql, allowed = _LEVEL_SQL[level]
+    qualify = _QUALIFY.get(level, {})
+    where: list[str] = []
+    params: list[Any] = []
+    for key, value in filters.items():
+        if key not in allowed:
+            raise ArchiveError(f"{key} is not a {level}-level key")
+        col = qualify.get(key, key)
+        if value is None:
+            where.append(f"({col} IS NULL OR {col} = '')")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            values = list(value)
+            where.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
+            params.extend(values)
+        elif isinstance(value, str) and ("*" in value or "?" in value):
+            pattern = value.replace("[", "[[]").replace("*", "\x00").replace("?", "_q_")
+            pattern = pattern.replace("\x00", "*").replace("_q_", "?")
+            where.append(f"{col} GLOB ?")
+            params.append(pattern)
+        else:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql, params
 
 
 class Archive:
@@ -392,8 +456,10 @@ class Archive:
             return st.SOP_CLASS_MISMATCH, "data set SOP Instance UID differs from the command's"
         if ds_class and ds_class != sop_class:
             return st.SOP_CLASS_MISMATCH, "data set SOP Class UID differs from the command's"
-        if not ds_uid or not ds_class:
+        if not ds_uid and not ds_class:
             warnings.append("no SOP Instance/Class UID in data set")
+        elif not ds_uid or not ds_class:
+            warnings.append(f"no SOP {'Instance' if not ds_uid else 'Class'} UID in data set")
         study_uid = keys.get("StudyInstanceUID") or ""
         series_uid = keys.get("SeriesInstanceUID") or ""
         study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
@@ -436,6 +502,13 @@ class Archive:
             if exc.errno in _DISK_FULL:
                 return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
             return st.OUT_OF_RESOURCES_IO, _comment(f"cannot make directory: {exc.strerror or exc}")
+        if warnings:
+            log.warning(
+                "SOP Instance %s is stored with warning B007 (data set does not match SOP Class): %s; filed as %s",
+                sop_uid,
+                "; ".join(warnings),
+                rel,
+            )
         return plan
 
     def early_status(self, plan: Plan) -> Optional[tuple[int, Optional[str]]]:
@@ -520,7 +593,7 @@ class Archive:
 
     def _status(self, inst: Optional[StoredInstance], warnings: list[str]) -> tuple[int, Optional[str]]:
         if warnings:
-            return st.WARN_MISMATCH, _comment("; ".join(warnings))
+            return st.WARN_MISMATCH, _b007_comment(warnings)
         if inst is None:
             return st.SUCCESS, None
         if inst.discarded:
@@ -705,35 +778,7 @@ class Archive:
         PS3.4 C.2.2.2.4 wildcard if it contains ``*`` or ``?``; a list/tuple matches any of its values;
         None matches a missing value. Instance rows carry their series, study and patient attributes.
         """
-        level = level.lower()
-        if level == "image":
-            level = "instance"
-        if level not in _LEVEL_SQL:
-            raise ArchiveError(f"unknown level {level!r}; one of {', '.join(_LEVEL_SQL)}")
-        sql, allowed = _LEVEL_SQL[level]
-        qualify = _QUALIFY.get(level, {})
-        where: list[str] = []
-        params: list[Any] = []
-        for key, value in filters.items():
-            if key not in allowed:
-                raise ArchiveError(f"{key} is not a {level}-level key")
-            col = qualify.get(key, key)
-            if value is None:
-                where.append(f"({col} IS NULL OR {col} = '')")
-            elif isinstance(value, (list, tuple, set, frozenset)):
-                values = list(value)
-                where.append(f"{col} IN ({', '.join('?' * len(values))})" if values else "0")
-                params.extend(values)
-            elif isinstance(value, str) and ("*" in value or "?" in value):
-                pattern = value.replace("[", "[[]").replace("*", "\x00").replace("?", "_q_")
-                pattern = pattern.replace("\x00", "*").replace("_q_", "?")
-                where.append(f"{col} GLOB ?")
-                params.append(pattern)
-            else:
-                where.append(f"{col} = ?")
-                params.append(value)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, params = query_sql(level, filters)
         self.flush()
         conn = self._readers.get()
         try:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import click
 
 from ferrodicom import dictionaries
+from ferrodicom.cli.logs import logging_options, setup
 
 _MAX_VALUE = 64
 
@@ -88,8 +89,12 @@ def format_dataset(ds: Any, product: Optional[str] = None, indent: int = 0) -> l
     help="Use this product's private VR variants (default: detected from the file, else the default).",
 )
 @click.option("--meta/--no-meta", default=True, help="Also print the File Meta Information (group 0002).")
+@logging_options
 def command(file: str, product: Optional[str], meta: bool) -> None:
-    """Print FILE like dcmdump, naming private elements from the conformance-statement dictionaries."""
+    """Print FILE like dcmdump, naming private elements from the conformance-statement dictionaries.
+
+    Exit status: 0, 1 FILE is not a readable DICOM file, 2 bad arguments."""
+    setup("info")
     import pydicom
     from pydicom.errors import InvalidDicomError
 

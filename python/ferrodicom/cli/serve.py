@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ferrodicom.cli.logs import logging_options, setup
 from ferrodicom.uids import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -51,7 +52,7 @@ def _storage_syntax(ctx: click.Context, param: click.Parameter, value: str | Non
               help="Abort an association that sends nothing for this long, between messages or inside a data "
               "set (seconds; 0: never, as DCMTK's storescp).")  # fmt: skip
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet (1/1/7).")
-@click.option("--verbose", "-v", is_flag=True, help="Log every association and instance.")
+@logging_options
 @click.argument("archive_dir", type=click.Path(file_okay=False, path_type=Path))
 def command(
     aet: str,
@@ -64,7 +65,6 @@ def command(
     max_pdu: int,
     network_timeout: float,
     require_called_aet: bool,
-    verbose: bool,
     archive_dir: Path,
 ) -> None:
     """Serve as a DICOM node storing into ARCHIVE_DIR (a folder plus a SQLite index; created if missing).
@@ -77,7 +77,7 @@ def command(
     from ferrodicom.services.storage import StorageSCP
     from ferrodicom.uids import VERIFICATION
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
     log = logging.getLogger("ferrodicom.serve")
     archive = Archive(archive_dir, durability=durability, duplicates=duplicates)
     if archive.journal is not None and not archive.journal.wait_ready(60.0):

@@ -30,14 +30,24 @@ PRIVATE_STORAGE_CLASSES = {
 }
 
 
+#: SOP classes with "Storage" in their name that are not storage over the network: the Media Storage
+#: Directory (a DICOMDIR, PS3.10 8.6; PS3.4 B.5 does not list it) is a file-set's index, not an instance.
+NOT_NETWORK_STORAGE = frozenset({"1.2.840.10008.1.3.10"})
+
+
 def storage_sop_classes() -> list[str]:
-    """Every storage SOP class pydicom knows (PS3.6 Annex A) plus the seeds' private ones."""
+    """Every storage SOP class pydicom knows (PS3.6 Annex A) plus the seeds' private ones; not the Media
+    Storage Directory class (:data:`NOT_NETWORK_STORAGE`)."""
     from pydicom._uid_dict import UID_dictionary
 
     classes = [
         uid
         for uid, (name, kind, *_rest) in UID_dictionary.items()
-        if kind == "SOP Class" and "Storage" in name and "Commitment" not in name and "Retrieve" not in name
+        if kind == "SOP Class"
+        and "Storage" in name
+        and "Commitment" not in name
+        and "Retrieve" not in name
+        and uid not in NOT_NETWORK_STORAGE
     ]
     return sorted(set(classes)) + list(PRIVATE_STORAGE_CLASSES)
 
