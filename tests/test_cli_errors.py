@@ -65,7 +65,8 @@ def test_a_rejected_association_names_the_rejection_and_the_fix(tmp_path):
     ae = AE("FERRO")
     ae.require_called_aet = True
     add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         f = tmp_path / "a.dcm"
         make_instance(f)
@@ -116,7 +117,8 @@ def test_read_only_archive_can_be_listed_but_not_repaired(tmp_path):
         archive = Archive(root, durability="none")
         ae = AE("FERRO")
         add_storage_contexts(ae)
-        server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+        ae.add_service(StorageSCP(archive))
+        server = ae.start_server(("127.0.0.1", 0), block=False)
         f = tmp_path / "a.dcm"
         make_instance(f)
         try:

@@ -65,7 +65,8 @@ def known(tmp_path) -> tuple[Path, dict]:
     archive = Archive(root)
     ae = AE("FERRO")
     add_storage_contexts(ae)
-    server = ae.start_server(("127.0.0.1", 0), block=False, storage=StorageSCP(archive))
+    ae.add_service(StorageSCP(archive))
+    server = ae.start_server(("127.0.0.1", 0), block=False)
     try:
         report = store("127.0.0.1", server.port, files, called_ae="FERRO")
         assert [r.outcome for r in report.results] == ["stored"] * len(files)

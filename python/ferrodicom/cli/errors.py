@@ -107,7 +107,7 @@ def explain(exc: BaseException, **context: Any) -> Optional[CommandError]:
 
     ``context`` names what the command was doing: ``host``/``port`` (listening), ``archive`` (its folder),
     ``peer`` (``AE at host:port``, connecting), ``option`` (the option holding ``port``, default --port)."""
-    from ferrodicom._core import DicomError
+    from ferrodicom._core import AssociationRejected, DicomError
 
     code = os_errno(exc)
     port_opt = context.get("option", "--port")
@@ -146,7 +146,7 @@ def explain(exc: BaseException, **context: Any) -> Optional[CommandError]:
             f"cannot write {name}: {exc.strerror}".replace("write : ", "write: "),
             "choose a folder you can write to, or fix its permissions",
         )
-    if isinstance(exc, DicomError) and "association rejected" in str(exc):
+    if isinstance(exc, AssociationRejected):
         return CommandError(f"{context.get('peer', 'the peer')} rejected the association: {exc}", rejection_fix(exc))
     if isinstance(exc, ConnectionError) or (isinstance(exc, DicomError) and _is_connection_problem(str(exc))):
         return CommandError(
@@ -161,11 +161,10 @@ def explain(exc: BaseException, **context: Any) -> Optional[CommandError]:
 
 
 def rejection_fix(error: object) -> str:
-    """What to do about an A-ASSOCIATE-RJ (PS3.8 Table 9-21), from the error's ``source S reason R``."""
-    m = re.search(r"source (\d+) reason (\d+)", str(error))
-    if m is None:
+    """What to do about an A-ASSOCIATE-RJ (PS3.8 Table 9-21), from the rejection's source and reason."""
+    source, reason = getattr(error, "source", None), getattr(error, "reason", None)
+    if source is None or reason is None:
         return "check the peer's configuration and its log"
-    source, reason = int(m.group(1)), int(m.group(2))
     if (source, reason) == (1, 7):
         return "check --aec: the peer does not know that called AE title"
     if (source, reason) == (1, 3):

@@ -86,9 +86,7 @@ fn associate(
         })
         .map_err(|e| match e {
             // No association was ever made: not an abort.
-            AssocError::Io(io) => {
-                AssociationError::new_err(format!("cannot connect to {host}:{port}: {io}"))
-            }
+            io @ AssocError::Io(_) => AssociationError::new_err(io.to_string()),
             other => assoc_err(other),
         })?;
     let handle = PyAssociation::new(py, link, true)?;

@@ -688,6 +688,7 @@ class _Sender:
         text = str(exc) if not it.path else _short(exc, it.path)
         if assoc.is_established:
             assoc.abort()
+        if assoc.is_aborted:  # by us here, or already by the sender (a data set that could not go whole)
             text += "; association aborted"
         self.record(StoreResult(it, None, f"sending failed: {text}"))
         return "halt" if self.on_failure == "halt" else "reassociate"
