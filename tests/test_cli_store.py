@@ -175,14 +175,14 @@ def test_store_to_serve_sends_every_sendable_file_and_names_the_others_once(mixe
 
 
 def test_store_to_dcmtk_storescp(mixed, tmp_path):
-    """To DCMTK's storescp: pydicom's image_dfl.dcm is left out of the folder, as storescp aborts the association
-    on its deflated data set of odd length ("Odd Fragment Length"; the sender does not pad it, see the report of
-    issue 24) -- and that abort is itself reported once, the rest going on a new association."""
+    """To DCMTK's storescp, every sendable file is stored, pydicom's image_dfl.dcm included: its deflated data
+    set has an odd length in the file, and is sent padded with one NUL byte (PS3.5 A.5; storescp aborts an odd
+    fragment)."""
     port = free_port()
     out = tmp_path / "storescp"
     out.mkdir()
     folder, good, bad = mixed
-    deflated = str(folder / "image_dfl.dcm")
+    assert (folder / "image_dfl.dcm").exists()
     proc = subprocess.Popen(
         [dcmtk("storescp"), "+xa", "-aet", "DCMTK", "-od", str(out), str(port)],
         env=dcmtk_env(),
@@ -196,12 +196,9 @@ def test_store_to_dcmtk_storescp(mixed, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert r.stdout.startswith(f"{len(good) - 1} stored, 1 failed, 0 not sent, {len(bad)} skipped, 2 association(s)")
+    assert r.returncode == 0, r.stdout + r.stderr  # skipped files do not count as failures
+    assert r.stdout.startswith(f"{len(good)} stored, 0 failed, 0 not sent, {len(bad)} skipped, 1 association(s)")
     assert_each_bad_named_once(r.stderr, bad)
-    (line,) = [line for line in r.stderr.splitlines() if deflated in line]
-    assert line.startswith(f"error: failed {deflated}: sending failed: association aborted by the peer")
-    del good[deflated]
     assert {_uid(p) for p in out.iterdir()} == set(good.values())
 
 

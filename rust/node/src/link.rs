@@ -135,6 +135,8 @@ pub struct LinkState {
     /// The peer's requests that arrived while another was served.
     queued: VecDeque<Message>,
     queued_bytes: usize,
+    /// The A-ABORT the peer sent, for whoever waited on the association.
+    peer_abort: Option<ul::pdu::Abort>,
     /// The wake descriptors of the threads waiting for input without the lock: whoever changes
     /// what they wait for (a response routed, a request queued or done) wakes them.
     waiters: Vec<RawFd>,
@@ -259,6 +261,7 @@ impl Link {
                 cancelled: HashSet::new(),
                 queued: VecDeque::new(),
                 queued_bytes: 0,
+                peer_abort: None,
                 waiters: Vec::new(),
             }),
             watcher,
@@ -481,10 +484,8 @@ impl Link {
                     "no response is awaited for message {message_id}"
                 )));
             }
-            match self.outcome() {
-                Some(Outcome::Released) => return Err(AssocError::Released),
-                Some(Outcome::Aborted) => return Err(AssocError::Closed),
-                None => {}
+            if let Some(o) = self.outcome() {
+                return Err(Self::ended_error(g, o));
             }
             match self.step(g, deadline)? {
                 Step::Progress => {}
@@ -494,9 +495,17 @@ impl Link {
                     self.end(Outcome::Aborted);
                     return Err(AssocError::Timeout("DIMSE response"));
                 }
-                Step::Ended(Outcome::Released) => return Err(AssocError::Released),
-                Step::Ended(Outcome::Aborted) => return Err(AssocError::Closed),
+                Step::Ended(o) => return Err(Self::ended_error(g, o)),
             }
+        }
+    }
+
+    /// What a waiter is told when the association ended under it.
+    fn ended_error(g: &LinkGuard<'_>, outcome: Outcome) -> AssocError {
+        match (outcome, g.peer_abort) {
+            (Outcome::Released, _) => AssocError::Released,
+            (Outcome::Aborted, Some(abort)) => AssocError::Aborted(abort),
+            (Outcome::Aborted, None) => AssocError::Closed,
         }
     }
 
@@ -647,7 +656,8 @@ impl Link {
                 self.end(Outcome::Released);
                 return Ok(Step::Ended(Outcome::Released));
             }
-            Incoming::Aborted(_) => {
+            Incoming::Aborted(abort) => {
+                g.peer_abort = Some(abort);
                 self.end(Outcome::Aborted);
                 return Ok(Step::Ended(Outcome::Aborted));
             }

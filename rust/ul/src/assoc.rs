@@ -1429,6 +1429,11 @@ impl PdvWriter<'_> {
         }
     }
 
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.total + self.filled as u64
+    }
+
     /// Sends what remains as the last fragment; returns the data set's length.
     pub fn finish(mut self) -> Result<u64, AssocError> {
         let total = self.total + self.filled as u64;

@@ -124,7 +124,13 @@ pub fn store_data_set<'l>(
             convert_into(&src, &dst, dict, data, &mut w)
         };
         match streamed {
-            Ok(_) => w.finish().map_err(SendError::from),
+            // PS3.5 A.5: a Deflated data set of odd length is padded with one trailing NUL byte
+            // (a file may carry it unpadded; DCMTK refuses an odd fragment).
+            Ok(()) if dst.deflated && w.written() % 2 == 1 => w
+                .write_all(&[0])
+                .map_err(SendError::from)
+                .and_then(|()| w.finish().map_err(SendError::from)),
+            Ok(()) => w.finish().map_err(SendError::from),
             Err(e) => Err(e),
         }
     };
