@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence, Union
 
 from ferrodicom import _core
 from ferrodicom.association import Association
+from ferrodicom.config import ae_title_problem
 from ferrodicom.dispatch import Associations, Dispatcher, Handlers
 from ferrodicom.events import (
     BY_COMMAND_FIELD,
@@ -46,10 +47,10 @@ REJECT_NO_REASON = (1, 1, 1)
 
 def validate_ae_title(title: str) -> str:
     """An AE title with its padding removed; ValueError unless 1-16 characters of the AE repertoire."""
-    t = title.strip(" ")
-    if not t or len(title) > 16 or any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in title):
-        raise ValueError(f"invalid AE title {title!r}: 1-16 printable ASCII characters, no backslash (PS3.5 6.2)")
-    return t
+    problem = ae_title_problem(title)
+    if problem is not None:
+        raise ValueError(f"invalid AE title: {problem}")
+    return title.strip(" ")
 
 
 @dataclass

@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import click
 
+from ferrodicom.config import ae_title_problem
+
 #: Exit statuses.
 FAILURE = 1
 BAD_ARGUMENTS = 2
@@ -44,17 +46,6 @@ class BadArgument(CommandError):
 
 
 # --- argument checks ---------------------------------------------------------------------------------------
-
-
-def ae_title_problem(title: str) -> Optional[str]:
-    """Why ``title`` is not an AE title (PS3.5 6.2: 1-16 characters, printable ASCII, no backslash)."""
-    if not title.strip(" "):
-        return "an AE title cannot be empty"
-    if len(title) > 16:
-        return f"{title!r} has {len(title)} characters; an AE title has at most 16 (PS3.5 6.2)"
-    if any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in title):
-        return f"{title!r}: an AE title is printable ASCII without backslash (PS3.5 6.2)"
-    return None
 
 
 class AETitle(click.ParamType):

@@ -1,117 +1,214 @@
-"""``ferrodicom serve``: the archive node — Verification and Storage SCP into an indexed archive."""
+"""``ferrodicom serve``: the archive node — Verification and Storage SCP into an indexed archive, configured by
+options, a TOML file (``--config``, see :mod:`ferrodicom.config`) or both (options win)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 from pathlib import Path
+from typing import Any, Optional
 
 import click
+from click.core import ParameterSource
 
+from ferrodicom.cli.errors import AE_TITLE, BadArgument, CommandError, expected_errors, writable_dir
 from ferrodicom.cli.logs import logging_options, setup
-from ferrodicom.uids import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
-    EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
-    UNCOMPRESSED,
-)
-
-#: ``--storage-syntax`` short names.
-SYNTAXES = {"ile": IMPLICIT_VR_LE, "ele": EXPLICIT_VR_LE, "ebe": EXPLICIT_VR_BE, "deflated": DEFLATED_EXPLICIT_VR_LE}
+from ferrodicom.config import DUPLICATES, DURABILITIES, NodeConfig, PeerConfig, load, parse_peer, storage_syntax
 
 
-def _storage_syntax(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _storage_syntax(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
     """``--storage-syntax``: a short name or the UID of an uncompressed transfer syntax."""
     if value is None:
         return None
-    uid = SYNTAXES.get(value.lower(), value)
-    if uid not in UNCOMPRESSED:
-        names = ", ".join(f"{k} ({v})" for k, v in SYNTAXES.items())
-        raise click.BadParameter(f"{value!r} is not an uncompressed transfer syntax; use one of {names}")
-    return uid
+    try:
+        return storage_syntax(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _peers(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[PeerConfig]:
+    """``--peer AET=HOST:PORT``, repeatable."""
+    try:
+        return [parse_peer(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+#: Options that a configuration file may also set, by their ``NodeConfig`` field.
+OVERRIDABLE = ("ae_title", "port", "bind", "storage_syntax", "durability", "duplicates", "max_associations",
+               "max_pdu", "network_timeout", "require_called_aet")  # fmt: skip
+
+
+def _settings(ctx: click.Context, config_path: Optional[Path], archive_dir: Optional[Path], peers: list) -> NodeConfig:
+    """The file's settings (if any), overridden by the options given on the command line."""
+    try:
+        cfg = load(config_path) if config_path is not None else NodeConfig()
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigError":
+            raise BadArgument(f"invalid configuration: {exc}", "fix the configuration file") from None
+        raise
+    for name in OVERRIDABLE:
+        param = "host" if name == "bind" else ("aet" if name == "ae_title" else name)
+        if config_path is None or ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE:
+            setattr(cfg, name, ctx.params[param])
+    if archive_dir is not None:
+        cfg.archive = archive_dir
+    if cfg.archive is None:
+        raise BadArgument("no archive folder", 'give ARCHIVE_DIR, or archive = "..." in [node] of --config')
+    by_title = {p.ae_title: p for p in cfg.peers}
+    by_title.update({p.ae_title: p for p in peers})
+    cfg.peers = list(by_title.values())
+    return cfg
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fails before anything is created on disk when the address is taken (the server binds it for good later)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise
 
 
 @click.command("serve")
-@click.option("--aet", default="FERRODICOM", show_default=True, help="Our AE title.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read settings ([node]) and peers ([[peers]]) from this TOML file; options given here win.",
+)
+@click.option("--aet", type=AE_TITLE, default="FERRODICOM", show_default=True, help="Our AE title.")
 @click.option("--port", default=11112, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any).")
 @click.option("--bind", "host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--storage-syntax", default=None, callback=_storage_syntax,
-              help="Store uncompressed data sets in this transfer syntax (UID, or ile/ele/ebe/deflated); "
-              "compressed ones are stored as received.")  # fmt: skip
-@click.option("--durability", type=click.Choice(["full", "none"]), default="full", show_default=True,
-              help="full: answer Success only once file, directory entry and index row are on disk (fsync). "
-              "none: leave flushing to the operating system, as DCMTK's storescp does.")  # fmt: skip
-@click.option("--duplicates", type=click.Choice(["keep-first", "replace", "reject"]), default="keep-first",
-              show_default=True, help="What to do with a SOP Instance UID already in the archive.")  # fmt: skip
-@click.option("--max-associations", default=64, show_default=True, type=click.IntRange(1, 10_000),
-              help="Concurrent associations; beyond it requests are rejected (2/3/2).")  # fmt: skip
-@click.option("--max-pdu", default=262_144, show_default=True, type=click.IntRange(0, 2**32 - 1),
-              help="Largest PDU we receive (0: unlimited).")  # fmt: skip
-@click.option("--network-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0),
-              help="Abort an association that sends nothing for this long, between messages or inside a data "
-              "set (seconds; 0: never, as DCMTK's storescp).")  # fmt: skip
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    callback=_peers,
+    metavar="AET=HOST:PORT",
+    help="Add a peer to the address book (C-MOVE destinations, reports); repeatable.",
+)
+@click.option(
+    "--storage-syntax",
+    default=None,
+    callback=_storage_syntax,
+    help="Store uncompressed data sets in this transfer syntax (UID, or ile/ele/ebe/deflated); "
+    "compressed ones are stored as received.",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(DURABILITIES),
+    default="full",
+    show_default=True,
+    help="full: answer Success only once file, directory entry and index row are on disk (fsync). "
+    "none: leave flushing to the operating system, as DCMTK's storescp does.",
+)
+@click.option(
+    "--duplicates",
+    type=click.Choice(DUPLICATES),
+    default="keep-first",
+    show_default=True,
+    help="What to do with a SOP Instance UID already in the archive.",
+)
+@click.option(
+    "--max-associations",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Concurrent associations; beyond it requests are rejected (2/3/2).",
+)
+@click.option(
+    "--max-pdu",
+    default=262_144,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Largest PDU we receive (0: unlimited).",
+)
+@click.option(
+    "--network-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Abort an association that sends nothing for this long, between messages or inside a data "
+    "set (seconds; 0: never, as DCMTK's storescp).",
+)
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet (1/1/7).")
 @logging_options
-@click.argument("archive_dir", type=click.Path(file_okay=False, path_type=Path))
-def command(
-    aet: str,
-    port: int,
-    host: str,
-    storage_syntax: str | None,
-    durability: str,
-    duplicates: str,
-    max_associations: int,
-    max_pdu: int,
-    network_timeout: float,
-    require_called_aet: bool,
-    archive_dir: Path,
-) -> None:
+@click.argument("archive_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def command(ctx: click.Context, config_path: Optional[Path], peers: list, archive_dir: Optional[Path],
+            **_options: Any) -> None:  # fmt: skip
     """Serve as a DICOM node storing into ARCHIVE_DIR (a folder plus a SQLite index; created if missing).
 
     Answers Verification, and Storage for every standard storage SOP class and the seeds' private ones,
-    in the uncompressed and the seeds' compressed transfer syntaxes."""
+    in the uncompressed and the seeds' compressed transfer syntaxes. ARCHIVE_DIR may come from --config."""
+    verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
+    cfg = _settings(ctx, config_path, archive_dir, peers)
+    writable_dir(cfg.archive, "archive folder")
+    with expected_errors(host=cfg.bind, port=cfg.port, archive=cfg.archive):
+        _check_port_free(cfg.bind, cfg.port)
+        _serve(cfg, verbose)
+
+
+def _serve(cfg: NodeConfig, verbose: bool) -> None:
     from ferrodicom import evt
     from ferrodicom.ae import AE
     from ferrodicom.archive import Archive
     from ferrodicom.services.storage import StorageSCP
     from ferrodicom.uids import VERIFICATION
 
-    verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
     log = logging.getLogger("ferrodicom.serve")
-    archive = Archive(archive_dir, durability=durability, duplicates=duplicates)
-    if archive.journal is not None and not archive.journal.wait_ready(60.0):
-        log.warning("journal not ready: instances are fsynced one by one until it is")
-    if durability == "none":
-        log.warning("--durability none: flushing to disk is left to the operating system (as DCMTK's storescp)")
-    ae = AE(aet)
-    ae.maximum_associations = max_associations
-    ae.maximum_pdu_size = max_pdu
-    ae.require_called_aet = require_called_aet
-    ae.network_timeout = network_timeout or None
+    ae = AE(cfg.ae_title)
+    ae.maximum_associations = cfg.max_associations
+    ae.maximum_pdu_size = cfg.max_pdu
+    ae.require_called_aet = cfg.require_called_aet
+    ae.network_timeout = cfg.network_timeout or None
     ae.add_supported_context(VERIFICATION)
-
-    def on_assoc(event: evt.Event) -> None:
-        a = event.assoc
-        log.info("%s: %s -> %s from %s", event.event.description, a.calling_ae, a.called_ae, a.peer_address)
-
-    def on_stored(inst, status: int) -> None:
-        log.info("stored %s from %s: 0x%04X", inst.sop_instance_uid, inst.calling_ae, status)
-
-    handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED, evt.EVT_REJECTED)]
-    ae.add_service(StorageSCP(archive, on_stored if verbose else None, store_transfer_syntax=storage_syntax))
-    server = ae.start_server((host, port), block=False, evt_handlers=handlers if verbose else [])
-    assert server is not None
-    click.echo(
-        f"ferrodicom serving {aet} on {server.address[0]}:{server.port}, archive {archive_dir} "
-        f"({archive.count()} instances, durability {durability})",
-        err=True,
-    )
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    for p in cfg.peers:
+        ae.add_peer(p.ae_title, p.host, p.port)
+    archive = Archive(cfg.archive, durability=cfg.durability, duplicates=cfg.duplicates)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        if archive.journal is not None and not archive.journal.wait_ready(60.0):
+            log.warning("journal not ready: instances are fsynced one by one until it is")
+        if cfg.durability == "none":
+            log.warning("durability none: flushing to disk is left to the operating system (as DCMTK's storescp)")
+
+        def on_assoc(event: evt.Event) -> None:
+            a = event.assoc
+            if a is None:  # rejected: logged by the server itself
+                return
+            log.info("%s: %s -> %s from %s", event.event.description, a.requestor.ae_title, a.acceptor.ae_title,
+                     a.requestor.address)  # fmt: skip
+
+        def on_stored(inst: Any, status: int) -> None:
+            log.info("stored %s from %s: 0x%04X", inst.sop_instance_uid, inst.calling_ae, status)
+
+        handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED)]
+        ae.add_service(StorageSCP(archive, on_stored if verbose else None, store_transfer_syntax=cfg.storage_syntax))
+        server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers if verbose else [])
+        if server is None:  # pragma: no cover - block=False always returns the server
+            raise CommandError("the server did not start")
+        peers = f", {len(cfg.peers)} peer(s)" if cfg.peers else ""
+        click.echo(
+            f"ferrodicom serving {cfg.ae_title} on {server.address[0]}:{server.port}, archive {cfg.archive} "
+            f"({archive.count()} instances, durability {cfg.durability}){peers}",
+            err=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
     finally:
-        server.shutdown()
         archive.close()

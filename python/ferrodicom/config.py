@@ -1,0 +1,258 @@
+"""The node's configuration file (TOML, read with tomllib or tomli): a ``[node]`` table and the address book of
+``[[peers]]``, as ``ferrodicom serve --config node.toml`` reads it::
+
+    [node]
+    ae_title = "FERRO"          # 1-16 characters (PS3.5 6.2)
+    port = 11112
+    bind = "0.0.0.0"
+    archive = "/var/lib/ferrodicom"
+    durability = "full"         # or "none"
+    duplicates = "keep-first"   # or "replace", "reject"
+    storage_syntax = "ele"      # optional: ile, ele, ebe, deflated or a UID
+    max_associations = 64
+    max_pdu = 262144            # 0: unlimited
+    network_timeout = 60.0      # seconds; 0: never
+    require_called_aet = false
+
+    [[peers]]                   # C-MOVE destinations, peers to report to
+    ae_title = "PACS"
+    host = "10.0.0.5"
+    port = 104
+
+A key that is unknown, of the wrong type or out of range is a :class:`ConfigError` naming the file, the line and
+the key; nothing is started from a file that has one.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.9/3.10
+    import tomli as tomllib
+
+from ferrodicom._core import DicomError
+from ferrodicom.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, UNCOMPRESSED
+
+#: Short names of the uncompressed transfer syntaxes a node may store in.
+SYNTAXES = {"ile": IMPLICIT_VR_LE, "ele": EXPLICIT_VR_LE, "ebe": EXPLICIT_VR_BE, "deflated": DEFLATED_EXPLICIT_VR_LE}
+DURABILITIES = ("full", "none")
+DUPLICATES = ("keep-first", "replace", "reject")
+
+
+class ConfigError(DicomError):
+    """An invalid configuration: ``path``, ``line`` (1-based, None when unknown) and ``key`` say where."""
+
+    def __init__(self, message: str, path: Optional[Path] = None, line: Optional[int] = None, key: str = "") -> None:
+        where = str(path) if path else "configuration"
+        if line is not None:
+            where += f" line {line}"
+        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+        self.path, self.line, self.key = path, line, key
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """An entry of the address book."""
+
+    ae_title: str
+    host: str
+    port: int
+
+
+@dataclass
+class NodeConfig:
+    """The ``[node]`` table, with the defaults of ``ferrodicom serve``."""
+
+    ae_title: str = "FERRODICOM"
+    port: int = 11112
+    bind: str = "0.0.0.0"
+    archive: Optional[Path] = None
+    durability: str = "full"
+    duplicates: str = "keep-first"
+    storage_syntax: Optional[str] = None
+    max_associations: int = 64
+    max_pdu: int = 262_144
+    network_timeout: float = 60.0
+    require_called_aet: bool = False
+    peers: list[PeerConfig] = field(default_factory=list)
+
+
+def ae_title_problem(title: str) -> Optional[str]:
+    """Why ``title`` is not an AE title (PS3.5 6.2: 1-16 characters, printable ASCII, no backslash), or None."""
+    if not title.strip(" "):
+        return "an AE title cannot be empty"
+    if len(title) > 16:
+        return f"{title!r} has {len(title)} characters; an AE title has at most 16 (PS3.5 6.2)"
+    if any(ord(c) < 0x20 or ord(c) > 0x7E or c == "\\" for c in title):
+        return f"{title!r}: an AE title is printable ASCII without backslash (PS3.5 6.2)"
+    return None
+
+
+def storage_syntax(value: str) -> str:
+    """A short name (ile, ele, ebe, deflated) or the UID of an uncompressed transfer syntax, as its UID."""
+    uid = SYNTAXES.get(value.lower(), value)
+    if uid not in UNCOMPRESSED:
+        names = ", ".join(f"{k} ({v})" for k, v in SYNTAXES.items())
+        raise ValueError(f"{value!r} is not an uncompressed transfer syntax; use one of {names}")
+    return uid
+
+
+def _raise_if(problem: Optional[str]) -> None:
+    if problem:
+        raise ValueError(problem)
+
+
+def _port_problem(port: int) -> Optional[str]:
+    return None if 1 <= port <= 65535 else f"port {port} is not between 1 and 65535"
+
+
+def parse_peer(text: str) -> PeerConfig:
+    """``AET=HOST:PORT`` (``--peer``) as a peer; ValueError naming what is wrong."""
+    m = re.fullmatch(r"([^=]+)=(.+):(\d{1,5})", text.strip())
+    if m is None:
+        raise ValueError(f"{text!r} is not AET=HOST:PORT")
+    title, host, port = m[1].strip(), m[2].strip("[]"), int(m[3])
+    _raise_if(ae_title_problem(title))
+    _raise_if(_port_problem(port))
+    return PeerConfig(title, host, port)
+
+
+class _Lines:
+    """Finds the line of a key in the file's text, for error messages (tomllib gives no positions)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def of(self, table: str, key: Optional[str], index: int = 0) -> Optional[int]:
+        """The line of ``key`` in the ``index``-th ``[table]`` (or ``[[table]]``); the table's header if no key."""
+        seen = -1
+        inside = False
+        for n, raw in enumerate(self.lines, start=1):
+            line = raw.split("#", 1)[0].strip()
+            header = re.fullmatch(r"\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?", line)
+            if header:
+                inside = header[1] == table
+                if inside:
+                    seen += 1
+                    if key is None and seen == index:
+                        return n
+                continue
+            if inside and seen == index and key and re.match(rf"{re.escape(key)}\s*=", line):
+                return n
+        return None
+
+
+def _check_type(value: Any, kind: type, what: str) -> None:
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"{value!r} is not {what}")
+
+
+def _node(table: dict[str, Any], base: Path, lines: _Lines, path: Path) -> NodeConfig:
+    cfg = NodeConfig()
+    known = {f.name for f in fields(NodeConfig)} - {"peers"}
+    for key, value in table.items():
+        line = lines.of("node", key)
+        try:
+            if key not in known:
+                raise ValueError(f"unknown key (known: {', '.join(sorted(known))})")
+            if key == "ae_title":
+                _check_type(value, str, "a string")
+                problem = ae_title_problem(value)
+                if problem:
+                    raise ValueError(problem)
+            elif key in ("port", "max_associations", "max_pdu"):
+                _check_type(value, int, "an integer")
+                lo, hi = {"port": (0, 65535), "max_associations": (1, 10_000), "max_pdu": (0, 2**32 - 1)}[key]
+                if not lo <= value <= hi:
+                    raise ValueError(f"{value} is not between {lo} and {hi}")
+            elif key == "network_timeout":
+                _check_type(value, float, "a number of seconds")
+                if value < 0:
+                    raise ValueError(f"{value} is negative")
+                value = float(value)
+            elif key == "require_called_aet":
+                _check_type(value, bool, "true or false")
+            elif key == "durability":
+                if value not in DURABILITIES:
+                    raise ValueError(f"{value!r} is not one of {', '.join(DURABILITIES)}")
+            elif key == "duplicates":
+                if value not in DUPLICATES:
+                    raise ValueError(f"{value!r} is not one of {', '.join(DUPLICATES)}")
+            elif key == "storage_syntax":
+                _check_type(value, str, "a string")
+                value = storage_syntax(value)
+            elif key in ("bind", "archive"):
+                _check_type(value, str, "a string")
+                if key == "archive":
+                    value = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path, line, f"[node] {key}") from None
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
+    if not isinstance(items, list):
+        raise ConfigError("peers is an array of tables: write [[peers]]", path, lines.of("peers", None), "peers")
+    peers: list[PeerConfig] = []
+    for i, item in enumerate(items):
+        where = f"[[peers]] #{i + 1}"
+        if not isinstance(item, dict):
+            raise ConfigError("each peer is a table", path, lines.of("peers", None, i), where)
+        unknown = set(item) - {"ae_title", "host", "port"}
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ConfigError("unknown key (known: ae_title, host, port)", path, lines.of("peers", key, i),
+                              f"{where} {key}")  # fmt: skip
+        for key in ("ae_title", "host", "port"):
+            if key not in item:
+                raise ConfigError(f"missing {key}", path, lines.of("peers", None, i), where)
+        checks = (
+            ("ae_title", lambda v: _check_type(v, str, "a string") or _raise_if(ae_title_problem(v))),
+            ("host", lambda v: _check_type(v, str, "a string") or _raise_if(None if v.strip() else "empty host")),
+            ("port", lambda v: _check_type(v, int, "an integer") or _raise_if(_port_problem(v))),
+        )
+        for key, check in checks:
+            try:
+                check(item[key])
+            except ValueError as exc:
+                raise ConfigError(str(exc), path, lines.of("peers", key, i), f"{where} {key}") from None
+        peer = PeerConfig(item["ae_title"].strip(), item["host"], item["port"])
+        if any(p.ae_title == peer.ae_title for p in peers):
+            raise ConfigError(f"{peer.ae_title!r} is listed twice", path, lines.of("peers", "ae_title", i), where)
+        peers.append(peer)
+    return peers
+
+
+def load(path: Union[str, Path]) -> NodeConfig:
+    """Reads and checks a node configuration file; a relative ``archive`` is relative to the file's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read it: {exc}", path) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", path, int(m[1]) if m else None) from None
+    lines = _Lines(text)
+    unknown = set(data) - {"node", "peers"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError("unknown table or key (known: [node], [[peers]])", path, lines.of(key, None), key)
+    node = data.get("node", {})
+    if not isinstance(node, dict):
+        raise ConfigError("node is a table: write [node]", path, None, "node")
+    cfg = _node(node, path.parent, lines, path)
+    cfg.peers = _peers(data.get("peers", []), lines, path)
+    return cfg
