@@ -1,29 +1,91 @@
-"""Type stubs for the Rust extension module ``ferrodicom._core``."""
+"""Type stubs for the Rust extension module ``ferrodicom._core`` (checked against the built module by
+``python -m mypy.stubtest ferrodicom._core`` in the test command)."""
 
 from os import PathLike
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, final
 
 __version__: str
+__all__ = [
+    "__version__",
+    "DicomError",
+    "PduError",
+    "AssociationError",
+    "AssociationRejected",
+    "AssociationAborted",
+    "DimseError",
+    "CodecError",
+    "NmError",
+    "DicomTimeout",
+    "DimseTimeout",
+    "Pdu",
+    "decode_pdu",
+    "Command",
+    "PresentationContext",
+    "AssociationInfo",
+    "AssociationRequest",
+    "Received",
+    "peek_part10",
+    "Association",
+    "IMPLEMENTATION_CLASS_UID",
+    "IMPLEMENTATION_VERSION_NAME",
+    "associate",
+    "Services",
+    "Request",
+    "StorageConfig",
+    "StoreRequest",
+    "ServerConfig",
+    "Server",
+    "PrivateDictionary",
+    "StreamConverter",
+    "set_default_private_dictionary",
+    "get_default_private_dictionary",
+    "transcode",
+    "transcode_dataset",
+    "transcode_file",
+    "extract",
+    "file_meta",
+    "dictionary_vr",
+    "NmPlan",
+    "Journal",
+]
 
 class DicomError(Exception): ...
 class PduError(DicomError): ...
 class AssociationError(DicomError): ...
+
+class AssociationRejected(AssociationError):
+    """A-ASSOCIATE-RJ (PS3.8 §9.3.4): ``result`` 1 permanent / 2 transient, ``source`` 1 service user / 2 ACSE /
+    3 presentation, ``reason`` (Table 9-21)."""
+
+    result: int
+    source: int
+    reason: int
+
+class AssociationAborted(AssociationError):
+    """A-ABORT (PS3.8 §9.3.8): ``source`` 0 service user / 2 service provider, ``reason``; both None when the
+    connection just closed."""
+
+    source: Optional[int]
+    reason: Optional[int]
+
 class DimseError(DicomError): ...
 class CodecError(DicomError): ...
 class NmError(DicomError): ...
 class DicomTimeout(DicomError): ...
+class DimseTimeout(DicomTimeout): ...
 
 # --- nm (rust/py/src/nm.rs): NM frame <-> grid plans (PS3.3 C.8.4.8) ---
 
+@final
 class NmPlan:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         names: list[str],
         vectors: list[list[int]],
         extents: list[int],
         n_frames: int,
         subset: list[int] | None = None,
-    ) -> None: ...
+    ) -> NmPlan: ...
     @property
     def shape(self) -> list[int]: ...
     @property
@@ -55,21 +117,23 @@ class NmPlan:
 
 # --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------
 
+@final
 class PrivateDictionary:
     def __init__(self) -> None: ...
     def add(self, creator: str, group: int, element: int, vr: str) -> None: ...
     def get(self, creator: str, group: int, element: int) -> Optional[str]: ...
     def __len__(self) -> int: ...
 
+@final
 class StreamConverter:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         source_syntax: str,
         transfer_syntax: str,
         *,
         tags: Optional[List[int]] = None,
         private_dictionary: Optional[PrivateDictionary] = None,
-    ) -> None: ...
+    ) -> StreamConverter: ...
     def feed(self, chunk: bytes) -> bytes: ...
     def finish(self) -> Tuple[bytes, Dict[int, Tuple[str, bytes]]]: ...
 
@@ -111,6 +175,7 @@ def dictionary_vr(tag: int) -> str: ...
 
 # --- pdu (rust/py/src/pdu.rs): PDUs of PS3.8 §9.3 ---------------------------------------------------
 
+@final
 class Pdu:
     """A decoded PDU; fields that do not apply to its type are None."""
 
@@ -144,20 +209,23 @@ class Pdu:
 
 def decode_pdu(data: bytes, max_length: Optional[int] = None) -> Pdu: ...
 
-# --- net (rust/py/src/net.rs): associations, DIMSE commands, the SCP server ----------------------
+# --- command.rs, types.rs: DIMSE command sets, negotiation results (PS3.7, PS3.8) -------------------------
 
 IMPLEMENTATION_CLASS_UID: str
 IMPLEMENTATION_VERSION_NAME: str
 
+@final
 class Command:
-    """A DIMSE command set (group 0000): US -> int, UI/AE/LO -> str, AT -> list[int], else bytes."""
+    """A DIMSE command set (group 0000): US -> int, UI/AE/LO -> str, AT -> list[int], else bytes. Elements are
+    also attributes by keyword (``command.MessageID``), None when absent."""
 
-    def __init__(self, fields: Dict[int, Any]) -> None: ...
+    def __new__(cls, fields: Dict[int, Any]) -> Command: ...
     @staticmethod
     def decode(data: bytes) -> Command: ...
     def encode(self) -> bytes: ...
     def get(self, element: int, default: Any = None) -> Any: ...
-    def __contains__(self, element: int) -> bool: ...
+    def __contains__(self, key: int, /) -> bool: ...
+    def __getattr__(self, name: str) -> Any: ...
     def to_dict(self) -> Dict[int, Any]: ...
     @property
     def command_field(self) -> Optional[int]: ...
@@ -176,21 +244,118 @@ class Command:
     @property
     def has_data_set(self) -> bool: ...
 
+@final
+class PresentationContext:
+    """A negotiated presentation context from our side (PS3.8 §9.3.2.2): result 0 is acceptance."""
+
+    @property
+    def context_id(self) -> int: ...
+    @property
+    def abstract_syntax(self) -> str: ...
+    @property
+    def transfer_syntax(self) -> str: ...
+    @property
+    def result(self) -> int: ...
+    @property
+    def as_scu(self) -> bool: ...
+    @property
+    def as_scp(self) -> bool: ...
+
+@final
+class AssociationInfo:
+    """What both sides of an association agreed."""
+
+    @property
+    def calling_ae(self) -> str: ...
+    @property
+    def called_ae(self) -> str: ...
+    @property
+    def peer_address(self) -> Optional[Tuple[str, int]]: ...
+    @property
+    def is_requestor(self) -> bool: ...
+    @property
+    def contexts(self) -> List[PresentationContext]: ...
+    @property
+    def peer_max_pdu(self) -> int: ...
+    @property
+    def local_max_pdu(self) -> int: ...
+    @property
+    def peer_implementation_class_uid(self) -> str: ...
+    @property
+    def peer_implementation_version_name(self) -> Optional[str]: ...
+    @property
+    def user_identity(self) -> Optional[Tuple[int, bytes, bytes]]: ...
+    @property
+    def extended_negotiation(self) -> List[Tuple[str, bytes]]: ...
+    @property
+    def common_extended(self) -> List[Tuple[str, str, List[str]]]: ...
+
+@final
+class AssociationRequest:
+    """An A-ASSOCIATE-RQ, as the negotiation hook sees it."""
+
+    @property
+    def calling_ae(self) -> str: ...
+    @property
+    def called_ae(self) -> str: ...
+    @property
+    def peer_address(self) -> Optional[Tuple[str, int]]: ...
+    @property
+    def abstract_syntaxes(self) -> List[str]: ...
+    @property
+    def user_identity(self) -> Optional[Tuple[int, bool, bytes, bytes]]:
+        """(type, positive response requested, primary field, secondary field), PS3.7 D.3.3.7.1."""
+    @property
+    def extended_negotiation(self) -> List[Tuple[str, bytes]]: ...
+
+@final
+class Received:
+    """What the C-STORE data path did with one data set."""
+
+    @property
+    def path(self) -> Optional[str]: ...
+    @property
+    def placed(self) -> Optional[str]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def transfer_syntax(self) -> str: ...
+    @property
+    def keys(self) -> Dict[str, str]: ...
+    @property
+    def failure(self) -> Optional[Tuple[int, str]]: ...
+    @property
+    def discarded(self) -> bool: ...
+    @property
+    def journal_seq(self) -> Optional[int]: ...
+
+# --- association.rs, associate.rs: a handle on an association (SCU calls; a server's event.assoc) ---------
+
+_Fields = Dict[int, Any]
+_Response = Tuple[Command, Optional[bytes]]
+
+@final
 class Association:
+    @property
+    def id(self) -> int: ...
+    @property
+    def info(self) -> AssociationInfo: ...
     @property
     def is_established(self) -> bool: ...
     @property
-    def negotiated(self) -> Dict[str, Any]: ...
-    def send_c_echo(self, message_id: Optional[int] = None) -> int: ...
-    def send(self, context_id: int, fields: Dict[int, Any], data_set: Optional[bytes] = None) -> int: ...
-    def receive(
-        self, timeout: Optional[float] = None, max_data_set: int = ...
-    ) -> Optional[Tuple[int, Command, Optional[bytes]]]: ...
+    def outcome(self) -> Optional[str]:
+        """ "released" or "aborted" once over."""
+    def send(self, context_id: int, fields: _Fields, data: Optional[bytes] = None) -> int: ...
+    def next_response(self, message_id: int, timeout: Optional[float] = None) -> _Response: ...
+    def request(
+        self, context_id: int, fields: _Fields, data: Optional[bytes] = None, timeout: Optional[float] = None
+    ) -> _Response: ...
+    def send_cancel(self, context_id: int, message_id: int) -> None: ...
+    def send_c_echo(self) -> int: ...
     def send_c_store_file(
         self,
-        path: Union[str, PathLike],
+        path: Union[str, PathLike[str]],
         *,
-        message_id: Optional[int] = None,
         priority: int = 0,
         move_originator: Optional[Tuple[str, int]] = None,
         private_dictionary: Optional[PrivateDictionary] = None,
@@ -202,11 +367,11 @@ class Association:
         transfer_syntax: str,
         data: bytes,
         *,
-        message_id: Optional[int] = None,
         priority: int = 0,
         move_originator: Optional[Tuple[str, int]] = None,
         private_dictionary: Optional[PrivateDictionary] = None,
     ) -> Tuple[int, Command, int, str]: ...
+    def serve_in_background(self) -> None: ...
     def release(self) -> Optional[Tuple[int, int]]:
         """None, or (PDVs, bytes) of P-DATA received after our A-RELEASE-RQ (released all the same)."""
     def abort(self) -> None: ...
@@ -218,6 +383,7 @@ def associate(
     called_ae: str,
     contexts: List[Tuple[str, List[str], Optional[Tuple[bool, bool]]]],
     *,
+    services: Optional[Services] = None,
     max_pdu: int = 262144,
     implementation_class_uid: Optional[str] = None,
     implementation_version_name: Optional[str] = None,
@@ -225,32 +391,88 @@ def associate(
     extended_negotiation: Optional[List[Tuple[str, bytes]]] = None,
     common_extended: Optional[List[Tuple[str, str, List[str]]]] = None,
     async_window: Optional[Tuple[int, int]] = None,
-    acse_timeout: Optional[float] = 30.0,
-    dimse_timeout: Optional[float] = 60.0,
-    connect_timeout: Optional[float] = 30.0,
+    acse_timeout: Optional[float] = ...,
+    dimse_timeout: Optional[float] = ...,
+    connect_timeout: Optional[float] = ...,
+    max_data_set: int = ...,
 ) -> Association: ...
-def peek_part10(path: Union[str, PathLike]) -> Tuple[str, str, str]: ...
+def peek_part10(path: Union[str, PathLike[str]]) -> Tuple[str, str, str]: ...
 
-class Server:
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        ae_title: str,
-        contexts: List[Tuple[str, List[str], bool, bool]],
+# --- service.rs: services (Python handlers, the storage data path) --------------------------------------
+
+@final
+class Request:
+    """One request of the peer, live while its handler runs: answer it with ``respond`` (pending statuses any
+    number of times, then a final one)."""
+
+    @property
+    def command(self) -> Command: ...
+    @property
+    def context(self) -> PresentationContext: ...
+    @property
+    def data(self) -> Optional[bytes]: ...
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def association(self) -> Association: ...
+    @property
+    def answered(self) -> bool: ...
+    @property
+    def is_cancelled(self) -> bool: ...
+    def respond(self, status: int, fields: Optional[_Fields] = None, data: Optional[bytes] = None) -> None: ...
+
+@final
+class StoreRequest:
+    """The C-STORE being received, as the storage handler sees it."""
+
+    association: Association
+    context: PresentationContext
+    command: Command
+
+@final
+class StorageConfig:
+    def __new__(
+        cls,
+        incoming_dir: Union[str, PathLike[str]],
         *,
-        handler: Optional[Callable[..., Any]] = None,
-        events: Optional[Callable[[str, Dict[str, Any]], None]] = None,
-        routed: Optional[List[int]] = None,
-        store_handler: Optional[Callable[..., Any]] = None,
-        store_prepare: Optional[Callable[..., Any]] = None,
-        storage_dir: Optional[Union[str, PathLike]] = None,
+        extract: Optional[List[Tuple[int, str]]] = None,
         store_transfer_syntax: Optional[str] = None,
         fsync: bool = True,
         writeback: bool = False,
         part_pool: int = 8,
         journal: Optional[Journal] = None,
-        extract: Optional[List[Tuple[int, str]]] = None,
+        private_dictionary: Optional[PrivateDictionary] = None,
+        implementation_class_uid: Optional[str] = None,
+        implementation_version_name: Optional[str] = None,
+    ) -> StorageConfig: ...
+    def close(self) -> None: ...
+
+@final
+class Services:
+    def __new__(cls) -> Services: ...
+    def add_handler(
+        self,
+        fields: List[int],
+        handler: Callable[[Request], Any],
+        abstract_syntaxes: Optional[List[str]] = None,
+        max_data_set: int = ...,
+    ) -> None: ...
+    def add_storage(self, config: StorageConfig, handler: Any) -> None:
+        """``handler``: ``prepare(request, keys)``, ``stored(request, received, state)``, ``abandoned(request,
+        state)``."""
+    def set_notices(self, notices: Callable[[Association, str, str], Any]) -> None: ...
+
+# --- server.rs: the SCP ------------------------------------------------------------------------------------
+
+@final
+class ServerConfig:
+    def __new__(
+        cls,
+        host: str,
+        port: int,
+        ae_title: str,
+        contexts: List[Tuple[str, List[str], bool, bool]],
+        *,
         max_pdu: int = 262144,
         require_called_aet: bool = False,
         allowed_calling_aets: Optional[List[str]] = None,
@@ -259,11 +481,23 @@ class Server:
         implementation_version_name: Optional[str] = None,
         extended_negotiation: Optional[Dict[str, bytes]] = None,
         artim_timeout: float = 30.0,
-        acse_timeout: Optional[float] = 30.0,
-        dimse_timeout: Optional[float] = None,
+        acse_timeout: Optional[float] = ...,
+        network_timeout: Optional[float] = None,
         max_data_set: int = ...,
-        private_dictionary: Optional[PrivateDictionary] = None,
-    ) -> None: ...
+    ) -> ServerConfig: ...
+    @property
+    def ae_title(self) -> str: ...
+    @property
+    def max_associations(self) -> int: ...
+
+@final
+class Server:
+    """``hooks``: an object whose optional methods are called once per association: ``negotiate(request)`` ->
+    None | (reject (result, source, reason) | None, identity response | None, {uid: reply} | None),
+    ``established(association)``, ``rejected(request, result, source, reason, why)``, ``refused(peer_address,
+    kind, message)``, ``closed(association, outcome)``."""
+
+    def __new__(cls, config: ServerConfig, services: Services, hooks: Any = None) -> Server: ...
     @property
     def address(self) -> Tuple[str, int]: ...
     @property
@@ -274,15 +508,18 @@ class Server:
     def serve_forever(self) -> None: ...
     def shutdown(self) -> None: ...
 
+# --- journal.rs ------------------------------------------------------------------------------------------
+
+@final
 class Journal:
     """``<archive>/.journal``, the write-ahead journal of durability full (rust/node/src/journal.rs):
     an instance up to ``max_record`` bytes streams into a slot and is acknowledged once its record is
     durable; files and rows become durable at checkpoints.
     Opening replays the records after the last checkpoint (their files are written again)."""
 
-    def __init__(
-        self, root: str, size_bytes: int = ..., record_bytes: int = ..., checkpoint_interval: float = 1.0
-    ) -> None: ...
+    def __new__(
+        cls, root: str, size_bytes: int = ..., record_bytes: int = ..., checkpoint_interval: float = 1.0
+    ) -> Journal: ...
     @property
     def replayed(self) -> list[str]:
         """Archive-relative paths of the files written again at open."""

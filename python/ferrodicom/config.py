@@ -103,6 +103,16 @@ def storage_syntax(value: str) -> str:
     return uid
 
 
+def _check_peer_value(key: str, value: Any) -> None:
+    """An entry of a [[peers]] table: ValueError saying what is wrong."""
+    if key == "port":
+        _check_type(value, int, "an integer")
+        _raise_if(_port_problem(value))
+        return
+    _check_type(value, str, "a string")
+    _raise_if(ae_title_problem(value) if key == "ae_title" else (None if value.strip() else "empty host"))
+
+
 def _raise_if(problem: Optional[str]) -> None:
     if problem:
         raise ValueError(problem)
@@ -216,14 +226,9 @@ def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
         for key in ("ae_title", "host", "port"):
             if key not in item:
                 raise ConfigError(f"missing {key}", path, lines.of("peers", None, i), where)
-        checks = (
-            ("ae_title", lambda v: _check_type(v, str, "a string") or _raise_if(ae_title_problem(v))),
-            ("host", lambda v: _check_type(v, str, "a string") or _raise_if(None if v.strip() else "empty host")),
-            ("port", lambda v: _check_type(v, int, "an integer") or _raise_if(_port_problem(v))),
-        )
-        for key, check in checks:
+        for key in ("ae_title", "host", "port"):
             try:
-                check(item[key])
+                _check_peer_value(key, item[key])
             except ValueError as exc:
                 raise ConfigError(str(exc), path, lines.of("peers", key, i), f"{where} {key}") from None
         peer = PeerConfig(item["ae_title"].strip(), item["host"], item["port"])

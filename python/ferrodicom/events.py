@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from ferrodicom import datasets
 
@@ -185,8 +186,8 @@ class Event:
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = self.request.AffectedSOPClassUID
         meta.MediaStorageSOPInstanceUID = self.request.AffectedSOPInstanceUID
-        meta.TransferSyntaxUID = self._request.context.transfer_syntax
-        meta.ImplementationClassUID = _core.IMPLEMENTATION_CLASS_UID
+        meta.TransferSyntaxUID = UID(self._request.context.transfer_syntax)
+        meta.ImplementationClassUID = UID(_core.IMPLEMENTATION_CLASS_UID)
         meta.ImplementationVersionName = _core.IMPLEMENTATION_VERSION_NAME
         return meta
 

@@ -76,6 +76,8 @@ class Status(int):
     (``status.ErrorComment``, ``status.NumberOfCompletedSuboperations``: None when absent).
     """
 
+    _command: Any
+
     def __new__(cls, value: int, command: Any = None) -> Status:
         obj = super().__new__(cls, value)
         obj._command = command

@@ -148,7 +148,7 @@ def from_pydicom(
     if current is None:
         ds = ds.copy()
         ds.file_meta = pydicom.dataset.FileMetaDataset(meta or {})
-        ds.file_meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(EXPLICIT_VR_LITTLE_ENDIAN)
         current = EXPLICIT_VR_LITTLE_ENDIAN
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)

@@ -426,7 +426,7 @@ class Archive:
             if isinstance(exc, FileNotFoundError):
                 return st.OUT_OF_RESOURCES_IO, "archive directory disappeared"
             if exc.errno in _DISK_FULL:
-                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
+                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno or 0)}")
             return st.OUT_OF_RESOURCES_IO, _comment(f"cannot place file: {exc.strerror or exc}")
         return self.complete(plan, inst)
 
@@ -500,7 +500,7 @@ class Archive:
         except OSError as exc:
             self.abandon(plan, failed=True)
             if exc.errno in _DISK_FULL:
-                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno)}")
+                return st.OUT_OF_RESOURCES_DISK, _comment(f"disk full: {os.strerror(exc.errno or 0)}")
             return st.OUT_OF_RESOURCES_IO, _comment(f"cannot make directory: {exc.strerror or exc}")
         if warnings:
             log.warning(

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import click
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+_LEVELS = {name: getattr(logging, name.upper()) for name in LEVELS}
 _KEY = "ferrodicom.logging"
 
 #: LogRecord attributes that are not a record's own fields (everything else set with ``extra=`` is).
@@ -104,12 +105,14 @@ def setup(default: str = "info", timestamps: bool = False) -> int:
     ``default`` is the command's level without -v/-q; each -v is one level more verbose, each -q one less.
     Raises click.BadParameter when the log file cannot be opened (before the command creates anything)."""
     ctx = click.get_current_context(silent=True)
-    settings = _settings(ctx) if ctx is not None else {"verbose": 0, "quiet": 0}
+    settings: dict[str, Any] = _settings(ctx) if ctx is not None else {"verbose": 0, "quiet": 0}
     own = logging.getLogger("ferrodicom.cli")
     own.setLevel(logging.NOTSET)
     steps = settings["verbose"] - settings["quiet"]
+    level: int
+    root_level: int
     if settings.get("log_level"):
-        level = root_level = logging.getLevelName(settings["log_level"].upper())
+        level = root_level = _LEVELS[settings["log_level"].lower()]
     elif default.lower() == "info" and steps >= 0:
         # info is the command's own lines (ferrodicom.cli.*); -v adds the library's (each association, ...)
         level = root_level = logging.INFO if steps <= 1 else logging.DEBUG
@@ -117,7 +120,7 @@ def setup(default: str = "info", timestamps: bool = False) -> int:
             own.setLevel(logging.INFO)
             root_level = logging.WARNING
     else:
-        level = logging.getLevelName(default.upper()) - 10 * steps
+        level = _LEVELS[default.lower()] - 10 * steps
         level = root_level = min(max(level, logging.DEBUG), logging.CRITICAL)
     root = logging.getLogger()
     for h in _installed:
@@ -144,9 +147,9 @@ def setup(default: str = "info", timestamps: bool = False) -> int:
     return level
 
 
-def console_handler() -> Optional[logging.Handler]:
+def console_handler() -> Optional[logging.StreamHandler]:
     """The stderr handler :func:`setup` installed, or None when the log goes to a file."""
-    return next((h for h in _installed if h.get_name() == "console"), None)
+    return next((h for h in _installed if h.get_name() == "console" and isinstance(h, logging.StreamHandler)), None)
 
 
 def file_handlers() -> list[logging.Handler]:

@@ -153,6 +153,7 @@ def command(ctx: click.Context, config_path: Optional[Path], peers: list, archiv
     in the uncompressed and the seeds' compressed transfer syntaxes. ARCHIVE_DIR may come from --config."""
     verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
     cfg = _settings(ctx, config_path, archive_dir, peers)
+    assert cfg.archive is not None  # _settings refuses a configuration without one
     writable_dir(cfg.archive, "archive folder")
     with expected_errors(host=cfg.bind, port=cfg.port, archive=cfg.archive):
         _check_port_free(cfg.bind, cfg.port)
@@ -175,6 +176,7 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
     ae.add_supported_context(VERIFICATION)
     for p in cfg.peers:
         ae.add_peer(p.ae_title, p.host, p.port)
+    assert cfg.archive is not None
     archive = Archive(cfg.archive, durability=cfg.durability, duplicates=cfg.duplicates)
     try:
         if archive.journal is not None and not archive.journal.wait_ready(60.0):

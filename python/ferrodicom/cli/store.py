@@ -113,7 +113,7 @@ def _ts_name(uid: str) -> str:
 
 
 def _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths) -> None:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from ferrodicom.services.storage.scu import collect, store
 

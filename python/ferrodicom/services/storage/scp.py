@@ -25,7 +25,8 @@ def index_tags() -> list[tuple[int, str]]:
     """(tag, keyword) of the top-level attributes the Rust data path extracts for the archive's index."""
     from ferrodicom.archive import INDEX_KEYWORDS
 
-    return [(int(tag_for_keyword(k)), k) for k in INDEX_KEYWORDS]
+    tags = [(tag_for_keyword(k), k) for k in INDEX_KEYWORDS]
+    return [(int(t), k) for t, k in tags if t is not None]
 
 
 class StorageSCP:
@@ -119,8 +120,11 @@ class StorageSCP:
         if received.discarded:
             return _reply(*plan)  # prepare's decision: not kept (a refusal, or keep-first)
         placed = received.placed
+        stored_at = placed or received.path
+        if stored_at is None:  # the data path reports success only with a file
+            return _reply(0x0110, "the data path reported no file")
         inst = StoredInstance(
-            part_path=placed or received.path,
+            part_path=stored_at,
             size=received.size,
             sop_class_uid=command.affected_sop_class_uid or "",
             sop_instance_uid=command.affected_sop_instance_uid or "",

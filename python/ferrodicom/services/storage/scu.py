@@ -633,9 +633,9 @@ class _Sender:
                 while pending:
                     it = pending.popleft()
                     if check:
-                        why = check_item(it)
-                        if why is not None:
-                            self.skip(it.name, why)
+                        broken = check_item(it)
+                        if broken is not None:
+                            self.skip(it.name, broken)
                             continue
                     action = self.send_one(assoc, it)
                     if action == "next":
