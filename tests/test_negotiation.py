@@ -32,6 +32,17 @@ def pyn(title: str = "PYNSCU") -> PynAE:
     return ae
 
 
+def pyn_rejected(ae: PynAE, port: int, **kw) -> bool:
+    """Whether pynetdicom sees the association rejected. Its reactor thread can race its own request() and record
+    neither acceptance nor rejection (pynetdicom #875): a few tries, each must end unestablished."""
+    for _ in range(3):
+        assoc = ae.associate("127.0.0.1", port, ae_title="FERRO", **kw)
+        assert not assoc.is_established
+        if assoc.is_rejected:
+            return True
+    return False
+
+
 def test_access_control_rejects_with_its_own_reason():
     seen = []
 
@@ -51,15 +62,14 @@ def test_access_control_rejects_with_its_own_reason():
             assoc = scu.associate("127.0.0.1", server.port, ae_title="FERRO")
             assert assoc.rejection == expected
         # pynetdicom sees the rejection too, and a known caller gets in.
-        passoc = pyn("INTRUDER").associate("127.0.0.1", server.port, ae_title="FERRO")
-        assert passoc.is_rejected
+        assert pyn_rejected(pyn("INTRUDER"), server.port)
         ok = pyn("FRIEND").associate("127.0.0.1", server.port, ae_title="FERRO")
         assert ok.is_established and ok.send_c_echo().Status == 0
         ok.release()
     finally:
         server.shutdown()
     assert seen[0] == ("INTRUDER", "FERRO", "127.0.0.1", Verification)
-    assert [s[0] for s in seen] == ["INTRUDER", "BUSY", "INTRUDER", "FRIEND"]
+    assert [s[0] for s in seen][:3] == ["INTRUDER", "BUSY", "INTRUDER"] and seen[-1][0] == "FRIEND"
 
 
 def test_user_identity_is_verified_and_answered():
@@ -85,8 +95,7 @@ def test_user_identity_is_verified_and_answered():
         good = pyn().associate("127.0.0.1", server.port, ae_title="FERRO", ext_neg=[identity(2, b"alice", b"secret")])
         assert good.is_established
         good.release()
-        bad = pyn().associate("127.0.0.1", server.port, ae_title="FERRO", ext_neg=[identity(2, b"alice", b"wrong")])
-        assert bad.is_rejected
+        assert pyn_rejected(pyn(), server.port, ext_neg=[identity(2, b"alice", b"wrong")])
         jwt = pyn().associate("127.0.0.1", server.port, ae_title="FERRO", ext_neg=[identity(5, b"jwt-token")])
         assert jwt.is_established
         assert jwt.acceptor.user_identity.server_response == b"welcome"
