@@ -45,6 +45,7 @@ __all__ = [
     "extract",
     "file_meta",
     "dictionary_vr",
+    "encode_dataset",
     "NmPlan",
     "Journal",
 ]
@@ -397,6 +398,8 @@ def associate(
     max_data_set: int = ...,
 ) -> Association: ...
 def peek_part10(path: Union[str, PathLike[str]]) -> Tuple[str, str, str]: ...
+def encode_dataset(ds: Any, implicit: bool) -> Optional[bytes]:
+    """A pydicom Dataset in Implicit/Explicit VR Little Endian, or None when pydicom must encode it."""
 
 # --- service.rs: services (Python handlers, the storage data path) --------------------------------------
 
@@ -419,7 +422,8 @@ class Request:
     def answered(self) -> bool: ...
     @property
     def is_cancelled(self) -> bool: ...
-    def respond(self, status: int, fields: Optional[_Fields] = None, data: Optional[bytes] = None) -> None: ...
+    def respond(self, status: int, fields: Optional[_Fields] = None, data: Optional[bytes] = None) -> bool:
+        """After a pending response: whether the peer has cancelled the request."""
 
 @final
 class StoreRequest:

@@ -19,11 +19,13 @@ from ferrodicom.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 def encode(ds: Dataset, transfer_syntax: str) -> bytes:
     """``ds`` encoded in ``transfer_syntax`` (an uncompressed one, Deflated included)."""
     native = IMPLICIT_VR_LE if transfer_syntax == IMPLICIT_VR_LE else EXPLICIT_VR_LE
-    buf = DicomBytesIO()
-    buf.is_implicit_VR = native == IMPLICIT_VR_LE
-    buf.is_little_endian = True
-    write_dataset(buf, ds)
-    data = buf.getvalue()
+    data = _core.encode_dataset(ds, native == IMPLICIT_VR_LE)
+    if data is None:  # what the Rust fast path leaves to pydicom (raw elements, other character sets, ...)
+        buf = DicomBytesIO()
+        buf.is_implicit_VR = native == IMPLICIT_VR_LE
+        buf.is_little_endian = True
+        write_dataset(buf, ds)
+        data = buf.getvalue()
     if transfer_syntax != native:
         data = _core.transcode_dataset(data, native, transfer_syntax)
     return data

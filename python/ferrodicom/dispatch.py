@@ -200,8 +200,7 @@ class Dispatcher:
                     if identifier is None:
                         request.respond(0xC312, {0x0902: "a pending C-FIND response without an identifier"})
                         return
-                    request.respond(status, fields, datasets.encode(identifier, ts))
-                    if request.is_cancelled:
+                    if request.respond(status, fields, datasets.encode(identifier, ts)):  # cancelled meanwhile
                         request.respond(0xFE00)
                         return
                     continue

@@ -6,6 +6,7 @@ mod associate;
 mod association;
 mod codec;
 mod command;
+mod encode;
 mod errors;
 mod journal;
 mod nm;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     service::register(m)?;
     server::register(m)?;
     codec::register(m)?;
+    encode::register(m)?;
     nm::register(m)?;
     journal::register(m)?;
     Ok(())

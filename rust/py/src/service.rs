@@ -78,7 +78,14 @@ fn extract_fields(d: &Bound<'_, PyAny>) -> PyResult<Vec<(u16, FieldValue)>> {
 struct Progress {
     answered: AtomicBool,
     over: AtomicBool,
+    /// When the socket was last looked at for a C-CANCEL-RQ that had not arrived (see
+    /// [`CANCEL_RECHECK`]).
+    last_not_cancelled: parking_lot::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a "not cancelled" answer stands: a handler asking `is_cancelled` between matches at tens of
+/// thousands per second need not look at the socket each time; a cancel is seen within this delay.
+const CANCEL_RECHECK: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// A request of the peer, handed to a handler: read its command and data set, answer it with
 /// `respond` (any number of pending responses, then a final one), ask `is_cancelled` between
@@ -93,6 +100,9 @@ pub struct PyRequest {
 }
 
 impl PyRequest {
+    fn note_cancel_check(&self, cancelled: bool) {
+        *self.progress.last_not_cancelled.lock() = (!cancelled).then(std::time::Instant::now);
+    }
     fn check_live(&self) -> PyResult<()> {
         if self.progress.over.load(Ordering::SeqCst) {
             return Err(DicomError::new_err(
@@ -137,17 +147,30 @@ impl PyRequest {
     #[getter]
     fn is_cancelled(&self, py: Python<'_>) -> PyResult<bool> {
         self.check_live()?;
+        let recent = self
+            .progress
+            .last_not_cancelled
+            .lock()
+            .is_some_and(|t| t.elapsed() < CANCEL_RECHECK);
+        if recent {
+            return Ok(false);
+        }
         let id = self.command.get().inner.message_id().unwrap_or(0);
         let link = &self.link;
-        py.detach(|| {
-            let mut g = link.lock();
-            link.poll_cancel(&mut g, id)
-        })
-        .map_err(assoc_err)
+        let cancelled = py
+            .detach(|| {
+                let mut g = link.lock();
+                link.poll_cancel(&mut g, id)
+            })
+            .map_err(assoc_err)?;
+        self.note_cancel_check(cancelled);
+        Ok(cancelled)
     }
     /// Sends a response: `status`, optional extra command fields {element: value}, optional
     /// data set already encoded in the context's transfer syntax. Pending statuses (FF00,
-    /// FF01) may be sent any number of times before the final one.
+    /// FF01) may be sent any number of times before the final one. Returns, after a pending
+    /// response, whether the peer has cancelled the request (what `is_cancelled` says, checked
+    /// in the same call); False after a final one.
     #[pyo3(signature = (status, fields = None, data = None))]
     fn respond(
         &self,
@@ -155,7 +178,7 @@ impl PyRequest {
         status: u16,
         fields: Option<Bound<'_, PyAny>>,
         data: Option<Vec<u8>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<bool> {
         self.check_live()?;
         if self.progress.answered.load(Ordering::SeqCst) {
             return Err(AssociationError::new_err(
@@ -171,18 +194,26 @@ impl PyRequest {
             data,
             fields,
         };
-        let request: Command = self.command.get().inner.clone();
+        let request: &Command = &self.command.get().inner;
         let context_id = self.context.get().context_id;
+        let pending = node::link::is_pending(status);
         let link = &self.link;
-        py.detach(|| {
-            let mut g = link.lock();
-            link.send_response(&mut g, context_id, &request, &reply)
-        })
-        .map_err(assoc_err)?;
-        if !node::link::is_pending(status) {
+        let cancelled = py
+            .detach(|| {
+                let mut g = link.lock();
+                link.send_response(&mut g, context_id, request, &reply)?;
+                if !pending {
+                    return Ok(false);
+                }
+                link.poll_cancel(&mut g, request.message_id().unwrap_or(0))
+            })
+            .map_err(assoc_err)?;
+        if !pending {
             self.progress.answered.store(true, Ordering::SeqCst);
+        } else {
+            self.note_cancel_check(cancelled);
         }
-        Ok(())
+        Ok(cancelled)
     }
     fn __repr__(&self) -> String {
         let c = &self.command.get().inner;
