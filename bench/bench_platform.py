@@ -160,8 +160,9 @@ def teardown_module() -> None:
             if r is None:
                 continue
             if kind == "find":
-                lines.append(f"  C-FIND {MATCHES:,} matches, {toolkit:<10}: {r[0]:>9,.0f}/s median, {r[1]:>9,.0f}/s best;"
-                             f" SCP RSS {r[2]:.1f} MB before, peak {r[3]:.1f} MB")  # fmt: skip
+                rate = f"{r[0]:>9,.0f}/s median, {r[1]:>9,.0f}/s best"
+                lines.append(f"  C-FIND {MATCHES:,} matches, {toolkit:<10}: {rate}; SCP RSS {r[2]:.1f} MB before, "
+                             f"peak {r[3]:.1f} MB")  # fmt: skip
             else:
                 lines.append(f"  C-ECHO Python handler, {toolkit:<10}: {r[0]:>9,.0f}/s median, {r[1]:>9,.0f}/s best"
                              f" (echoscu start-up {r[2] * 1000:.0f} ms taken out)")  # fmt: skip
