@@ -403,6 +403,10 @@ class Server:
     def active_associations(self) -> int:
         return self._core.active_associations
 
+    def metrics(self) -> dict[str, Any]:
+        """The server's counters (see :mod:`ferrodicom.metrics`)."""
+        return self._core.metrics()
+
     def start(self) -> None:
         self._core.start()
 

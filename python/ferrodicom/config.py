@@ -13,6 +13,8 @@
     max_pdu = 262144            # 0: unlimited
     network_timeout = 60.0      # seconds; 0: never
     require_called_aet = false
+    metrics_port = 9100         # Prometheus text format on /metrics; 0 (default): off
+    stats_interval = 60.0       # a rate line in the log (info) every this many seconds; 0: off
 
     [[peers]]                   # C-MOVE destinations, peers to report to
     ae_title = "PACS"
@@ -80,6 +82,9 @@ class NodeConfig:
     max_pdu: int = 262_144
     network_timeout: float = 60.0
     require_called_aet: bool = False
+    #: Prometheus text format on this port (0: off), and a rate line in the log every this many seconds (0: off).
+    metrics_port: int = 0
+    stats_interval: float = 60.0
     peers: list[PeerConfig] = field(default_factory=list)
 
 
@@ -179,12 +184,13 @@ def _node(table: dict[str, Any], base: Path, lines: _Lines, path: Path) -> NodeC
                 problem = ae_title_problem(value)
                 if problem:
                     raise ValueError(problem)
-            elif key in ("port", "max_associations", "max_pdu"):
+            elif key in ("port", "max_associations", "max_pdu", "metrics_port"):
                 _check_type(value, int, "an integer")
-                lo, hi = {"port": (0, 65535), "max_associations": (1, 10_000), "max_pdu": (0, 2**32 - 1)}[key]
+                lo, hi = {"port": (0, 65535), "max_associations": (1, 10_000), "max_pdu": (0, 2**32 - 1),
+                          "metrics_port": (0, 65535)}[key]  # fmt: skip
                 if not lo <= value <= hi:
                     raise ValueError(f"{value} is not between {lo} and {hi}")
-            elif key == "network_timeout":
+            elif key in ("network_timeout", "stats_interval"):
                 _check_type(value, float, "a number of seconds")
                 if value < 0:
                     raise ValueError(f"{value} is negative")

@@ -38,7 +38,7 @@ def _peers(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 
 #: Options that a configuration file may also set, by their ``NodeConfig`` field.
 OVERRIDABLE = ("ae_title", "port", "bind", "storage_syntax", "durability", "duplicates", "max_associations",
-               "max_pdu", "network_timeout", "require_called_aet")  # fmt: skip
+               "max_pdu", "network_timeout", "require_called_aet", "metrics_port", "stats_interval")  # fmt: skip
 
 
 def _settings(ctx: click.Context, config_path: Optional[Path], archive_dir: Optional[Path], peers: list) -> NodeConfig:
@@ -142,6 +142,21 @@ def _check_port_free(host: str, port: int) -> None:
     "set (seconds; 0: never, as DCMTK's storescp).",
 )
 @click.option("--require-called-aet", is_flag=True, help="Reject requests not addressed to --aet (1/1/7).")
+@click.option(
+    "--metrics-port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (/metrics; 0: off).",
+)
+@click.option(
+    "--stats-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Log a line of rates (instances/s, MB/s, open associations) every this many seconds at "
+    "info level (-v; 0: never).",
+)
 @logging_options
 @click.argument("archive_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
@@ -157,6 +172,8 @@ def command(ctx: click.Context, config_path: Optional[Path], peers: list, archiv
     writable_dir(cfg.archive, "archive folder")
     with expected_errors(host=cfg.bind, port=cfg.port, archive=cfg.archive):
         _check_port_free(cfg.bind, cfg.port)
+        if cfg.metrics_port:
+            _check_port_free(cfg.bind, cfg.metrics_port)
         _serve(cfg, verbose)
 
 
@@ -199,18 +216,30 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
         server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers if verbose else [])
         if server is None:  # pragma: no cover - block=False always returns the server
             raise CommandError("the server did not start")
+        signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+        rates = None
+        if cfg.metrics_port:
+            from ferrodicom.metrics import serve_metrics
+
+            serve_metrics(cfg.metrics_port, server, archive, host=cfg.bind)
+        if cfg.stats_interval:
+            from ferrodicom.metrics import RateLog
+
+            rates = RateLog(server, cfg.stats_interval).start()
         peers = f", {len(cfg.peers)} peer(s)" if cfg.peers else ""
+        metrics = f", metrics on port {cfg.metrics_port}" if cfg.metrics_port else ""
         click.echo(
             f"ferrodicom serving {cfg.ae_title} on {server.address[0]}:{server.port}, archive {cfg.archive} "
-            f"({archive.count()} instances, durability {cfg.durability}){peers}",
+            f"({archive.count()} instances, durability {cfg.durability}){peers}{metrics}",
             err=True,
         )
-        signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
+            if rates is not None:
+                rates.stop()
             server.shutdown()
     finally:
         archive.close()

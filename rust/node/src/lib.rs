@@ -7,6 +7,7 @@
 pub mod direct;
 pub mod journal;
 pub mod link;
+pub mod metrics;
 pub mod server;
 pub mod services;
 pub mod storage;
@@ -17,6 +18,7 @@ pub use link::{
     DataSetSource, Dispatch, FieldValue, Level, Link, LinkGuard, LinkLimits, Message, Outcome,
     Reply, Request,
 };
+pub use metrics::Metrics;
 pub use server::{Hooks, NoHooks, Server, ServerConfig};
 pub use services::{FnService, Notices, Service, Services};
 pub use storage::{

@@ -22,6 +22,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
 use ul::dimse::{self, command_field, command_vr, tag, CommandVr};
 use ul::{
     AbortHandle, AssocError, Association, Command, Incoming, Negotiated, NegotiatedContext, Ready,
@@ -201,6 +203,8 @@ pub struct Link {
     this: Weak<Link>,
     /// Set once by the binding layer: its per-association object.
     attachment: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The server's counters, when it keeps them.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 static NEXT_LINK_ID: AtomicU64 = AtomicU64::new(1);
@@ -276,11 +280,20 @@ impl Link {
             id: NEXT_LINK_ID.fetch_add(1, Ordering::Relaxed),
             this: this.clone(),
             attachment: OnceLock::new(),
+            metrics: OnceLock::new(),
         }))
     }
 
     pub fn lock(&self) -> LinkGuard<'_> {
         self.state.lock()
+    }
+    /// Counts this association's events in `metrics` from now on (set once).
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+    /// The counters this association's events go to, if any.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.get()
     }
     /// A new handle on this link.
     pub fn handle(&self) -> Arc<Link> {
@@ -541,6 +554,8 @@ impl Link {
             .send_message(context_id, &rsp, reply.data.as_deref());
         if r.is_err() {
             self.note_state(g);
+        } else if let Some(m) = self.metrics.get() {
+            m.status_sent(rsp.command_field().unwrap_or(0), reply.status);
         }
         r
     }
@@ -847,6 +862,7 @@ impl Link {
             command,
             data,
             answered: false,
+            started: Instant::now(),
         };
         let served = self.dispatch.dispatch(&mut rq);
         let finished = served.and_then(|()| rq.finish());
@@ -899,9 +915,15 @@ pub struct Request<'a, 'l> {
     command: Command,
     data: RequestData,
     answered: bool,
+    /// When its command was read.
+    started: Instant,
 }
 
 impl<'l> Request<'_, 'l> {
+    /// When the request's command was read.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
     pub fn link(&self) -> &'l Link {
         self.link
     }

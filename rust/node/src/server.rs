@@ -3,6 +3,7 @@
 //! application's [`Hooks`] once per association, then the association served as a [`Link`]
 //! whose requests go to the node's [`Services`] (PS3.7 §9–10).
 use crate::link::{Dispatch, Link, LinkLimits, Outcome};
+use crate::metrics::Metrics;
 use crate::services::Services;
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -70,6 +71,7 @@ struct Shared {
     associations: AtomicUsize,
     total: AtomicU64,
     stop: AtomicBool,
+    metrics: Arc<Metrics>,
     /// The established associations, aborted at shutdown.
     links: Mutex<HashMap<u64, Arc<Link>>>,
     workers: Workers,
@@ -134,6 +136,7 @@ impl Server {
             total: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             links: Mutex::new(HashMap::new()),
+            metrics: Arc::new(Metrics::default()),
             workers: Workers::default(),
         });
         Ok(Server {
@@ -146,6 +149,10 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+    /// The server's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
     pub fn active(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst)
@@ -301,6 +308,8 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
     };
     let Some(slot) = LimitSlot::take(&shared) else {
         if assoc.reject(reject::LOCAL_LIMIT_EXCEEDED).is_ok() {
+            let rj = reject::LOCAL_LIMIT_EXCEEDED;
+            shared.metrics.rejected(rj.result, rj.source, rj.reason);
             let why = format!("{} associations open already", cfg.max_associations);
             shared
                 .hooks
@@ -314,6 +323,7 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
         Ok(d) => d,
         Err(rj) => {
             if assoc.reject(rj).is_ok() {
+                shared.metrics.rejected(rj.result, rj.source, rj.reason);
                 shared
                     .hooks
                     .rejected(&rq, peer, rj, "refused by the node's access control");
@@ -324,6 +334,7 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
     match assoc.respond_with(&cfg.acceptor, &rq, &decision) {
         Ok(()) => {}
         Err(AssocError::Rejected(rj)) => {
+            shared.metrics.rejected(rj.result, rj.source, rj.reason);
             shared
                 .hooks
                 .rejected(&rq, peer, rj, ul::assoc::reject_meaning(&rj));
@@ -348,8 +359,11 @@ fn serve_association(shared: Arc<Shared>, stream: TcpStream, conn_id: u64) {
     if let Ok(mut m) = shared.links.lock() {
         m.insert(conn_id, Arc::clone(&link));
     }
+    link.set_metrics(Arc::clone(&shared.metrics));
+    shared.metrics.association_opened();
     shared.hooks.established(&link);
     let outcome = link.serve(&shared.stop, cfg.timeouts.dimse);
+    shared.metrics.association_ended();
     slot.give_back();
     shared.hooks.closed(&link, outcome);
 }

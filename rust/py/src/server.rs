@@ -294,6 +294,35 @@ impl PyServer {
     fn total_connections(&self) -> u64 {
         self.server.total()
     }
+    /// The server's counters: associations (total, active), rejections by (result, source, reason),
+    /// responses by (command field, status), C-STORE instances and bytes received, and the C-STORE
+    /// latency histogram (cumulative (bound in seconds, count) pairs, count, sum in seconds).
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        use std::sync::atomic::Ordering;
+        let m = self.server.metrics();
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item(
+            "associations_total",
+            m.associations_total.load(Ordering::Relaxed),
+        )?;
+        d.set_item("associations_active", m.active())?;
+        d.set_item(
+            "rejected",
+            m.rejections().into_iter().collect::<HashMap<_, _>>(),
+        )?;
+        d.set_item(
+            "statuses",
+            m.statuses().into_iter().collect::<HashMap<_, _>>(),
+        )?;
+        d.set_item(
+            "instances_received",
+            m.instances_received.load(Ordering::Relaxed),
+        )?;
+        d.set_item("bytes_received", m.bytes_received.load(Ordering::Relaxed))?;
+        let (buckets, count, sum) = m.store_latency.snapshot();
+        d.set_item("store_latency", (buckets, count, sum))?;
+        Ok(d)
+    }
     /// Starts the accept loop on a background thread and returns at once.
     fn start(&self) -> PyResult<()> {
         self.server

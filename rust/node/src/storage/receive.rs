@@ -218,6 +218,8 @@ pub struct Received {
     pub journal_seq: Option<u64>,
     /// File size in bytes.
     pub size: u64,
+    /// Data-set bytes read from the association (before any conversion).
+    pub received_bytes: u64,
     /// The transfer syntax the file is stored in.
     pub transfer_syntax: String,
     /// Extracted values as text (PS3.5 §6.2 padding removed; binary integers in decimal).
@@ -469,10 +471,13 @@ pub fn receive_to_file(
         drop(file);
         let _ = std::fs::remove_file(&part_path);
     };
-    if let Err(e) = streamed {
-        cleanup(file);
-        return Err(e);
-    }
+    let received_bytes = match streamed {
+        Ok(n) => n,
+        Err(e) => {
+            cleanup(file);
+            return Err(e);
+        }
+    };
     let mut extracted = Extracted::default();
     if let (SinkState::Writing, Some(conv), Some(w)) = (&state, converter.take(), file.as_mut()) {
         match conv.finish(w) {
@@ -544,6 +549,7 @@ pub fn receive_to_file(
                     discarded: false,
                     journal_seq: journaled,
                     size,
+                    received_bytes,
                     transfer_syntax: dst.uid,
                     keys,
                     failure: None,
@@ -578,6 +584,7 @@ pub fn receive_to_file(
         discarded,
         journal_seq: None,
         size: 0,
+        received_bytes,
         transfer_syntax: dst.uid,
         keys: Vec::new(),
         failure,

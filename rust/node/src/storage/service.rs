@@ -90,10 +90,17 @@ impl Service for StorageService {
                 return Err(e);
             }
         };
+        let size = received.received_bytes;
+        let count = |rq: &Request<'_, '_>| {
+            if let Some(m) = link.metrics() {
+                m.stored(size, rq.started().elapsed());
+            }
+        };
         if let Some(early) = received.early.take() {
             // The file is in place and the handler answered early: respond now, then let it
             // finish (index) while the peer reads the response.
             let sent = rq.respond(&early);
+            count(rq);
             self.handler.stored(&view, received, state);
             return sent;
         }
@@ -105,6 +112,8 @@ impl Service for StorageService {
                 let _ = std::fs::remove_file(p);
             }
         }
-        rq.respond(&reply)
+        let sent = rq.respond(&reply);
+        count(rq);
+        sent
     }
 }
