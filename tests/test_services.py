@@ -517,3 +517,42 @@ def test_a_rejection_is_typed_with_its_three_fields(port):
         assert (raised.value.result, raised.value.source, raised.value.reason) == (1, 1, 7)
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "ts",
+    ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"],
+    ids=["ILE", "ELE", "EBE", "Deflated"],
+)
+def test_identifiers_go_in_the_negotiated_transfer_syntax(scp, ts):
+    """The request's identifier is decoded, and each response's encoded, in the context's transfer syntax
+    (Deflated and Explicit VR Big Endian through the Rust codec), as pynetdicom reads them."""
+    seen = []
+
+    def handle_find(event):
+        seen.append((event.context.transfer_syntax, event.identifier.PatientName))
+        for i in range(3):
+            ds = Dataset()
+            ds.PatientName = f"Müller^{i}"
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.PatientID = f"P{i}"
+            yield (0xFF00, ds)
+
+    ae = AE("FERRO")
+    ae.add_supported_context(FIND, [ts])
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, handle_find)])
+    try:
+        pae = PynAE(ae_title="PYNSCU")
+        pae.add_requested_context(FIND, [ts])
+        assoc = pae.associate("127.0.0.1", server.port, ae_title="FERRO")
+        assert assoc.is_established and assoc.accepted_contexts[0].transfer_syntax[0] == ts
+        q = find_query()
+        q.PatientName = "Mü*"
+        q.SpecificCharacterSet = "ISO_IR 192"
+        results = list(assoc.send_c_find(q, FIND))
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert seen == [(ts, "Mü*")]
+    assert [str(i.PatientName) for _, i in results[:-1]] == ["Müller^0", "Müller^1", "Müller^2"]
+    assert results[-1][0].Status == 0
