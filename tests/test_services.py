@@ -39,6 +39,8 @@ def ct_instance(n: int = 0) -> Dataset:
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1.1"
     ds.PatientID = "PID1"
     ds.PatientName = f"Test^{n}"
     ds.InstanceNumber = n
@@ -556,3 +558,30 @@ def test_identifiers_go_in_the_negotiated_transfer_syntax(scp, ts):
     assert seen == [(ts, "Mü*")]
     assert [str(i.PatientName) for _, i in results[:-1]] == ["Müller^0", "Müller^1", "Müller^2"]
     assert results[-1][0].Status == 0
+
+
+def test_c_get_sub_operations_stream_into_an_archive(pyn_scp, tmp_path):
+    """With the storage service added to the requesting AE, a C-GET's C-STOREs go through the Rust data path
+    into the archive, as a server's would."""
+    from ferrodicom import Archive
+    from ferrodicom.services.storage import StorageSCP
+
+    port, _seen, instances, _ = pyn_scp
+    archive = Archive(tmp_path / "arc", durability="none")
+    try:
+        ae = AE("FERRO")
+        ae.add_service(StorageSCP(archive))
+        ae.add_requested_context(GET)
+        ae.add_requested_context(CTImageStorage, roles=(False, True))
+        q = Dataset()
+        q.QueryRetrieveLevel = "PATIENT"
+        q.PatientID = "PID1"
+        with ae.associate("127.0.0.1", port, ae_title="PYNSCP") as assoc:
+            results = list(assoc.send_c_get(q, GET))
+        assert results[-1][0].Status == 0 and results[-1][0].NumberOfCompletedSuboperations == 2
+        rows = archive.query("instance")
+        assert sorted(r["SOPInstanceUID"] for r in rows) == sorted(str(i.SOPInstanceUID) for i in instances)
+        for r in rows:
+            assert (archive.root / r["path"]).read_bytes()[128:132] == b"DICM"
+    finally:
+        archive.close()
