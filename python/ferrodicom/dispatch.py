@@ -247,7 +247,9 @@ class Dispatcher:
         addr, port = destination[0], int(destination[1])
         kwargs = dict(destination[2]) if len(destination) > 2 and destination[2] else {}
         kwargs.setdefault("ae_title", event.move_destination)
-        store = self.open_association(addr, port, self.store_contexts(), **kwargs)
+        # A handler that knows what it will send may say which contexts to propose: [(abstract, [ts...])].
+        contexts = kwargs.pop("contexts", None) or self.store_contexts()
+        store = self.open_association(addr, port, contexts, **kwargs)
         if not store.is_established:
             log.warning("C-MOVE: no association with %s at %s:%s: %s", kwargs["ae_title"], addr, port, store.error)
             request.respond(0xA801, {0x0902: f"cannot associate with {kwargs['ae_title']}"})

@@ -6,8 +6,10 @@ extended negotiation) expect the handler to answer, in pynetdicom's conventions:
 
 - ``EVT_C_ECHO``, ``EVT_C_STORE``: return a status (an ``int``, or a Dataset with a ``Status`` element);
 - ``EVT_C_FIND``: yield ``(status, identifier)`` pairs; check ``event.is_cancelled`` between them;
-- ``EVT_C_GET``: yield the number of sub-operations, then ``(status, dataset)`` pairs;
-- ``EVT_C_MOVE``: yield ``(addr, port)`` of the destination, then the number, then ``(status, dataset)`` pairs;
+- ``EVT_C_GET``: yield the number of sub-operations, then ``(status, dataset)`` pairs (a dataset or a path);
+- ``EVT_C_MOVE``: yield ``(addr, port)`` of the destination (or ``(addr, port, {"contexts": [(abstract syntax,
+  [transfer syntaxes]), ...], ...})`` to choose the contexts proposed and other ``AE.associate`` arguments), then
+  the number, then ``(status, dataset)`` pairs; a dataset may be a Part 10 file's path (streamed from disk in Rust);
 - ``EVT_N_GET``, ``EVT_N_SET``, ``EVT_N_CREATE``, ``EVT_N_ACTION``, ``EVT_N_EVENT_REPORT``: return
   ``(status, dataset)``; ``EVT_N_DELETE``: return a status;
 - ``EVT_USER_ID``: return ``(is_verified, server_response)``; ``EVT_SOP_EXTENDED``: return ``{uid: reply}``.
