@@ -39,6 +39,31 @@ impl PyAssociation {
         Ok(PyAssociation { link, info, owner })
     }
 
+    /// Runs a C-STORE sender on the link with the GIL released: (status, response, data-set bytes sent,
+    /// transfer syntax used).
+    fn store(
+        &self,
+        py: Python<'_>,
+        send: impl for<'l> FnOnce(
+                &'l Link,
+                &mut node::LinkGuard<'l>,
+                Option<Duration>,
+            ) -> Result<node::StoreResponse, node::SendError>
+            + Send,
+    ) -> PyResult<(u16, PyCommand, u64, String)> {
+        let link = &self.link;
+        let t = link.limits().dimse_timeout;
+        let r = py
+            .detach(|| send(link, &mut link.lock(), t))
+            .map_err(send_err)?;
+        Ok((
+            r.status,
+            PyCommand { inner: r.response },
+            r.bytes,
+            r.transfer_syntax,
+        ))
+    }
+
     fn context_for(&self, abstract_syntax: &str) -> PyResult<u8> {
         self.link
             .negotiated()
@@ -213,28 +238,17 @@ impl PyAssociation {
         private_dictionary: Option<Bound<'py, crate::codec::PyPrivateDictionary>>,
     ) -> PyResult<(u16, PyCommand, u64, String)> {
         let dict = crate::codec::dictionary(py, private_dictionary.as_ref());
-        let link = &self.link;
-        let t = link.limits().dimse_timeout;
-        let r = py
-            .detach(|| {
-                let mut g = link.lock();
-                node::store_file(
-                    link,
-                    &mut g,
-                    &path,
-                    priority,
-                    move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
-                    &dict,
-                    t,
-                )
-            })
-            .map_err(send_err)?;
-        Ok((
-            r.status,
-            PyCommand { inner: r.response },
-            r.bytes,
-            r.transfer_syntax,
-        ))
+        self.store(py, |link, g, t| {
+            node::store_file(
+                link,
+                g,
+                &path,
+                priority,
+                move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
+                &dict,
+                t,
+            )
+        })
     }
 
     /// C-STORE of data-set bytes (no File Meta) encoded in `transfer_syntax`.
@@ -253,34 +267,16 @@ impl PyAssociation {
         private_dictionary: Option<Bound<'py, crate::codec::PyPrivateDictionary>>,
     ) -> PyResult<(u16, PyCommand, u64, String)> {
         let dict = crate::codec::dictionary(py, private_dictionary.as_ref());
-        let link = &self.link;
-        let t = link.limits().dimse_timeout;
-        let r = py
-            .detach(|| {
-                let out = Outgoing {
-                    sop_class_uid: &sop_class_uid,
-                    sop_instance_uid: &sop_instance_uid,
-                    transfer_syntax_uid: &transfer_syntax,
-                    priority,
-                    move_originator: move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
-                };
-                let mut g = link.lock();
-                node::store_data_set(
-                    link,
-                    &mut g,
-                    &out,
-                    &mut std::io::Cursor::new(data),
-                    &dict,
-                    t,
-                )
-            })
-            .map_err(send_err)?;
-        Ok((
-            r.status,
-            PyCommand { inner: r.response },
-            r.bytes,
-            r.transfer_syntax,
-        ))
+        let out = Outgoing {
+            sop_class_uid: &sop_class_uid,
+            sop_instance_uid: &sop_instance_uid,
+            transfer_syntax_uid: &transfer_syntax,
+            priority,
+            move_originator: move_originator.as_ref().map(|(ae, m)| (ae.as_str(), *m)),
+        };
+        self.store(py, |link, g, t| {
+            node::store_data_set(link, g, &out, &mut std::io::Cursor::new(data), &dict, t)
+        })
     }
 
     /// Serves the peer's requests on a background thread until the association ends (a
