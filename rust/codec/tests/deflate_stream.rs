@@ -1,0 +1,205 @@
+//! Deflated data sets streamed in PDV-sized chunks (issue 20): large and highly compressible
+//! streams, in both directions (inflate on receive, deflate on send), against flate2's one-shot
+//! inflate and deflate of the same bytes.
+mod common;
+use codec::*;
+use common::*;
+use flate2::write::{DeflateDecoder, DeflateEncoder};
+use flate2::Compression;
+use std::io::Write;
+
+/// PDV data sizes of the senders in the issue: DCMTK's storescu (max PDU 16384, PDV header 6
+/// bytes), pynetdicom against our 256 KiB max PDU, and a few others.
+const PDV_SIZES: [usize; 6] = [16372, 16378, 16384, 65536, 262_138, 1 << 20];
+
+/// Data-set elements before the Pixel Data of an image (Explicit VR Little Endian).
+fn image_header(rows: u16, cols: u16, pixel_len: u32) -> Vec<u8> {
+    let mut d = Vec::new();
+    WELE.el(
+        &mut d,
+        t(0x0008, 0x0016),
+        Vr::UI,
+        b"1.2.840.10008.5.1.4.1.1.1.2\0",
+    );
+    WELE.el(&mut d, t(0x0008, 0x0018), Vr::UI, b"1.2.3.4.5.6.7\0");
+    WELE.el(&mut d, t(0x0008, 0x0060), Vr::CS, b"MG");
+    WELE.el(&mut d, t(0x0010, 0x0020), Vr::LO, b"PID-20");
+    WELE.us(&mut d, t(0x0028, 0x0002), 1);
+    WELE.el(&mut d, t(0x0028, 0x0004), Vr::CS, b"MONOCHROME2 ");
+    WELE.us(&mut d, t(0x0028, 0x0010), rows);
+    WELE.us(&mut d, t(0x0028, 0x0011), cols);
+    WELE.us(&mut d, t(0x0028, 0x0100), 16);
+    WELE.us(&mut d, t(0x0028, 0x0101), 16);
+    WELE.us(&mut d, t(0x0028, 0x0102), 15);
+    WELE.us(&mut d, t(0x0028, 0x0103), 0);
+    WELE.header(&mut d, Tag::PIXEL_DATA, Vr::OW, pixel_len);
+    d
+}
+
+/// The issue's mammography image: 4096 columns x 3328 rows, 16 bits, 500 rows of zeros then
+/// noise (12-bit values from a xorshift generator).
+fn mg_dataset() -> Vec<u8> {
+    let (rows, cols) = (3328usize, 4096usize);
+    let mut d = image_header(rows as u16, cols as u16, (rows * cols * 2) as u32);
+    d.resize(d.len() + 500 * cols * 2, 0);
+    let mut s: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 500 * cols..rows * cols {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        d.extend_from_slice(&((s >> 20) as u16 & 0x0FFF).to_le_bytes());
+    }
+    d
+}
+
+fn deflate(data: &[u8], level: u32) -> Vec<u8> {
+    let mut e = DeflateEncoder::new(Vec::new(), Compression::new(level));
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn inflate(data: &[u8]) -> Vec<u8> {
+    let mut d = DeflateDecoder::new(Vec::new());
+    d.write_all(data).unwrap();
+    d.finish().unwrap()
+}
+
+fn stream(src: &str, dst: &str, data: &[u8], chunk: usize) -> Result<Vec<u8>, CodecError> {
+    let mut conv = StreamConverter::from_uids(src, dst, &Dictionary::standard(), &[])?;
+    let mut out = Vec::new();
+    for c in data.chunks(chunk) {
+        conv.feed(c, &mut out)?;
+    }
+    conv.finish(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn mammography_image_in_pdv_chunks() {
+    let plain = mg_dataset();
+    let defl = deflate(&plain, 6);
+    for chunk in PDV_SIZES {
+        // Stored as received (the SCP's default): the bytes pass through and are validated.
+        let same = stream(DEFL, DEFL, &defl, chunk).unwrap_or_else(|e| panic!("{chunk}: {e}"));
+        assert!(same == defl, "DEFL->DEFL, PDVs of {chunk}: bytes differ");
+        // Stored inflated.
+        let ele = stream(DEFL, ELE, &defl, chunk).unwrap_or_else(|e| panic!("{chunk}: {e}"));
+        assert!(ele == plain, "DEFL->ELE, PDVs of {chunk}: bytes differ");
+    }
+    // Deflating on the way (send or store in Deflated): one-shot inflate gives the data set back.
+    for chunk in [16372, 1 << 20] {
+        let out = stream(ELE, DEFL, &plain, chunk).unwrap();
+        assert!(inflate(&out) == plain, "ELE->DEFL, chunks of {chunk}");
+    }
+}
+
+/// Checks, as it is written, that a stream is `prefix` followed by `zeros` zero bytes.
+struct Expect<'a> {
+    prefix: &'a [u8],
+    zeros: u64,
+    pos: u64,
+}
+
+impl Write for Expect<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let end = self.pos + buf.len() as u64;
+        let head = (self.prefix.len() as u64).clamp(self.pos, end) - self.pos;
+        let (a, b) = buf.split_at(head as usize);
+        let from = (self.pos as usize).min(self.prefix.len());
+        let same = a == &self.prefix[from..from + a.len()]
+            && b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
+            && end <= self.prefix.len() as u64 + self.zeros;
+        if !same {
+            return Err(std::io::Error::other(format!(
+                "bytes {}..{end} differ",
+                self.pos
+            )));
+        }
+        self.pos = end;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn three_hundred_mib_of_zeros() {
+    const ZEROS: u64 = 300 << 20;
+    let head = image_header(10240, 15360, ZEROS as u32);
+    let zeros = vec![0u8; 1 << 20];
+    // One-shot deflate of the whole data set, written without holding it.
+    let mut e = DeflateEncoder::new(Vec::new(), Compression::default());
+    e.write_all(&head).unwrap();
+    for _ in 0..ZEROS >> 20 {
+        e.write_all(&zeros).unwrap();
+    }
+    let defl = e.finish().unwrap();
+    for chunk in [16372, 262_138] {
+        let mut conv = StreamConverter::from_uids(DEFL, ELE, &Dictionary::standard(), &[]).unwrap();
+        let mut out = Expect {
+            prefix: &head,
+            zeros: ZEROS,
+            pos: 0,
+        };
+        for c in defl.chunks(chunk) {
+            conv.feed(c, &mut out)
+                .unwrap_or_else(|e| panic!("{chunk}: {e}"));
+        }
+        conv.finish(&mut out).unwrap();
+        assert_eq!(out.pos, head.len() as u64 + ZEROS, "PDVs of {chunk}");
+    }
+    // The other way: deflated while streaming, inflated in one go.
+    let mut conv = StreamConverter::from_uids(ELE, DEFL, &Dictionary::standard(), &[]).unwrap();
+    let mut defl = Vec::new();
+    conv.feed(&head, &mut defl).unwrap();
+    for _ in 0..ZEROS >> 20 {
+        for c in zeros.chunks(16372) {
+            conv.feed(c, &mut defl).unwrap();
+        }
+    }
+    conv.finish(&mut defl).unwrap();
+    let mut check = DeflateDecoder::new(Expect {
+        prefix: &head,
+        zeros: ZEROS,
+        pos: 0,
+    });
+    check.write_all(&defl).unwrap();
+    assert_eq!(check.finish().unwrap().pos, head.len() as u64 + ZEROS);
+}
+
+#[test]
+fn truncated_or_corrupt_large_stream_fails_cleanly() {
+    let plain = mg_dataset();
+    let defl = deflate(&plain, 6);
+    // Cut short: an error, not a panic, whatever the chunking.
+    for cut in [defl.len() / 3, defl.len() - 1] {
+        for chunk in [16372, 1 << 20] {
+            let err = stream(DEFL, ELE, &defl[..cut], chunk).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    CodecError::Truncated { .. } | CodecError::Deflate { .. }
+                ),
+                "{err}"
+            );
+        }
+    }
+    // A corrupt byte: either the deflate stream or the data set it gives is refused, or (a
+    // flip that keeps the stream valid) the inflated bytes differ from the original only where
+    // one-shot inflate says they do.
+    let mut bad = defl.clone();
+    bad[defl.len() / 2] ^= 0xFF;
+    let streamed = stream(DEFL, ELE, &bad, 16372);
+    let mut one_shot = DeflateDecoder::new(Vec::new());
+    let reference = one_shot
+        .write_all(&bad)
+        .and_then(|_| one_shot.finish())
+        .ok();
+    match (streamed, reference) {
+        (Ok(s), Some(r)) => assert!(s == r),
+        (Ok(_), None) => panic!("a stream one-shot inflate refuses was accepted"),
+        (Err(_), _) => {}
+    }
+}
