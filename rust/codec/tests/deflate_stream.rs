@@ -203,3 +203,29 @@ fn truncated_or_corrupt_large_stream_fails_cleanly() {
         (Err(_), _) => {}
     }
 }
+
+/// A deflate stream whose match reaches back before its first byte (RFC 1951 §3.2.5: distances
+/// go back into the output only) must be refused, as zlib refuses it ("invalid distance too far
+/// back"), even when the bytes it would give make a valid data set: here (0010,0020) LO, then a
+/// 4-byte match at distance 300 after 8 bytes of output. miniz_oxide's streaming inflate (flate2's
+/// default backend) copies zeros from its blank window instead, so a corrupt stream was stored
+/// as received with Success (found by fuzz_targets/deflate_stream.rs).
+#[test]
+fn match_before_the_start_of_the_stream_is_refused() {
+    let too_far = [
+        0x13, 0x60, 0x50, 0x60, 0xf0, 0xf1, 0x67, 0x61, 0x00, 0x85, 0x15, 0x00,
+    ];
+    // The same with distance 8 (copies the element's first 4 bytes): valid.
+    let valid = [
+        0x13, 0x60, 0x50, 0x60, 0xf0, 0xf1, 0x67, 0x61, 0x00, 0xd1, 0x00,
+    ];
+    let mut want = Vec::new();
+    WELE.el(&mut want, t(0x0010, 0x0020), Vr::LO, &[0x10, 0, 0x20, 0]);
+    for chunk in [1, 3, 100] {
+        assert_eq!(stream(DEFL, ELE, &valid, chunk).unwrap(), want);
+        for dst in [DEFL, ELE] {
+            let err = stream(DEFL, dst, &too_far, chunk).unwrap_err();
+            assert!(matches!(err, CodecError::Deflate { .. }), "{err}");
+        }
+    }
+}
