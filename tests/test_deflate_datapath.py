@@ -9,10 +9,11 @@ syntax is kept (after inflation where it is Deflated), through the real SCP:
   sent Deflated by pynetdicom (``serve``'s peak memory stays bounded);
 * a raw-socket sender that cuts the data set into PDVs at chosen offsets: every byte its own PDV, cuts inside
   element headers, at and just before the end of values, at and around deflate block boundaries and inside deflate
-  blocks, and fixed PDV sizes from 7 bytes to 1 MiB; for ILE, ELE, EBE and Deflated, data sets empty, tiny, with
-  nested sequences of undefined length, with private blocks in odd groups, with 1 MiB of random pixels, and 300 MiB of
-  zeros (Deflated); stored as received (every syntax), converted to Explicit VR LE (from Deflated and EBE) and
-  converted to Deflated (from ELE and EBE); 244 C-STOREs on 36 associations;
+  blocks, and fixed PDV sizes from 7 bytes to the SCP's largest (2 MiB); for ILE, ELE, EBE and Deflated, data sets
+  empty, tiny, with nested sequences of undefined length, with private blocks in odd groups, with 1 MiB of random
+  pixels, with 2 MiB of compressible pixels, and 300 MiB of zeros (Deflated); stored as received (every syntax),
+  converted to Explicit VR LE (from Deflated and EBE) and converted to Deflated (from ELE and EBE); 292 C-STOREs on
+  44 associations;
 * pynetdicom (PDVs of the SCP's maximum PDU: 16 KiB and 2 MiB) and DCMTK's ``storescu -xd`` (maximum send PDU 4 KiB
   to 128 KiB, deflate levels 1, 6 and 9) as senders of the same shapes.
 
@@ -142,6 +143,16 @@ def shape_random() -> Dataset:
     return ds
 
 
+def shape_compressible() -> Dataset:
+    """2 MiB of pixels, a quarter zeros then 4-bit noise: deflates ~4:1, so a PDV of 256 KiB or more inflates to
+    several of the codec's 256 KiB buffers (the shape that lost input before the fix)."""
+    ds = image(base(), 1024, 1024)
+    px = np.zeros((1024, 1024), np.uint16)
+    px[256:] = np.random.default_rng(4).integers(0, 16, (768, 1024), dtype=np.uint16)
+    ds.PixelData = px.tobytes()
+    return ds
+
+
 def shape_empty() -> Optional[Dataset]:
     return None
 
@@ -152,6 +163,7 @@ SHAPES: dict[str, Callable[[], Optional[Dataset]]] = {
     "nested": shape_nested,
     "private": shape_private,
     "random": shape_random,
+    "compressible": shape_compressible,
 }
 
 
@@ -293,7 +305,7 @@ PLAIN_PLANS = {
     "7": fixed(7),
     "16372": fixed(16372),
     "1MiB": fixed(1 << 20),
-    "one": fixed(1 << 40),
+    "max-pdu": fixed(SWEEP_MAX_PDU - 6),  # the largest PDV the SCP takes (PDV item header: 6 bytes)
 }
 DEFLATED_PLANS = {
     "every-byte": every_byte,
@@ -302,13 +314,18 @@ DEFLATED_PLANS = {
     "16372": fixed(16372),
     "262138": fixed(262138),
     "1MiB": fixed(1 << 20),
-    "one": fixed(1 << 40),
+    "max-pdu": fixed(SWEEP_MAX_PDU - 6),  # the largest PDV the SCP takes (PDV item header: 6 bytes)
 }
 
 
-def pdvs(data: bytes, cuts: list[int]) -> list[bytes]:
-    edges = sorted({c for c in cuts if 0 < c < len(data)})
-    return [data[a:b] for a, b in zip([0, *edges], [*edges, len(data)])] or [b""]
+def pdvs(data: bytes, cuts: list[int], largest: int = SWEEP_MAX_PDU - 6) -> list[bytes]:
+    """``data`` cut at ``cuts``, and wherever a piece would exceed the SCP's largest PDV."""
+    edges = {c for c in cuts if 0 < c < len(data)}
+    marks = sorted({0, *edges, len(data)})
+    for a, b in zip(marks, marks[1:]):
+        edges.update(range(a + largest, b, largest))
+    edges_sorted = sorted(edges)
+    return [data[a:b] for a, b in zip([0, *edges_sorted], [*edges_sorted, len(data)])] or [b""]
 
 
 # --- a raw sender -------------------------------------------------------------------------------------------------
@@ -316,15 +333,17 @@ def pdvs(data: bytes, cuts: list[int]) -> list[bytes]:
 
 class RawSender:
     """An association opened by hand (pynetdicom encodes the A-ASSOCIATE-RQ) with one presentation context (ID 1),
-    sending C-STORE data sets in the PDVs it is given, packed several to a P-DATA-TF up to 64 KiB."""
+    sending C-STORE data sets in the PDVs it is given, packed several to a P-DATA-TF up to 64 KiB (never beyond the
+    SCP's maximum PDU)."""
 
-    def __init__(self, port: int, sop_class: str, ts: str) -> None:
+    def __init__(self, port: int, sop_class: str, ts: str, max_pdu: int = SWEEP_MAX_PDU) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.sock.sendall(raw_associate_rq(called="FERRO", abstract_syntax=sop_class, transfer_syntax=ts))
         ac = pdu.decode(read_pdu(self.sock))
         assert ac.name == "A-ASSOCIATE-AC" and ac.presentation_contexts[0]["result"] == 0, ac
         self.sop_class = sop_class
         self.message_id = 0
+        self.max_pdu = max_pdu
 
     @staticmethod
     def _pdv(control: int, data: bytes) -> bytes:
@@ -352,9 +371,9 @@ class RawSender:
         assert got.name == "P-DATA-TF", got
         return _core.Command.decode(b"".join(d for _, is_cmd, _, d in got.pdvs if is_cmd))
 
-    @staticmethod
-    def _pdu(items: list[bytes]) -> bytes:
+    def _pdu(self, items: list[bytes]) -> bytes:
         body = b"".join(items)
+        assert len(body) <= self.max_pdu, "the sender must respect the SCP's maximum PDU"
         return struct.pack(">BBI", 4, 0, len(body)) + body
 
     def release(self) -> None:
@@ -464,8 +483,8 @@ SWEEP = [
     for ts in syntaxes
     for shape in SHAPES
     for plan in (DEFLATED_PLANS if ts == DEFL else PLAIN_PLANS)
-    # Every byte its own PDV for the small shapes only; whole-association plans for the rest.
-    if not (plan == "every-byte" and shape == "random")
+    # Every byte its own PDV for the small shapes only.
+    if not (plan == "every-byte" and shape in ("random", "compressible"))
     # Conversions: the shapes with structure, each plan once.
     if scp == "as-received" or shape != "empty"
 ]
