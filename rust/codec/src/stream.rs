@@ -197,9 +197,9 @@ impl StreamConverter {
                 break;
             }
             if produced == ibuf.len() {
-                // The output buffer is full: the inflater may hold more decoded bytes (miniz_oxide
-                // keeps them in its window and hands them out on the next call, consuming no
-                // input), so call again, whatever input is left.
+                // The output buffer is full: the inflater may hold decoded bytes it could not hand
+                // out (zlib: the rest of a match; miniz_oxide: its window), which the next call
+                // gives without consuming input; so call again, whatever input is left.
                 continue;
             }
             if input.is_empty() {
