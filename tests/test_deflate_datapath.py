@@ -247,6 +247,7 @@ def element_spans(data: bytes, ts: str) -> list[tuple[int, int, int]]:
                     vr = dictionary_VR(tag)
                 except KeyError:
                     vr = "UN"
+            value = pos
             if length == 0xFFFFFFFF:
                 pos = walk(pos, None, implicit_inside or vr == "UN")
             elif vr == "SQ":
@@ -254,7 +255,7 @@ def element_spans(data: bytes, ts: str) -> list[tuple[int, int, int]]:
                 pos += length
             else:
                 pos += length
-            spans.append((start, start + (8 if pos - start >= 8 else 0), pos))
+            spans.append((start, value, pos))
         return pos
 
     walk(0, None)
@@ -273,9 +274,13 @@ def every_byte(data: bytes, ts: str, info: dict) -> list[int]:
 
 
 def inside_headers(data: bytes, ts: str, info: dict) -> list[int]:
-    """A cut inside every element and item header, at a different offset in each (1 to 11 bytes in)."""
-    spans = info["spans"]
-    return [s + 1 + (i * 5) % min(11, max(1, v - s - 1)) for i, (s, v, _) in enumerate(spans) if v - s > 1]
+    """Two cuts inside every element and item header (8 or 12 bytes): one in its first half (tag, VR), one in its second
+    (length), at offsets that vary from header to header."""
+    cuts = []
+    for i, (s, v, _) in enumerate(info["spans"]):
+        half = (v - s) // 2
+        cuts += [s + 1 + i % half, s + half + 1 + i % (half - 1)]
+    return cuts
 
 
 def value_ends(data: bytes, ts: str, info: dict) -> list[int]:
@@ -546,6 +551,8 @@ def test_cut_points_land_where_they_claim():
     cuts = inside_headers(data, EBE, {"spans": spans})
     heads = [(s, v) for s, v, _ in spans]
     assert cuts and all(any(s < c < v for s, v in heads) for c in cuts)
+    assert {v - s for s, v in heads} == {8, 12}  # short and long explicit-VR headers, items
+    assert {c - s for c, (s, v) in zip(cuts[1::2], heads) if v - s == 12} >= {8, 9, 10}  # a long header's length
     ends = set(value_ends(data, EBE, {"spans": spans}))
     assert {e for *_, e in spans} <= ends
     plain = encode(shape_nested(), ELE)
