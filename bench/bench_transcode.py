@@ -1,5 +1,7 @@
 """Transfer-syntax conversion speed: a generated 256 MiB multi-frame NM object, Explicit VR Big
-Endian -> Explicit VR Little Endian, ferrodicom vs pydicom (vs DCMTK dcmconv when installed).
+Endian -> Explicit VR Little Endian, ferrodicom vs pydicom (vs DCMTK dcmconv when installed); and
+the Deflated path: a mammography-sized image (issue 20) streamed in PDV-sized chunks through the
+codec (validated as received, inflated, deflated) against Python's zlib in one go.
 
 Run: python -m pytest bench/bench_transcode.py --benchmark-only -s
 (-s shows the summary with GB/s, ratios and the streaming form's peak memory.)
@@ -13,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import numpy as np
 import pydicom
@@ -197,3 +200,92 @@ def test_dcmtk_dcmconv(benchmark, nm_file, tmp_path) -> None:
     ours = pydicom.dcmread(io.BytesIO(ferrodicom.transcode(nm_file, ELE)))
     assert pydicom.dcmread(dst).PixelData == ours.PixelData
     os.remove(dst)
+
+
+# --- Deflated Explicit VR Little Endian (PS3.5 A.5), streamed in PDVs ------------------------------------------------
+
+DEFL = "1.2.840.10008.1.2.1.99"
+PDV = 16372  # DCMTK storescu's PDVs (maximum PDU 16384)
+DEFL_RESULTS: dict = {}
+
+
+@pytest.fixture(scope="module")
+def mg_streams():
+    """(Explicit VR LE data set, its raw deflate at zlib's default level 6): the issue's image, MG 4096 x 3328
+    16-bit, 500 rows of zeros then 12-bit noise (~27 MB; deflates to ~73%)."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.999.20"
+    ds.Modality = "MG"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = 3328, 4096
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    px = np.zeros((3328, 4096), np.uint16)
+    px[500:] = np.random.default_rng(20).integers(0, 4096, (3328 - 500, 4096), dtype=np.uint16)
+    ds.PixelData = px.tobytes()
+    buf = pydicom.filebase.DicomBytesIO()
+    buf.is_implicit_VR, buf.is_little_endian = False, True
+    pydicom.filewriter.write_dataset(buf, ds)
+    plain = buf.getvalue()
+    z = zlib.compressobj(6, zlib.DEFLATED, -15)
+    yield plain, z.compress(plain) + z.flush()
+    if DEFL_RESULTS:
+        print(f"\n\nDeflated, {len(plain) / 1e6:.1f} MB MG data set in {PDV}-byte chunks (MB/s of the inflated size)")
+        for name, seconds in DEFL_RESULTS.items():
+            print(f"  {name:44s} {seconds * 1000:9.1f} ms  {len(plain) / seconds / 1e6:8.1f} MB/s")
+
+
+def _stream(src: str, dst: str, data: bytes) -> bytes:
+    conv = _core.StreamConverter(src, dst)
+    out = [conv.feed(data[i : i + PDV]) for i in range(0, len(data), PDV)]
+    rest, _ = conv.finish()
+    return b"".join(out) + rest
+
+
+def _record_defl(name: str, benchmark, size: int) -> None:
+    DEFL_RESULTS[name] = benchmark.stats.stats.median
+    benchmark.extra_info["MB/s"] = round(size / DEFL_RESULTS[name] / 1e6, 1)
+
+
+def test_deflated_validate_as_received(benchmark, mg_streams) -> None:
+    """The storage data path's default: the stream is kept as received, inflated only to validate it."""
+    plain, defl = mg_streams
+    out = benchmark.pedantic(_stream, args=(DEFL, DEFL, defl), rounds=5, iterations=1)
+    _record_defl("ferrodicom Deflated -> Deflated (validate)", benchmark, len(plain))
+    assert out == defl
+
+
+def test_deflated_inflate(benchmark, mg_streams) -> None:
+    plain, defl = mg_streams
+    out = benchmark.pedantic(_stream, args=(DEFL, ELE, defl), rounds=5, iterations=1)
+    _record_defl("ferrodicom Deflated -> ELE (inflate)", benchmark, len(plain))
+    assert out == plain
+
+
+def test_deflated_deflate(benchmark, mg_streams) -> None:
+    plain, _ = mg_streams
+    out = benchmark.pedantic(_stream, args=(ELE, DEFL, plain), rounds=3, iterations=1)
+    _record_defl("ferrodicom ELE -> Deflated (deflate)", benchmark, len(plain))
+    assert zlib.decompress(out, -15) == plain
+
+
+def test_zlib_inflate_one_go(benchmark, mg_streams) -> None:
+    """Reference: Python's zlib (C) inflating the whole stream in one call, no parsing."""
+    plain, defl = mg_streams
+    out = benchmark.pedantic(zlib.decompress, args=(defl, -15), rounds=5, iterations=1)
+    _record_defl("(zlib.decompress, one go)", benchmark, len(plain))
+    assert out == plain
+
+
+def test_zlib_deflate_one_go(benchmark, mg_streams) -> None:
+    """Reference: Python's zlib (C) at level 6, as pydicom and pynetdicom deflate."""
+    plain, defl = mg_streams
+
+    def deflate() -> bytes:
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return z.compress(plain) + z.flush()
+
+    out = benchmark.pedantic(deflate, rounds=3, iterations=1)
+    _record_defl("(zlib level 6, one go)", benchmark, len(plain))
+    assert out == defl

@@ -25,6 +25,8 @@ pub struct StreamConverter {
     staging: Vec<u8>,
     zbuf: Vec<u8>,
     ibuf: Vec<u8>,
+    /// Size of the pieces input is processed in and of the inflate/deflate output buffers.
+    step: usize,
 }
 
 impl StreamConverter {
@@ -59,7 +61,17 @@ impl StreamConverter {
             staging: Vec::new(),
             zbuf: Vec::new(),
             ibuf: Vec::new(),
+            step: STEP,
         })
+    }
+
+    /// Processes input in pieces of `size` bytes (at least 1) and inflates and deflates through
+    /// buffers of that size, instead of 256 KiB: tests and fuzz targets use tiny buffers to reach
+    /// the cases a full buffer leads to with small data sets. Call before the first `feed`.
+    #[doc(hidden)]
+    pub fn with_buffer_size(mut self, size: usize) -> Self {
+        self.step = size.max(1);
+        self
     }
 
     /// Same as [`StreamConverter::new`] from transfer syntax UIDs.
@@ -98,7 +110,7 @@ impl StreamConverter {
         if self.passthrough {
             out.write_all(chunk)?;
         }
-        for piece in chunk.chunks(STEP) {
+        for piece in chunk.chunks(self.step) {
             if self.inflater.is_some() {
                 self.inflate(piece, out, false)?;
             } else {
@@ -146,7 +158,7 @@ impl StreamConverter {
         last: bool,
     ) -> Result<(), CodecError> {
         let mut ibuf = std::mem::take(&mut self.ibuf);
-        ibuf.resize(STEP, 0);
+        ibuf.resize(self.step, 0);
         let result = self.inflate_with(input, out, last, &mut ibuf);
         self.ibuf = ibuf;
         result
@@ -184,8 +196,23 @@ impl StreamConverter {
                 self.inflate_done = true;
                 break;
             }
-            if produced < ibuf.len() && (input.is_empty() || used == 0) {
+            if produced == ibuf.len() {
+                // The output buffer is full: the inflater may hold decoded bytes it could not hand
+                // out (zlib: the rest of a match; miniz_oxide: its window), which the next call
+                // gives without consuming input; so call again, whatever input is left.
+                continue;
+            }
+            if input.is_empty() {
+                // Room was left in the output, so everything the input decodes to is out.
                 break;
+            }
+            if used == 0 && produced == 0 {
+                // Input left, room in the output, and the inflater takes none of it. The input
+                // must never be dropped (the caller does not hand it again): fail instead.
+                return Err(CodecError::Deflate {
+                    offset: self.core.position(),
+                    message: "the inflater makes no progress".into(),
+                });
             }
         }
         Ok(())
@@ -197,8 +224,8 @@ impl StreamConverter {
                 out.write_all(&self.staging)?;
             }
             Some(def) => {
-                if self.zbuf.len() < STEP {
-                    self.zbuf.resize(STEP, 0);
+                if self.zbuf.len() != self.step {
+                    self.zbuf.resize(self.step, 0);
                 }
                 let mut input: &[u8] = &self.staging;
                 let flush = if finish {
@@ -218,12 +245,22 @@ impl StreamConverter {
                     let produced = (def.total_out() - out0) as usize;
                     input = &input[used..];
                     out.write_all(&self.zbuf[..produced])?;
+                    // Each call takes input until the output is full (miniz_oxide and zlib
+                    // alike), so: finishing, go on until the end of the stream; otherwise, until
+                    // the input is gone and the output was not filled (nothing pending).
                     if finish {
                         if status == Status::StreamEnd {
                             break;
                         }
                     } else if input.is_empty() && produced < self.zbuf.len() {
                         break;
+                    }
+                    if used == 0 && produced == 0 {
+                        // Never seen; fail rather than spin.
+                        return Err(CodecError::Deflate {
+                            offset: 0,
+                            message: "the deflater makes no progress".into(),
+                        });
                     }
                 }
             }
@@ -332,4 +369,73 @@ pub fn convert_dataset_into_uninit(
         });
     }
     Ok(ex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFL: &str = "1.2.840.10008.1.2.1.99";
+    const ELE: &str = "1.2.840.10008.1.2.1";
+
+    /// (7FE0,0010) OB of `len` zeros, Explicit VR Little Endian.
+    fn zeros_element(len: u32) -> Vec<u8> {
+        let mut d = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0];
+        d.extend_from_slice(&len.to_le_bytes());
+        d
+    }
+
+    struct Counter(u64);
+
+    impl Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn assert_bounded(conv: &StreamConverter) {
+        for (name, cap) in [
+            ("staging", conv.staging.capacity()),
+            ("ibuf", conv.ibuf.capacity()),
+            ("zbuf", conv.zbuf.capacity()),
+        ] {
+            assert!(cap <= 2 * STEP, "{name} grew to {cap} bytes");
+        }
+    }
+
+    /// 64 MiB of zeros deflate to ~64 KiB: each PDV of 16 KiB inflates to ~16 MiB, which must
+    /// stream through the fixed buffers, never gather in them.
+    #[test]
+    fn buffers_stay_bounded_on_highly_compressible_streams() {
+        const LEN: u32 = 64 << 20;
+        let head = zeros_element(LEN);
+        let zeros = vec![0u8; 1 << 20];
+        let mut defl = Vec::new();
+        let mut conv = StreamConverter::from_uids(ELE, DEFL, &Dictionary::standard(), &[]).unwrap();
+        conv.feed(&head, &mut defl).unwrap();
+        for _ in 0..LEN >> 20 {
+            conv.feed(&zeros, &mut defl).unwrap();
+            assert_bounded(&conv);
+        }
+        conv.finish(&mut defl).unwrap();
+        assert!(defl.len() < 1 << 20);
+        for (dst, want) in [
+            (ELE, head.len() as u64 + u64::from(LEN)),
+            (DEFL, defl.len() as u64),
+        ] {
+            let mut conv =
+                StreamConverter::from_uids(DEFL, dst, &Dictionary::standard(), &[]).unwrap();
+            let mut out = Counter(0);
+            for c in defl.chunks(16372) {
+                conv.feed(c, &mut out).unwrap();
+                assert_bounded(&conv);
+            }
+            conv.finish(&mut out).unwrap();
+            assert_eq!(out.0, want, "{dst}");
+        }
+    }
 }
