@@ -51,7 +51,7 @@ from test_association import raw_associate_rq, read_pdu
 
 from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
-from ferrodicom.services.storage import StorageSCP, add_storage_contexts
+from ferrodicom.services.storage import StorageSCP
 
 ILE, ELE, EBE, DEFL = (
     ImplicitVRLittleEndian,
@@ -448,10 +448,8 @@ class Scp:
         self.archive = Archive(root, durability="none")
         ae = AE("FERRO")
         ae.maximum_pdu_size = max_pdu
-        add_storage_contexts(ae)
-        self.server = ae.start_server(
-            ("127.0.0.1", 0), block=False, storage=StorageSCP(self.archive), store_transfer_syntax=store_ts
-        )
+        ae.add_service(StorageSCP(self.archive, store_transfer_syntax=store_ts))
+        self.server = ae.start_server(("127.0.0.1", 0), block=False)
         self.port = self.server.port
         self.root = self.archive.root
         self.store_ts = store_ts
