@@ -96,7 +96,7 @@ def parse_display_format(text: str) -> DisplayFormat:
     if kind == "CUSTOM":
         raise ValueError(f"'{value}': CUSTOM formats are each printer's own; none defined here")
     if kind not in ("STANDARD", "ROW", "COL"):
-        raise ValueError(f"'{value}': not STANDARD\\C,R, ROW\\R1,R2.., COL\\C1,C2.., SLIDE or SUPERSLIDE")
+        raise ValueError(f"'{value}': not STANDARD, ROW, COL, SLIDE or SUPERSLIDE")
     parts = rest.split(",")
     if not rest or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"'{value}': {kind} needs positive integers after the backslash")

@@ -365,9 +365,9 @@ class PrintSCP:
                 value = int(out[keyword].value)
                 setattr(out, keyword, min(max(value, PRINTER_MIN_DENSITY), PRINTER_MAX_DENSITY))
                 warnings.insert(0, (0xB605, f"{keyword} {value} outside {PRINTER_MIN_DENSITY}..{PRINTER_MAX_DENSITY}"))
-        for keyword, value in FILM_BOX_DEFAULTS.items():
+        for keyword, default in FILM_BOX_DEFAULTS.items():
             if keyword not in out:
-                setattr(out, keyword, value)
+                setattr(out, keyword, default)
         out.ReferencedFilmSessionSequence = attrs.ReferencedFilmSessionSequence
         size = film_pixels(str(out.FilmSizeID), str(out.FilmOrientation), self.dpi)
         meta = event.context.abstract_syntax
@@ -458,10 +458,10 @@ class PrintSCP:
         warning: Optional[tuple[int, str]] = None
         for name in ("MinDensity", "MaxDensity"):
             if name in mods and mods[name].value is not None:
-                value = int(mods[name].value)
-                if not PRINTER_MIN_DENSITY <= value <= PRINTER_MAX_DENSITY:
-                    warning = (0xB605, f"{name} {value} outside {PRINTER_MIN_DENSITY}..{PRINTER_MAX_DENSITY}")
-                attrs[name] = min(max(value, PRINTER_MIN_DENSITY), PRINTER_MAX_DENSITY)
+                density = int(mods[name].value)
+                if not PRINTER_MIN_DENSITY <= density <= PRINTER_MAX_DENSITY:
+                    warning = (0xB605, f"{name} {density} outside {PRINTER_MIN_DENSITY}..{PRINTER_MAX_DENSITY}")
+                attrs[name] = min(max(density, PRINTER_MIN_DENSITY), PRINTER_MAX_DENSITY)
         items = mods[keyword].value
         if not items:  # an empty sequence erases the image (H.4.3.1.2.1.3)
             box.pixels, box.fit, box.attrs = None, None, attrs
@@ -587,7 +587,8 @@ class PrintSCP:
         tmp = sidecar.with_name(f".{sidecar.name}.part")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(sidecar)
-        printed = PrintedFilm(png, sidecar, session.uid, film.uid, film.number, record["calling_ae"] or "", status)
+        calling_ae = info.calling_ae if info else ""
+        printed = PrintedFilm(png, sidecar, session.uid, film.uid, film.number, calling_ae, status)
         log.info("printed film %d of session %s from %s: %s", film.number, session.uid, printed.calling_ae, png)
         if self.on_film is not None:
             self.on_film(printed)
@@ -764,7 +765,7 @@ def _read_image(item: Dataset, color: bool) -> tuple[np.ndarray, int, tuple[int,
     if allocated == 8:
         pixels = np.frombuffer(data, np.uint8, expected)
     else:
-        pixels = np.frombuffer(data, "<u2", rows * cols).astype(np.uint16) & 0x0FFF
+        pixels = (np.frombuffer(data, "<u2", rows * cols) & 0x0FFF).astype(np.uint16)
     if color:
         planar = int(item.get("PlanarConfiguration", 0) or 0)
         pixels = pixels.reshape(3, rows, cols).transpose(1, 2, 0) if planar == 1 else pixels.reshape(rows, cols, 3)

@@ -277,7 +277,7 @@ class _Peekable:
         return True
 
     def take(self, n: int) -> list[PrintImage]:
-        out = []
+        out: list[PrintImage] = []
         while len(out) < n and self.has_more():
             out.append(self._next.pop())
         return out
@@ -442,7 +442,12 @@ class _Job:
         ae.acse_timeout = ae.dimse_timeout = ae.connection_timeout = self.timeout
         if self.identity:
             ae.implementation_class_uid = self.identity["implementation_class_uid"]
-            ae.implementation_version_name = self.identity.get("implementation_version_name")
+            version = self.identity.get("implementation_version_name")
+            if version is not None and len(version) > 16:
+                # eNTEGRA's hcserver prints 17 characters (seed 000 L7059): more than PS3.7 D.3.3.2.2 allows
+                log.info("implementation version name %r is longer than 16 characters: not sent", version)
+                version = None
+            ae.implementation_version_name = version
         syntaxes = self.identity.get("transfer_syntaxes") or DEFAULT_TRANSFER_SYNTAXES
         ae.add_requested_context(self.meta, syntaxes)
         ae.add_requested_context(pc.PRINT_JOB, syntaxes)  # so that the printer can report each job
@@ -520,10 +525,10 @@ class _Job:
         if presentation_lut is not None:
             plut_uid = self._presentation_lut(assoc, presentation_lut)
         self._doing = "the Film Session N-CREATE"
-        uid = generate_uid()
-        status, _attrs = assoc.send_n_create(session.dataset(), pc.FILM_SESSION, uid, meta_uid=meta)
+        proposed = str(generate_uid())
+        status, _attrs = assoc.send_n_create(session.dataset(), pc.FILM_SESSION, proposed, meta_uid=meta)
         self._check("film session N-CREATE", "the film session", status)
-        report.session_uid = uid = str(status.AffectedSOPInstanceUID or uid)
+        report.session_uid = uid = str(status.AffectedSOPInstanceUID or proposed)
         pending: list[Film] = []
         while images.has_more():
             self._printer_check()
