@@ -149,9 +149,8 @@ def window(values: np.ndarray, center: float, width: float, function: str = "LIN
             raise ImageError("window", f"Window Width {width} is too small for {function}")
         if w <= 0:  # LINEAR with width 1: a threshold at c
             y = np.where(x <= c, 0.0, float(y_max))
-        else:
+        else:  # 0 at and below c - w/2, the maximum above c + w/2: the clip does both ends
             y = np.clip(((x - c) / w + 0.5) * y_max, 0, y_max)
-            y = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, float(y_max), y))
     else:
         raise ImageError("window", f"VOI LUT Function {function!r} is not LINEAR, LINEAR_EXACT or SIGMOID")
     return _round(y, y_max).astype(np.uint8 if bits == 8 else np.uint16)
@@ -175,6 +174,15 @@ Source = Union[str, os.PathLike, Dataset]
 def _pixels(ds: Dataset, source: str) -> np.ndarray:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageError(source, "no pixel data")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        # a data set built in memory: its Pixel Data is native (little endian, uncompressed)
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
+
+        ds = Dataset(ds)
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     try:
         return ds.pixel_array
     except Exception as exc:  # pydicom raises many types for encodings it cannot decode

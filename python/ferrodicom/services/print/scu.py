@@ -302,7 +302,7 @@ def print_images(
     delete_films: bool = True,
     product: Optional[str] = None,
     timeout: Optional[float] = 60.0,
-    job_timeout: float = 30.0,
+    job_timeout: float = 10.0,
     max_pdu: Optional[int] = None,
     on_film: Optional[Callable[[Film], None]] = None,
     on_response: Optional[Callable[[Response], None]] = None,
@@ -450,7 +450,8 @@ class _Job:
             ae.implementation_version_name = version
         syntaxes = self.identity.get("transfer_syntaxes") or DEFAULT_TRANSFER_SYNTAXES
         ae.add_requested_context(self.meta, syntaxes)
-        ae.add_requested_context(pc.PRINT_JOB, syntaxes)  # so that the printer can report each job
+        if self.product is None:  # so that the printer can report each job; the seeds' SCUs propose no more
+            ae.add_requested_context(pc.PRINT_JOB, syntaxes)  # than the meta SOP classes (000 L7094, 001 L1156)
         if presentation_lut is not None:
             ae.add_requested_context(pc.PRESENTATION_LUT, syntaxes)
         return ae
