@@ -80,7 +80,9 @@ def dcmprscp(tmp_path):
 def stored(db: Path) -> tuple[list[pydicom.Dataset], dict[str, pydicom.Dataset]]:
     """(Stored Print objects in creation order, Hardcopy Grayscale images by SOP Instance UID)."""
     files = [pydicom.dcmread(p) for p in sorted(db.glob("*.dcm"))]
-    prints = sorted((f for f in files if f.SOPClassUID == SP), key=lambda f: (f.InstanceCreationTime, f.SOPInstanceUID))
+    # DCMTK's UIDs end with the creation time and a counter: their components order the films
+    prints = [f for f in files if f.SOPClassUID == SP]
+    prints.sort(key=lambda f: [int(c) for c in f.SOPInstanceUID.split(".")])
     images = {str(f.SOPInstanceUID): f for f in files if f.SOPClassUID == HG}
     return prints, images
 
