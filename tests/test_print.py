@@ -663,3 +663,22 @@ def test_printer_and_print_job_events(printer):
     assert {f.print_job_uid for f in report.printed_films} <= set(jobs) and set(jobs.values()) == {"DONE"}
     report = print_images("127.0.0.1", port, images, called_ae="PRINTSCP")  # still FAILURE (FILM JAM)
     assert report.failed == "the printer's status is FAILURE (FILM JAM)" and report.session_uid is None
+
+
+def test_print_command_errors_are_one_line(tmp_path):
+    f = tmp_path / "ct.dcm"
+    ct(f)
+    (tmp_path / "notes.txt").write_text("x")
+    cases = [
+        (["--format", "GRID\\2", "127.0.0.1", "104", str(f)], 2, "'--format': 'GRID\\2': not STANDARD"),
+        (["--window", "40", "127.0.0.1", "104", str(f)], 2, "'--window': '40': give CENTER,WIDTH"),
+        (["--color", "--bits", "12", "127.0.0.1", "104", str(f)], 2, "--bits 12 is for grayscale"),
+        (["127.0.0.1", str(free_port()), str(f)], 1, "cannot reach ANY-SCP at 127.0.0.1:"),
+        (["127.0.0.1", "104", str(tmp_path / "notes.txt")], 1, "nothing to print: no image could be read"),
+    ]
+    for args, code, says in cases:
+        r = subprocess.run([*ferrodicom_cli(), "print", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == code, (args, r.stderr)
+        last = r.stderr.splitlines()[-1]
+        assert last.startswith("Error: ") and says in last, (args, r.stderr)
+        assert "Traceback" not in r.stderr
