@@ -147,7 +147,7 @@ def test_help_says_what_exists():
     r = cli("--help")
     assert r.returncode == 0
     assert "query" not in r.stdout.lower() and "retrieve" not in r.stdout.lower()
-    for command in ("dump", "echo", "ls", "serve", "stats", "store", "verify"):
+    for command in ("dump", "echo", "ls", "print", "print-server", "serve", "stats", "store", "verify"):
         assert f"  {command} " in r.stdout
         sub = cli(command, "--help")
         assert sub.returncode == 0

@@ -21,6 +21,8 @@ COMMANDS = {
     "dump": "dump",
     "echo": "echo",
     "ls": "ls",
+    "print": "print",
+    "print-server": "print_server",
     "serve": "serve",
     "stats": "stats",
     "store": "store",
@@ -76,7 +78,8 @@ class _LazyGroup(click.Group):
 @logging_options
 def main() -> None:
     """ferrodicom: a DICOM network node. Verification (echo) and Storage (store, serve) as SCU and SCP, into
-    an indexed archive that ls, stats and verify read. Exit status: 0 success, 1 failure, 2 bad arguments."""
+    an indexed archive that ls, stats and verify read; Print Management as SCU (print) and as a PNG-rendering
+    SCP (print-server). Exit status: 0 success, 1 failure, 2 bad arguments."""
 
 
 if __name__ == "__main__":
