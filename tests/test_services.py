@@ -585,3 +585,89 @@ def test_c_get_sub_operations_stream_into_an_archive(pyn_scp, tmp_path):
             assert (archive.root / r["path"]).read_bytes()[128:132] == b"DICM"
     finally:
         archive.close()
+
+
+# --- handlers and status datasets --------------------------------------------------------------------------
+
+
+class _ActionService:
+    """A minimal service object (contexts + handlers) as ae.add_service takes it."""
+
+    def __init__(self, sop_class: str, status: int):
+        self.sop_class, self.status, self.calls = sop_class, status, 0
+
+    def contexts(self):
+        from ferrodicom.ae import ContextSpec
+
+        return [ContextSpec(self.sop_class)]
+
+    def handlers(self):
+        def on_action(event):
+            self.calls += 1
+            return self.status, None
+
+        return [(evt.EVT_N_ACTION, on_action)]
+
+
+def test_two_services_handling_one_event_each_serve_their_own_sop_class():
+    """Two services bound to EVT_N_ACTION: each request reaches the service whose SOP class it names."""
+    commit, printer = _ActionService(StorageCommitmentPushModel, 0x0000), _ActionService(Printer, 0x0107)
+    ae = AE("FERRO")
+    ae.add_service(commit)
+    ae.add_service(printer)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    try:
+        scu = pyn_scu(StorageCommitmentPushModel, Printer)
+        assoc = scu.associate("127.0.0.1", server.port, ae_title="FERRO")
+        s1, _ = assoc.send_n_action(None, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        s2, _ = assoc.send_n_action(None, 1, Printer, PrinterInstance)
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert (s1.Status, s2.Status) == (0x0000, 0x0107)
+    assert (commit.calls, printer.calls) == (1, 1)
+
+
+def test_status_dataset_with_multi_valued_error_comment_and_offending_elements(scp):
+    """A handler's status Dataset may carry ErrorComment as a list and OffendingElement as several tags."""
+
+    def handle_set(event):
+        status = Dataset()
+        status.Status = 0x0106
+        status.ErrorComment = ["bad", "value"]
+        status.OffendingElement = [0x2000_0010, 0x2000_0030]
+        return status, None
+
+    port = scp([(evt.EVT_N_SET, handle_set)], [BasicFilmSession])
+    mod = Dataset()
+    mod.NumberOfCopies = 1
+    ae = AE("FERROSCU")
+    ae.add_requested_context(BasicFilmSession)
+    with ae.associate("127.0.0.1", port, ae_title="FERRO") as assoc:
+        status, _ = assoc.send_n_set(mod, BasicFilmSession, generate_uid())
+    assert status.Status == 0x0106
+    assert status.ErrorComment == "bad; value"  # VM 1 in the command set (PS3.7 Annex C)
+    assert [int(t) for t in status.OffendingElement] == [0x2000_0010, 0x2000_0030]
+
+
+@pytest.mark.parametrize("answer", [0x0000, 0x0116])
+def test_n_create_success_or_warning_names_the_created_instance(scp, answer):
+    """PS3.7 §10.1.5.1.4: the SCP gives the Affected SOP Instance UID it created, for Success and Warning."""
+    created = generate_uid()
+
+    def handle_create(event):
+        ds = Dataset()
+        ds.AffectedSOPInstanceUID = created
+        ds.NumberOfCopies = 1
+        return answer, ds
+
+    port = scp([(evt.EVT_N_CREATE, handle_create)], [BasicFilmSession])
+    ae = AE("FERROSCU")
+    ae.add_requested_context(BasicFilmSession)
+    attributes = Dataset()
+    attributes.NumberOfCopies = 1
+    with ae.associate("127.0.0.1", port, ae_title="FERRO") as assoc:
+        status, attrs = assoc.send_n_create(attributes, BasicFilmSession)
+    assert status.Status == answer
+    assert status.AffectedSOPInstanceUID == created
+    assert attrs.NumberOfCopies == 1 and "AffectedSOPInstanceUID" not in attrs

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence, Union
 from ferrodicom import _core
 from ferrodicom.association import Association
 from ferrodicom.config import ae_title_problem
-from ferrodicom.dispatch import Associations, Dispatcher, Handlers
+from ferrodicom.dispatch import Associations, Bound, Dispatcher, Handlers
 from ferrodicom.events import (
     BY_COMMAND_FIELD,
     EVT_ABORTED,
@@ -201,11 +201,13 @@ class AE:
     def _handlers(self, evt_handlers: Optional[EventHandlers]) -> Handlers:
         handlers: Handlers = {}
         for service in self._services:
+            # A service's handlers serve its own SOP classes: several services may handle one event type.
+            scope = frozenset(c.abstract_syntax for c in service.contexts())
             for evt, fn in getattr(service, "handlers", lambda: [])():
-                handlers.setdefault(evt, []).append((fn, []))
+                handlers.setdefault(evt, []).append(Bound(fn, [], scope))
         for h in evt_handlers or []:
             evt, fn, *args = h
-            handlers.setdefault(evt, []).insert(0, (fn, list(args[0]) if args else []))
+            handlers.setdefault(evt, []).insert(0, Bound(fn, list(args[0]) if args else []))
         return handlers
 
     def _core_services(
@@ -427,14 +429,14 @@ class Server:
     def bind(self, event: EventType, handler: Handler, args: Optional[list] = None) -> None:
         """Binds a handler. Notification handlers take effect at once; an intervention event is served only
         if the server was started with a handler for it."""
-        self._handlers.setdefault(event, []).insert(0, (handler, list(args or [])))
+        self._handlers.setdefault(event, []).insert(0, Bound(handler, list(args or [])))
 
     def unbind(self, event: EventType, handler: Handler) -> None:
-        self._handlers[event] = [(h, a) for h, a in self._handlers.get(event, []) if h is not handler]
+        self._handlers[event] = [b for b in self._handlers.get(event, []) if b.fn is not handler]
 
     def notify(self, evt: EventType, assoc: Any, **attrs: Any) -> None:
         event = Event(assoc, evt, **attrs)
-        for fn, args in self._handlers.get(evt, []):
+        for fn, args, _scope in self._handlers.get(evt, []):
             try:
                 fn(event, *args)
             except Exception:  # a user handler must not break the association thread
@@ -468,7 +470,7 @@ class _Hooks:
         user_id = self._server._handlers.get(EVT_USER_ID)
         if identity is not None and user_id:
             kind, positive, primary, secondary = identity
-            fn, args = user_id[0]
+            fn, args, _scope = user_id[0]
             event = Event(None, EVT_USER_ID, user_id_type=kind, primary_field=primary, secondary_field=secondary,
                           association_request=request)  # fmt: skip
             verified, response = fn(event, *args)
@@ -478,7 +480,7 @@ class _Hooks:
         extended = None
         sop_extended = self._server._handlers.get(EVT_SOP_EXTENDED)
         if sop_extended and request.extended_negotiation:
-            fn, args = sop_extended[0]
+            fn, args, _scope = sop_extended[0]
             app_info = dict(request.extended_negotiation)
             event = Event(None, EVT_SOP_EXTENDED, app_info=app_info, association_request=request)
             extended = {str(k): bytes(v) for k, v in (fn(event, *args) or {}).items() if v is not None}

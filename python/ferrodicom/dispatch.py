@@ -14,8 +14,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, NamedTuple, Optional
 
 from pydicom.dataset import Dataset
 
@@ -51,10 +51,30 @@ STATUS_ELEMENTS = {
 #: The sub-operation counts of C-GET/C-MOVE responses (PS3.7 §9.1.3.1, §9.1.4.1).
 REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023
 AFFECTED_SOP_INSTANCE_UID = 0x1000
+ERROR_COMMENT = 0x0902
 #: The largest sub-operation count a response can carry (US).
 MAX_SUBOPERATIONS = 65535
 
-Handlers = dict[EventType, list[tuple[Callable[..., Any], list[Any]]]]
+
+class Bound(NamedTuple):
+    """A handler bound to an event: its extra arguments, and the abstract syntaxes it serves (None: any)."""
+
+    fn: Callable[..., Any]
+    args: list[Any]
+    scope: Optional[frozenset[str]] = None
+
+
+Handlers = dict[EventType, list[Bound]]
+
+
+def choose(bound: list[Bound], abstract_syntax: str) -> Optional[Bound]:
+    """The handler for a request on ``abstract_syntax``: the first whose scope names it (a service's handler,
+    for its own SOP classes), else the first with no scope (bound with ``evt_handlers``)."""
+    return next((b for b in bound if b.scope is not None and abstract_syntax in b.scope), None) or next(
+        (b for b in bound if b.scope is None), None
+    )
+
+
 StoreContexts = Callable[[], list[tuple[str, list[str]]]]
 
 
@@ -85,12 +105,24 @@ class Associations:
             return self._live.pop(core.id, None)
 
 
+def _command_value(element: int, value: Any) -> Any:
+    """A status Dataset's value as the command encoder takes it: Error Comment has VM 1 and at most 64
+    characters (PS3.7 Annex C), so a list is joined; Offending Element and the like are lists of tags."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if element == ERROR_COMMENT:
+            return "; ".join(str(v) for v in value)[:64]
+        return list(value)
+    if element == ERROR_COMMENT:
+        return str(value)[:64]
+    return value
+
+
 def status_and_fields(result: Any) -> tuple[int, dict[int, Any]]:
     """A handler's status: an int, or a Dataset with Status and optionally ErrorComment and the like."""
     if isinstance(result, Dataset):
         if "Status" not in result:
             return 0xC001, {0x0902: "the handler's status Dataset has no Status"}
-        fields = {el: result[kw].value for kw, el in STATUS_ELEMENTS.items() if kw in result}
+        fields = {el: _command_value(el, result[kw].value) for kw, el in STATUS_ELEMENTS.items() if kw in result}
         if 0x0901 in fields:
             fields[0x0901] = [
                 int(t) for t in (fields[0x0901] if isinstance(fields[0x0901], list) else [fields[0x0901]])
@@ -125,11 +157,11 @@ class Dispatcher:
 
     def __call__(self, request: _core.Request) -> None:
         evt = BY_COMMAND_FIELD.get(request.command.command_field or -1)
-        bound = self.handlers.get(evt) if evt is not None else None
-        if evt is None or not bound:
+        chosen = choose(self.handlers.get(evt, []), request.context.abstract_syntax) if evt is not None else None
+        if evt is None or chosen is None:
             request.respond(0x0211, {0x0902: "no handler for this operation"})
             return
-        fn, args = bound[0]
+        fn, args = chosen.fn, chosen.args
         event = Event(self.associations.of(request.association), evt, request)
         RUNNERS[evt](self, event, request, lambda: fn(event, *args))
 
@@ -156,7 +188,7 @@ class Dispatcher:
         status, fields = status_and_fields(result)
         if (
             event.event is EVT_N_CREATE
-            and category(status) == "Success"
+            and category(status) in ("Success", "Warning")
             and request.command.AffectedSOPInstanceUID is None
         ):
             # PS3.7 §10.1.5.1.4: the created instance's UID is required when the request had none.
