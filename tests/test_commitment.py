@@ -294,6 +294,49 @@ def test_an_instance_arriving_during_the_wait_is_committed(node):
     assert (result.state, result.committed) == ("committed", refs([late]))
 
 
+def test_a_released_association_gets_its_report_on_a_new_one(node, port):
+    """delivery "same": the SCU released after the N-ACTION response (hold 0), so the report, ready when the
+    missing instance arrives, goes on a new association to the SCU's listener (GEMINI L686)."""
+    n = node(wait=20)
+    n.ae.add_peer("MYSCU", "127.0.0.1", port)
+    late = ct_instance(8)
+    timer = threading.Timer(0.5, lambda: n.store([late]))
+    timer.start()
+    try:
+        result = commit("127.0.0.1", n.port, refs([late]), calling_ae="MYSCU", called_ae="FERRO", listen_port=port,
+                        hold=0, wait=30)  # fmt: skip
+    finally:
+        timer.join()
+    assert (result.state, result.via) == ("committed", "new")
+
+
+def test_an_scu_taking_no_report_on_its_own_association_gets_it_on_a_new_one(node, port):
+    """Xeleris takes no N-EVENT-REPORT on the association it opened (002 L1025): its refusal there (0211, no
+    handler; here our requestor without handlers does not even answer, and the DIMSE timeout ends the wait)
+    sends the report to a new association."""
+    n = node(wait=0)
+    n.ae.dimse_timeout = 1
+    n.ae.add_peer("XELERIS", "127.0.0.1", port)
+    stored = [ct_instance(9)]
+    n.store(stored)
+    scu = CommitmentSCU()
+    listener = AE("XELERIS")
+    listener.add_service(scu)
+    server = listener.start_server(("127.0.0.1", port), block=False)
+    try:
+        ae = AE("XELERIS")
+        ae.add_requested_context(SC)
+        assoc = ae.associate("127.0.0.1", n.port, ae_title="FERRO")  # no handler for reports on it
+        pending = scu.request(assoc, refs(stored))
+        assert pending.wait(20)
+        assoc.abort()  # the SCP aborted it already when its report went unanswered
+    finally:
+        server.shutdown()
+    assert (pending.result.state, pending.result.via) == ("committed", "new")
+    (row,) = n.wait_finished()
+    assert row["via"] == "new"
+
+
 def test_a_file_that_does_not_check_out_is_not_committed(node):
     """Indexed, but the file changed size or vanished: 0110 / 0112, never committed."""
     n = node(wait=0)
@@ -306,6 +349,33 @@ def test_a_file_that_does_not_check_out_is_not_committed(node):
     (n.archive.root / rows[str(stored[1].SOPInstanceUID)]["path"]).unlink()
     outcomes = check_instances(n.archive, refs(stored))
     assert outcomes == [0x0110, 0x0112, 0]
+
+
+def test_an_instance_being_stored_is_not_reported_missing(node):
+    """Between the archive's decision and its index row (the C-STORE may be answered already) an instance is in
+    flight: waited for, even with wait 0."""
+    from ferrodicom.services.commitment.checks import IN_FLIGHT, MISSING
+
+    n = node(wait=0)
+    ds = ct_instance(5)
+    plan = n.archive.prepare(CT, str(ds.SOPInstanceUID), {"SOPInstanceUID": str(ds.SOPInstanceUID)})
+    try:
+        assert check_instances(n.archive, refs([ds]) + [(CT, generate_uid())]) == [IN_FLIGHT, MISSING]
+    finally:
+        n.archive.abandon(plan)
+
+
+def test_store_commit_in_one_command(node, tmp_path):
+    n = node(wait=0)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"ct{i}.dcm")
+        ct_instance(i).save_as(files[-1], enforce_file_format=True)
+    r = subprocess.run([*ferrodicom_cli(), "store", "--commit", "--aec", "FERRO", "127.0.0.1", str(n.port),
+                        *map(str, files)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "2 stored" in r.stdout and "commitment: 2 committed, 0 failed, 0 not reported" in r.stdout
+    assert r.stderr.count("committed ") == 2  # one line per instance
 
 
 def test_durability_none_commits_after_flushing(node):
@@ -476,6 +546,7 @@ def _n_action(port: int, ds, action_type: int = 1, instance: str = SCI, raw: byt
         return response.status
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
 def test_bad_requests_get_a_failure_status_and_no_report(node):
     n = node(wait=0)
     no_sequence = Dataset()

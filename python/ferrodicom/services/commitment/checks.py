@@ -28,6 +28,9 @@ log = logging.getLogger("ferrodicom.commitment")
 
 #: Not (yet) in the archive: the request may wait for it.
 MISSING = -1
+#: Being stored right now (its C-STORE may even be answered already, its index row not yet written): waited
+#: for even past the request's wait.
+IN_FLIGHT = -2
 COMMITTED = 0
 #: Instances per index query.
 QUERY_CHUNK = 500
@@ -48,7 +51,9 @@ def check_instances(archive: Any, refs: list[tuple[str, str]]) -> list[int]:
     for cls, inst in refs:
         row = rows.get(inst)
         if row is None:
-            if not check_uid(inst)[0]:
+            if in_flight(archive, inst):
+                out.append(IN_FLIGHT)
+            elif not check_uid(inst)[0]:
                 out.append(REASON_NO_SUCH_OBJECT_INSTANCE)  # never storable here (the archive refuses it)
             elif cls not in supported:
                 out.append(REASON_SOP_CLASS_NOT_SUPPORTED)
@@ -59,6 +64,15 @@ def check_instances(archive: Any, refs: list[tuple[str, str]]) -> list[int]:
         else:
             out.append(check_file(os.path.join(root, row["path"]), row))
     return out
+
+
+def in_flight(archive: Any, sop_instance_uid: str) -> bool:
+    """Whether the archive is storing this instance now: between deciding where its file goes and committing
+    its index row (its SOP Instance UID is reserved then). The storage SCP answers a C-STORE as soon as the
+    file is durable, before the row is written: a commitment request that follows at once must not miss it.
+    Read from the archive's reservations (``Archive._pending``; the archive has no public call for it)."""
+    reserved = getattr(archive, "_pending", None)
+    return reserved is not None and sop_instance_uid in reserved
 
 
 _SUPPORTED: Optional[frozenset[str]] = None

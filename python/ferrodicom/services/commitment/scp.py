@@ -80,6 +80,8 @@ DEFAULT_RETRY_INTERVAL = 60.0
 KEEP_SECONDS = 7 * 24 * 3600.0
 #: How long a report on the requesting association waits for the N-ACTION response to have gone out.
 RESPONSE_WAIT = 30.0
+#: How long past the wait an instance being stored when it ended is waited for.
+IN_FLIGHT_GRACE = 30.0
 
 
 class Closing(Exception):
@@ -294,11 +296,14 @@ class CommitmentSCP:
                 log.warning("commitment: cannot look up %s in the archive: %s", txn.describe(), exc)
                 found = [checks.MISSING if now < txn.deadline else st.REASON_PROCESSING_FAILURE] * len(todo)
             for k, outcome in zip(todo, found):
-                if outcome != checks.MISSING:
+                if outcome not in (checks.MISSING, checks.IN_FLIGHT):
                     txn.outcomes[k] = outcome
+            flying = [k for k, outcome in zip(todo, found) if outcome == checks.IN_FLIGHT]
+        else:
+            flying = []
         missing = txn.unresolved()
-        if missing and now < txn.deadline:
-            txn.next_check = now + self.recheck
+        if missing and (now < txn.deadline or (flying and now < txn.deadline + IN_FLIGHT_GRACE)):
+            txn.next_check = now + (min(self.recheck, 0.05) if flying else self.recheck)
             with self._cv:
                 self._wanted.update(txn.items[k][1] for k in missing)
             return
@@ -407,7 +412,9 @@ class CommitmentSCP:
             AFFECTED_SOP_INSTANCE_UID: STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
             EVENT_TYPE_ID: txn.event_type,
         }
-        response, _ = assoc.core.request(ctx.context_id, command, data)
+        # The AE's DIMSE timeout, also on the requesting association (whose links wait --network-timeout, or
+        # forever with 0): a peer that never answers the report must not hold the worker.
+        response, _ = assoc.core.request(ctx.context_id, command, data, timeout=self.ae.dimse_timeout or 60.0)
         return 0xC000 if response.status is None else int(response.status)
 
     def _finish(self, txn: Transaction, status: int, via: str) -> None:
