@@ -134,7 +134,15 @@ class Pending:
         self.report_request: Any = None
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        return self.done.wait(timeout)
+        """Whether the request ended within ``timeout`` seconds; once a report came, also that our answer to it
+        went out (so that the caller may close the association or the listener at once)."""
+        if not self.done.wait(timeout):
+            return False
+        request = self.report_request
+        until = time.monotonic() + 10.0
+        while request is not None and not getattr(request, "answered", True) and time.monotonic() < until:
+            time.sleep(0.002)
+        return True
 
 
 class CommitmentSCU:
@@ -293,7 +301,7 @@ class CommitmentSCU:
         result.committed, result.failed = info.committed, info.failed
         result.seconds = time.monotonic() - pending.sent_at
         result.via = "same" if event.assoc is pending.assoc else "new"
-        pending.report_request = getattr(event, "_request", None)
+        pending.report_request = getattr(event, "_request", None)  # answered once the handler returns
         for _cls, inst, reason in info.failed:
             log.info("commitment: %s not committed: %s", inst,
                      st.failure_reason_meaning(reason) if reason is not None else "no Failure Reason")  # fmt: skip
