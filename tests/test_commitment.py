@@ -244,6 +244,35 @@ def test_our_scu_against_a_pynetdicom_scp(port, where):
     assert result.unreported == []
 
 
+def test_a_report_naming_nothing_commits_nothing(port):
+    """An event type 1 with an empty Referenced SOP Sequence is not "everything committed" (PS3.4 J.3.3.1.2: every
+    instance of the request is in the report): the instances count as not reported."""
+
+    def on_action(event):
+        info, assoc = event.action_information, event.assoc
+
+        def later():
+            time.sleep(0.2)
+            ds = Dataset()
+            ds.TransactionUID = info.TransactionUID
+            ds.ReferencedSOPSequence = []
+            assoc.send_n_event_report(ds, 1, SC, SCI)
+
+        threading.Thread(target=later, daemon=True).start()
+        return 0x0000, None
+
+    pae = PynAE(ae_title="PYNSCP")
+    pae.add_supported_context(SC)
+    server = pae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(pyn_evt.EVT_N_ACTION, on_action)])
+    try:
+        wanted = [(CT, generate_uid()), (CT, generate_uid())]
+        result = commit("127.0.0.1", port, wanted, called_ae="PYNSCP", wait=20)
+    finally:
+        server.shutdown()
+    assert (result.event_type, result.committed, result.failed) == (1, [], [])
+    assert result.unreported == wanted and result.state == "failures" and not result.ok
+
+
 def test_an_n_action_failure_ends_the_job(port):
     """GEMINI T19 L694: a status other than Success fails the request (and the association is aborted)."""
     pae = PynAE(ae_title="PYNSCP")
@@ -376,6 +405,22 @@ def test_store_commit_in_one_command(node, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 stored" in r.stdout and "commitment: 2 committed, 0 failed, 0 not reported" in r.stdout
     assert r.stderr.count("committed ") == 2  # one line per instance
+
+
+def test_commit_command_exit_status_and_reasons(node):
+    n = node(wait=0)
+    stored = ct_instance(4)
+    n.store([stored])
+    missing = generate_uid()
+    cli = [*ferrodicom_cli(), "commit", "--aec", "FERRO", "--uid", f"{CT}/{stored.SOPInstanceUID}"]
+    ok = subprocess.run([*cli, "127.0.0.1", str(n.port)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "1 committed, 0 failed" in ok.stdout, ok.stderr
+    bad = subprocess.run([*cli, "--uid", f"{CT}/{missing}", "127.0.0.1", str(n.port)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 1 and "1 committed, 1 failed" in bad.stdout
+    assert f"not committed {missing}: 0x0112 no such object instance" in bad.stderr
+    usage = subprocess.run([*cli[:2], "--uid", "1.2/x", "127.0.0.1", "1"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and usage.stderr.startswith("Error: Invalid value for '--uid'")
 
 
 def test_durability_none_commits_after_flushing(node):
