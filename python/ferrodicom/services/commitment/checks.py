@@ -3,7 +3,8 @@
 An instance is committed when it is indexed with the SOP Class the request names, and its file is there with
 the size the row recorded and the row's SOP Class and Instance UIDs in its File Meta (and in the data set, when
 they are within the first block read). That costs one index query per 500 instances and one ``open`` plus one
-4 KiB read per file: the data set is not parsed (``ferrodicom verify`` does that).
+4 KiB read per file (the reads of 256 files at a time overlapping): the data set is not parsed (``ferrodicom
+verify`` does that).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ COMMITTED = 0
 #: Instances per index query.
 QUERY_CHUNK = 500
 _HEAD = 4096
+#: Files opened (and their first block asked for) at a time.
+WINDOW = 256
 _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
 
 
@@ -48,6 +51,8 @@ def check_instances(archive: Any, refs: list[tuple[str, str]]) -> list[int]:
     supported = _supported()
     root = str(archive.root)
     out = []
+    files: list[tuple[str, dict[str, Any]]] = []
+    where: list[int] = []
     for cls, inst in refs:
         row = rows.get(inst)
         if row is None:
@@ -62,7 +67,11 @@ def check_instances(archive: Any, refs: list[tuple[str, str]]) -> list[int]:
         elif row["SOPClassUID"] != cls:
             out.append(REASON_CLASS_INSTANCE_CONFLICT)
         else:
-            out.append(check_file(os.path.join(root, row["path"]), row))
+            where.append(len(out))
+            out.append(COMMITTED)
+            files.append((os.path.join(root, row["path"]), row))
+    for k, outcome in zip(where, check_files(files)):
+        out[k] = outcome
     return out
 
 
@@ -87,14 +96,54 @@ def _supported() -> frozenset[str]:
 
 def check_file(path: str, row: dict[str, Any]) -> int:
     """:data:`COMMITTED` when the file matches its index row, else a Failure Reason (the problem is logged)."""
+    return check_files([(path, row)])[0]
+
+
+def check_files(files: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """:func:`check_file` for many files: opened :data:`WINDOW` at a time and their first block asked for at once
+    (``posix_fadvise(WILLNEED)``), so that the reads of files no longer in the page cache (the journal's
+    checkpoints drop them) overlap instead of waiting for the disk one by one (10,000 files: ~0.1 s instead of
+    ~1 s)."""
+    out: list[int] = []
+    advise = getattr(os, "posix_fadvise", None)
+    for k in range(0, len(files), WINDOW):
+        chunk = files[k : k + WINDOW]
+        opened: list[Any] = []
+        try:
+            for path, _ in chunk:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except OSError as exc:
+                    opened.append(exc)
+                    continue
+                opened.append(fd)
+                if advise is not None:
+                    try:
+                        advise(fd, 0, _HEAD, os.POSIX_FADV_WILLNEED)
+                    except OSError:
+                        pass
+            for (path, row), fd in zip(chunk, opened):
+                out.append(_judge(path, row, fd))
+        finally:
+            for fd in opened:
+                if isinstance(fd, int):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+    return out
+
+
+def _judge(path: str, row: dict[str, Any], fd: Any) -> int:
     inst, cls = row["SOPInstanceUID"], row["SOPClassUID"]
-    try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            head = f.read(_HEAD)
-    except FileNotFoundError:
+    if isinstance(fd, FileNotFoundError):
         log.error("commitment: %s is indexed but its file %s is missing (run ferrodicom verify)", inst, path)
         return REASON_NO_SUCH_OBJECT_INSTANCE
+    try:
+        if isinstance(fd, OSError):
+            raise fd
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, _HEAD, 0)
     except OSError as exc:
         log.error("commitment: cannot read %s: %s", path, exc.strerror or exc)
         return REASON_PROCESSING_FAILURE
