@@ -366,6 +366,37 @@ def test_an_scu_taking_no_report_on_its_own_association_gets_it_on_a_new_one(nod
     assert (row["state"], row["via"]) == ("delivered", "new")
 
 
+def test_a_failure_on_the_requesting_association_sends_the_report_to_a_new_one(node, port):
+    """pynetdicom without a report handler on the association it opened answers 0110 there: the report goes on
+    to a new association (whose answer would be final)."""
+    n = node(wait=0)
+    n.ae.add_peer("MODALITY", "127.0.0.1", port)
+    stored = [ct_instance(6)]
+    n.store(stored)
+    got = threading.Event()
+
+    def on_report(event):
+        got.set()
+        return 0x0000, None
+
+    listener = PynAE(ae_title="MODALITY")
+    listener.add_supported_context(SC, scu_role=True, scp_role=True)
+    server = listener.start_server(("127.0.0.1", port), block=False,
+                                   evt_handlers=[(pyn_evt.EVT_N_EVENT_REPORT, on_report)])  # fmt: skip
+    try:
+        pae = PynAE(ae_title="MODALITY")
+        pae.add_requested_context(SC)
+        assoc = pae.associate("127.0.0.1", n.port, ae_title="FERRO")  # no EVT_N_EVENT_REPORT handler
+        status, _ = assoc.send_n_action(action(generate_uid(), refs(stored)), 1, SC, SCI)
+        assert status.Status == 0x0000
+        assert got.wait(20)
+        (row,) = n.wait_finished()
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert (row["state"], row["via"]) == ("delivered", "new")
+
+
 def test_a_file_that_does_not_check_out_is_not_committed(node):
     """Indexed, but the file changed size or vanished: 0110 / 0112, never committed."""
     n = node(wait=0)

@@ -11,8 +11,8 @@ seeds allow:
 ``"same"`` (default)
     on the requesting association if it is still open when the result is ready (PACS-IW's "default behavior",
     003 L3491-3493; PS3.4 J.3.3.1.2 note 1), after its N-ACTION response; else, or if sending there fails or
-    the peer answers that it takes no reports there (0211 / 0122: Xeleris takes none on its own association,
-    002 L1025), on a new association;
+    the peer answers anything but Success there (Xeleris takes no report on its own association, 002 L1025;
+    pynetdicom answers 0110 without a handler there), on a new association;
 ``"new"``
     always on a new association (PACS-IW's other description, 003 L3276-3284; what Xeleris needs, 002 L1025).
 
@@ -354,7 +354,7 @@ class CommitmentSCP:
             log.info("commitment: report of %s on the requesting association failed (%s); trying a new one",
                      txn.describe(), exc)  # fmt: skip
             return False
-        if status in st.NOT_TAKEN_HERE:
+        if status not in st.DELIVERED_STATUSES:
             log.info("commitment: %s answered 0x%04X to the report of %s on its own association; trying a new one",
                      txn.calling_ae, status, txn.describe())  # fmt: skip
             return False

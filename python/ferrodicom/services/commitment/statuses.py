@@ -70,10 +70,10 @@ REPORT_CLASS_INSTANCE_CONFLICT = 0x0119
 #: 0000 delivered; 0107 "attribute list error" counts as delivered, with a warning in the log (L3440-3444).
 DELIVERED_STATUSES = (0x0000, 0x0107)
 #: Any other status is a permanent failure, not sent again (L3445-3456); a connection that cannot be made is
-#: tried again later (L3456-3457). On the requestor's own association two statuses mean "reports are not taken
-#: here" rather than a verdict on the report (Xeleris takes none there, 002 L1025): unrecognized operation and
-#: SOP class not supported; the report then goes on a new association.
-NOT_TAKEN_HERE = (0x0211, 0x0122)
+#: tried again later (L3456-3457). On the requestor's own association a failure may only mean that reports are
+#: not taken there: Xeleris takes none (002 L1025), pynetdicom answers 0110 without a handler bound on the
+#: requesting association, a platform answers 0211. There the report goes on to a new association, whose answer
+#: is final.
 
 
 def failure_reason_meaning(reason: int) -> str:
