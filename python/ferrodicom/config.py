@@ -1,5 +1,6 @@
-"""The node's configuration file (TOML, read with tomllib or tomli): a ``[node]`` table and the address book of
-``[[peers]]``, as ``ferrodicom serve --config node.toml`` reads it::
+"""The node's configuration file (TOML, read with tomllib or tomli): a ``[node]`` table, the Storage Commitment
+SCP's ``[commitment]`` table and the address book of ``[[peers]]``, as ``ferrodicom serve --config node.toml``
+reads it::
 
     [node]
     ae_title = "FERRO"          # 1-16 characters (PS3.5 6.2)
@@ -16,10 +17,17 @@
     metrics_port = 9100         # Prometheus text format on /metrics; 0 (default): off
     stats_interval = 60.0       # a rate line in the log (info) every this many seconds; 0: off
 
+    [commitment]                # Storage Commitment SCP (PS3.4 Annex J)
+    delivery = "same"           # report on the requesting association while open, else a new one; "new": always new
+    wait = 60.0                 # seconds to wait for instances not yet received; 0: report at once
+    retries = 10                # new-association attempts after the first one fails (0: give up at once)
+    retry_interval = 60.0       # seconds between them
+
     [[peers]]                   # C-MOVE destinations, peers to report to
     ae_title = "PACS"
     host = "10.0.0.5"
     port = 104
+    commit_delivery = "new"     # optional: this peer's Storage Commitment reports (default: [commitment] delivery)
 
 A key that is unknown, of the wrong type or out of range is a :class:`ConfigError` naming the file, the line and
 the key; nothing is started from a file that has one.
@@ -45,6 +53,11 @@ from ferrodicom.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR
 SYNTAXES = {"ile": IMPLICIT_VR_LE, "ele": EXPLICIT_VR_LE, "ebe": EXPLICIT_VR_BE, "deflated": DEFLATED_EXPLICIT_VR_LE}
 DURABILITIES = ("full", "none")
 DUPLICATES = ("keep-first", "replace", "reject")
+#: Where a Storage Commitment report goes (see ferrodicom.services.commitment.scp).
+COMMIT_DELIVERIES = ("same", "new")
+#: ``[commitment]`` keys -> NodeConfig fields.
+COMMITMENT_KEYS = {"delivery": "commit_delivery", "wait": "commit_wait", "retries": "commit_retries",
+                   "retry_interval": "commit_retry_interval"}  # fmt: skip
 
 
 class ConfigError(DicomError):
@@ -60,11 +73,12 @@ class ConfigError(DicomError):
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """An entry of the address book."""
+    """An entry of the address book; ``commit_delivery`` overrides ``[commitment] delivery`` for its requests."""
 
     ae_title: str
     host: str
     port: int
+    commit_delivery: Optional[str] = None
 
 
 @dataclass
@@ -85,6 +99,11 @@ class NodeConfig:
     #: Prometheus text format on this port (0: off), and a rate line in the log every this many seconds (0: off).
     metrics_port: int = 0
     stats_interval: float = 60.0
+    #: The Storage Commitment SCP: the ``[commitment]`` table.
+    commit_delivery: str = "same"
+    commit_wait: float = 60.0
+    commit_retries: int = 10
+    commit_retry_interval: float = 60.0
     peers: list[PeerConfig] = field(default_factory=list)
 
 
@@ -173,7 +192,7 @@ def _check_type(value: Any, kind: type, what: str) -> None:
 
 def _node(table: dict[str, Any], base: Path, lines: _Lines, path: Path) -> NodeConfig:
     cfg = NodeConfig()
-    known = {f.name for f in fields(NodeConfig)} - {"peers"}
+    known = {f.name for f in fields(NodeConfig)} - {"peers"} - set(COMMITMENT_KEYS.values())
     for key, value in table.items():
         line = lines.of("node", key)
         try:
@@ -216,6 +235,31 @@ def _node(table: dict[str, Any], base: Path, lines: _Lines, path: Path) -> NodeC
     return cfg
 
 
+def _commitment(table: Any, cfg: NodeConfig, lines: _Lines, path: Path) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError("commitment is a table: write [commitment]", path, lines.of("commitment", None), "commitment")
+    for key, value in table.items():
+        line = lines.of("commitment", key)
+        try:
+            if key not in COMMITMENT_KEYS:
+                raise ValueError(f"unknown key (known: {', '.join(COMMITMENT_KEYS)})")
+            if key == "delivery":
+                if value not in COMMIT_DELIVERIES:
+                    raise ValueError(f"{value!r} is not one of {', '.join(COMMIT_DELIVERIES)}")
+            elif key == "retries":
+                _check_type(value, int, "an integer")
+                if not 0 <= value <= 10_000:
+                    raise ValueError(f"{value} is not between 0 and 10000")
+            else:
+                _check_type(value, float, "a number of seconds")
+                if value < 0:
+                    raise ValueError(f"{value} is negative")
+                value = float(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path, line, f"[commitment] {key}") from None
+        setattr(cfg, COMMITMENT_KEYS[key], value)
+
+
 def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
     if not isinstance(items, list):
         raise ConfigError("peers is an array of tables: write [[peers]]", path, lines.of("peers", None), "peers")
@@ -224,11 +268,11 @@ def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
         where = f"[[peers]] #{i + 1}"
         if not isinstance(item, dict):
             raise ConfigError("each peer is a table", path, lines.of("peers", None, i), where)
-        unknown = set(item) - {"ae_title", "host", "port"}
+        unknown = set(item) - {"ae_title", "host", "port", "commit_delivery"}
         if unknown:
             key = sorted(unknown)[0]
-            raise ConfigError("unknown key (known: ae_title, host, port)", path, lines.of("peers", key, i),
-                              f"{where} {key}")  # fmt: skip
+            raise ConfigError("unknown key (known: ae_title, host, port, commit_delivery)", path,
+                              lines.of("peers", key, i), f"{where} {key}")  # fmt: skip
         for key in ("ae_title", "host", "port"):
             if key not in item:
                 raise ConfigError(f"missing {key}", path, lines.of("peers", None, i), where)
@@ -237,7 +281,11 @@ def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
                 _check_peer_value(key, item[key])
             except ValueError as exc:
                 raise ConfigError(str(exc), path, lines.of("peers", key, i), f"{where} {key}") from None
-        peer = PeerConfig(item["ae_title"].strip(), item["host"], item["port"])
+        delivery = item.get("commit_delivery")
+        if delivery is not None and delivery not in COMMIT_DELIVERIES:
+            raise ConfigError(f"{delivery!r} is not one of {', '.join(COMMIT_DELIVERIES)}", path,
+                              lines.of("peers", "commit_delivery", i), f"{where} commit_delivery")  # fmt: skip
+        peer = PeerConfig(item["ae_title"].strip(), item["host"], item["port"], delivery)
         if any(p.ae_title == peer.ae_title for p in peers):
             raise ConfigError(f"{peer.ae_title!r} is listed twice", path, lines.of("peers", "ae_title", i), where)
         peers.append(peer)
@@ -257,13 +305,15 @@ def load(path: Union[str, Path]) -> NodeConfig:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"not valid TOML: {exc}", path, int(m[1]) if m else None) from None
     lines = _Lines(text)
-    unknown = set(data) - {"node", "peers"}
+    unknown = set(data) - {"node", "commitment", "peers"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError("unknown table or key (known: [node], [[peers]])", path, lines.of(key, None), key)
+        raise ConfigError("unknown table or key (known: [node], [commitment], [[peers]])", path, lines.of(key, None),
+                          key)  # fmt: skip
     node = data.get("node", {})
     if not isinstance(node, dict):
         raise ConfigError("node is a table: write [node]", path, None, "node")
     cfg = _node(node, path.parent, lines, path)
+    _commitment(data.get("commitment", {}), cfg, lines, path)
     cfg.peers = _peers(data.get("peers", []), lines, path)
     return cfg

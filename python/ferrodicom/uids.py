@@ -6,6 +6,9 @@ VERIFICATION = "1.2.840.10008.1.1"
 #: Media Storage Directory Storage (DICOMDIR, PS3.10): a file-set, never sent over the network.
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+#: Storage Commitment Push Model SOP Class and its well-known SOP Instance (PS3.4 J.3.5).
+STORAGE_COMMITMENT_PUSH_MODEL = "1.2.840.10008.1.20.1"
+STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE = "1.2.840.10008.1.20.1.1"
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"

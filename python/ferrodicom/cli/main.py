@@ -18,6 +18,7 @@ from ferrodicom.cli.logs import file_handlers, logging_options
 
 #: command name -> module under ferrodicom.cli that defines ``command`` (a click.Command)
 COMMANDS = {
+    "commit": "commit",
     "dump": "dump",
     "echo": "echo",
     "ls": "ls",
@@ -77,9 +78,10 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="ferrodicom")
 @logging_options
 def main() -> None:
-    """ferrodicom: a DICOM network node. Verification (echo) and Storage (store, serve) as SCU and SCP, into
-    an indexed archive that ls, stats and verify read; Print Management as SCU (print) and as a PNG-rendering
-    SCP (print-server). Exit status: 0 success, 1 failure, 2 bad arguments."""
+    """ferrodicom: a DICOM network node. Verification (echo), Storage (store, serve) and Storage Commitment
+    (commit, store --commit, serve) as SCU and SCP, into an indexed archive that ls, stats and verify read;
+    Print Management as SCU (print) and as a PNG-rendering SCP (print-server). Exit status: 0 success,
+    1 failure, 2 bad arguments."""
 
 
 if __name__ == "__main__":

@@ -15,7 +15,16 @@ from click.core import ParameterSource
 
 from ferrodicom.cli.errors import AE_TITLE, BadArgument, CommandError, expected_errors, writable_dir
 from ferrodicom.cli.logs import logging_options, setup
-from ferrodicom.config import DUPLICATES, DURABILITIES, NodeConfig, PeerConfig, load, parse_peer, storage_syntax
+from ferrodicom.config import (
+    COMMIT_DELIVERIES,
+    DUPLICATES,
+    DURABILITIES,
+    NodeConfig,
+    PeerConfig,
+    load,
+    parse_peer,
+    storage_syntax,
+)
 
 
 def _storage_syntax(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
@@ -38,7 +47,8 @@ def _peers(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 
 #: Options that a configuration file may also set, by their ``NodeConfig`` field.
 OVERRIDABLE = ("ae_title", "port", "bind", "storage_syntax", "durability", "duplicates", "max_associations",
-               "max_pdu", "network_timeout", "require_called_aet", "metrics_port", "stats_interval")  # fmt: skip
+               "max_pdu", "network_timeout", "require_called_aet", "metrics_port", "stats_interval",
+               "commit_delivery", "commit_wait", "commit_retries", "commit_retry_interval")  # fmt: skip
 
 
 def _settings(ctx: click.Context, config_path: Optional[Path], archive_dir: Optional[Path], peers: list) -> NodeConfig:
@@ -58,7 +68,9 @@ def _settings(ctx: click.Context, config_path: Optional[Path], archive_dir: Opti
     if cfg.archive is None:
         raise BadArgument("no archive folder", 'give ARCHIVE_DIR, or archive = "..." in [node] of --config')
     by_title = {p.ae_title: p for p in cfg.peers}
-    by_title.update({p.ae_title: p for p in peers})
+    for p in peers:  # --peer wins on the address; the file's commit_delivery for that peer stays
+        known = by_title.get(p.ae_title)
+        by_title[p.ae_title] = PeerConfig(p.ae_title, p.host, p.port, known.commit_delivery if known else None)
     cfg.peers = list(by_title.values())
     return cfg
 
@@ -157,6 +169,36 @@ def _check_port_free(host: str, port: int) -> None:
     help="Log a line of rates (instances/s, MB/s, open associations) every this many seconds at "
     "info level (-v; 0: never).",
 )
+@click.option(
+    "--commit-delivery",
+    type=click.Choice(COMMIT_DELIVERIES),
+    default="same",
+    show_default=True,
+    help="Storage Commitment reports: same: on the requesting association while it is open, else on a new "
+    "one to the requestor (found by AE title in the peers); new: always on a new association.",
+)
+@click.option(
+    "--commit-wait",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a Storage Commitment request waits for instances not yet received before reporting "
+    "them failed (0: report at once).",
+)
+@click.option(
+    "--commit-retries",
+    default=10,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="Further attempts to open an association for a report that could not be delivered (0: give up).",
+)
+@click.option(
+    "--commit-retry-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between those attempts.",
+)
 @logging_options
 @click.argument("archive_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
@@ -164,8 +206,9 @@ def command(ctx: click.Context, config_path: Optional[Path], peers: list, archiv
             **_options: Any) -> None:  # fmt: skip
     """Serve as a DICOM node storing into ARCHIVE_DIR (a folder plus a SQLite index; created if missing).
 
-    Answers Verification, and Storage for every standard storage SOP class and the seeds' private ones,
-    in the uncompressed and the seeds' compressed transfer syntaxes. ARCHIVE_DIR may come from --config."""
+    Answers Verification, Storage for every standard storage SOP class and the seeds' private ones, in the
+    uncompressed and the seeds' compressed transfer syntaxes, and Storage Commitment (reports on the
+    requesting association or a new one; requests survive a restart). ARCHIVE_DIR may come from --config."""
     verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
     cfg = _settings(ctx, config_path, archive_dir, peers)
     assert cfg.archive is not None  # _settings refuses a configuration without one
@@ -181,6 +224,7 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
     from ferrodicom import evt
     from ferrodicom.ae import AE
     from ferrodicom.archive import Archive
+    from ferrodicom.services.commitment import CommitmentSCP
     from ferrodicom.services.storage import StorageSCP
     from ferrodicom.uids import VERIFICATION
 
@@ -195,6 +239,7 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
         ae.add_peer(p.ae_title, p.host, p.port)
     assert cfg.archive is not None
     archive = Archive(cfg.archive, durability=cfg.durability, duplicates=cfg.duplicates)
+    commitment: Optional[CommitmentSCP] = None
     try:
         if archive.journal is not None and not archive.journal.wait_ready(60.0):
             log.warning("journal not ready: instances are fsynced one by one until it is")
@@ -208,11 +253,24 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
             log.info("%s: %s -> %s from %s", event.event.description, a.requestor.ae_title, a.acceptor.ae_title,
                      a.requestor.address)  # fmt: skip
 
+        commitment = scp = CommitmentSCP(
+            archive,
+            ae,
+            delivery=cfg.commit_delivery,
+            delivery_by_peer={p.ae_title: p.commit_delivery for p in cfg.peers if p.commit_delivery},
+            wait=cfg.commit_wait,
+            retries=cfg.commit_retries,
+            retry_interval=cfg.commit_retry_interval,
+        )
+
         def on_stored(inst: Any, status: int) -> None:
-            log.info("stored %s from %s: 0x%04X", inst.sop_instance_uid, inst.calling_ae, status)
+            scp.on_stored(inst, status)  # a commitment request may be waiting for it
+            if verbose:
+                log.info("stored %s from %s: 0x%04X", inst.sop_instance_uid, inst.calling_ae, status)
 
         handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED)]
-        ae.add_service(StorageSCP(archive, on_stored if verbose else None, store_transfer_syntax=cfg.storage_syntax))
+        ae.add_service(StorageSCP(archive, on_stored, store_transfer_syntax=cfg.storage_syntax))
+        ae.add_service(scp)
         server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers if verbose else [])
         if server is None:  # pragma: no cover - block=False always returns the server
             raise CommandError("the server did not start")
@@ -242,4 +300,6 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
                 rates.stop()
             server.shutdown()
     finally:
+        if commitment is not None:
+            commitment.close()  # after the server: no request arrives any more
         archive.close()

@@ -5,7 +5,9 @@ truncated) is reported once, by name and reason, and skipped. Without ``--halt``
 A7xx included) is reported and the job continues; with it the job stops at the first failure. One log
 record per instance (info: stored; warning: stored with a warning status, skipped; error: failed), with
 the status, its meaning and the peer's Error Comment; on a terminal a progress bar replaces the info lines.
-Summary on stdout: ``S stored, F failed, N not sent, K skipped, A association(s), R/s``.
+Summary on stdout: ``S stored, F failed, N not sent, K skipped, A association(s), R/s``. With ``--commit`` the
+instances stored are then given to Storage Commitment (``ferrodicom commit``): its summary line follows, and
+the exit status is 0 only if every one was committed.
 
 Exit status: 0 every instance found was stored (skipped files do not count), 1 anything failed or was not
 sent, or nothing could be sent at all; 2 bad arguments.
@@ -56,6 +58,12 @@ def _status_text(r) -> str:
 @click.option("--dry-run", is_flag=True,
               help="List what would be sent and why anything would be skipped; send nothing.")  # fmt: skip
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--commit", "commit_", is_flag=True,
+              help="Then ask the peer to commit to keeping what it stored (Storage Commitment).")  # fmt: skip
+@click.option("--commit-port", default=None, type=click.IntRange(0, 65535),
+              help="With --commit: also take the report on a new association to this port.")  # fmt: skip
+@click.option("--commit-wait", default=600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="With --commit: seconds to wait for the report.")  # fmt: skip
 @logging_options
 @click.argument("host")
 @click.argument("port", type=click.IntRange(1, 65535))
@@ -68,6 +76,9 @@ def command(
     halt: bool,
     dry_run: bool,
     progress: Optional[bool],
+    commit_: bool,
+    commit_port: Optional[int],
+    commit_wait: float,
     host: str,
     port: int,
     paths: tuple[Path, ...],
@@ -80,8 +91,9 @@ def command(
     if dry_run:
         _dry_run(paths)
         return
+    commit = (commit_port, commit_wait) if commit_ else None
     with expected_errors(peer=f"{aec} at {host}:{port}"):
-        _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths)
+        _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths, commit)
 
 
 def _dry_run(paths: tuple[Path, ...]) -> None:
@@ -112,7 +124,7 @@ def _ts_name(uid: str) -> str:
     return _class_name(uid)
 
 
-def _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths) -> None:
+def _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths, commit=None) -> None:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from ferrodicom.services.storage.scu import collect, store
@@ -201,12 +213,27 @@ def _send(aet, aec, max_pdu, timeout, halt, progress, host, port, paths) -> None
         raise CommandError(
             "nothing to send: no DICOM instance that can be sent in PATHS", "see the skipped files above"
         )
+    if commit is not None and report.succeeded:
+        _commit(report, aet, aec, max_pdu, timeout, host, port, *commit)
     if unsent:
         raise CommandError(
             f"{report.stopped}: {unsent} instance(s) not sent", "deal with that failure, then send again"
         )
     if failed:
         sys.exit(1)
+
+
+def _commit(report, aet, aec, max_pdu, timeout, host, port, listen_port, wait) -> None:
+    """``--commit``: Storage Commitment of the instances stored (see ``ferrodicom commit``)."""
+    from ferrodicom.cli.commit import finish, run
+
+    stored = report.succeeded
+    names = {r.item.sop_instance_uid: r.item.name for r in stored}
+    refs = [(r.item.sop_class_uid, r.item.sop_instance_uid) for r in stored]
+    peer = f"{aec} at {host}:{port}"
+    with expected_errors(peer=peer, host="0.0.0.0", port=listen_port, option="--commit-port"):
+        result = run(host, port, refs, aet, aec, listen_port, "0.0.0.0", wait, 60.0, timeout, max_pdu)
+    finish(result, names, peer, listen_port, prefix="commitment: ")
 
 
 class _AboveBar:
