@@ -671,3 +671,27 @@ def test_n_create_success_or_warning_names_the_created_instance(scp, answer):
     assert status.Status == answer
     assert status.AffectedSOPInstanceUID == created
     assert attrs.NumberOfCopies == 1 and "AffectedSOPInstanceUID" not in attrs
+
+
+def test_a_requestor_exiting_at_once_does_not_panic_its_serving_thread(scp):
+    """A requestor with handlers serves the peer's requests on a thread of its own; a script that exits as soon
+    as it is associated (the thread not yet started, or starting while the interpreter shuts down) ends
+    cleanly."""
+    import subprocess
+    import sys
+
+    port = scp([], [StorageCommitmentPushModel])
+    script = (
+        "import sys\n"
+        "from ferrodicom import AE, evt\n"
+        "from pynetdicom.sop_class import StorageCommitmentPushModel as S\n"
+        "ae = AE('EXITER'); ae.add_requested_context(S)\n"
+        f"a = ae.associate('127.0.0.1', {port}, ae_title='FERRO',"
+        " evt_handlers=[(evt.EVT_N_EVENT_REPORT, lambda e: (0, None))])\n"
+        "sys.exit(0 if a.is_established else 3)\n"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(12)]
+    for p in runs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert "panicked" not in err, err

@@ -286,12 +286,12 @@ impl PyAssociation {
         std::thread::Builder::new()
             .name("ferrodicom-requestor".into())
             .spawn(move || {
-                Python::attach(|py| {
-                    py.detach(|| {
-                        let never = AtomicBool::new(false);
-                        link.serve(&never, None)
-                    })
-                });
+                // Attached once so that handlers reuse this thread's state (see server.rs); the
+                // interpreter may be shutting down already (a requestor that exits at once).
+                let never = AtomicBool::new(false);
+                if Python::try_attach(|py| py.detach(|| link.serve(&never, None))).is_none() {
+                    link.serve(&never, None);
+                }
             })
             .map(|_| ())
             .map_err(|e| AssociationError::new_err(format!("cannot start a thread: {e}")))

@@ -141,7 +141,7 @@ impl PyHooks {
 
     fn call(f: &Option<Py<PyAny>>, args: impl FnOnce(Python<'_>) -> PyResult<Py<PyTuple>>) {
         if let Some(f) = f {
-            Python::attach(|py| {
+            let _ = Python::try_attach(|py| {
                 if let Err(e) = args(py).and_then(|a| f.call1(py, a.bind(py).clone())) {
                     e.print(py);
                 }
@@ -183,7 +183,7 @@ impl Hooks for PyHooks {
         let Some(f) = &self.negotiate else {
             return Ok(Decision::default());
         };
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let r = Py::new(py, PyAssociationRequest::new(rq, peer))
                 .and_then(|req| f.call1(py, (req,)))
                 .and_then(|out| extract_decision(out.bind(py)));
@@ -193,6 +193,8 @@ impl Hooks for PyHooks {
                 Err(ul::negotiate::reject::NO_REASON)
             })
         })
+        // The interpreter is shutting down: nothing is accepted any more.
+        .unwrap_or(Err(ul::negotiate::reject::NO_REASON))
     }
     fn established(&self, link: &Arc<Link>) {
         PyHooks::call(&self.established, |py| {
@@ -234,7 +236,9 @@ impl Hooks for PyHooks {
     fn run_association(&self, serve: &mut (dyn FnMut() + Send)) {
         // Attach once and detach for the association's life: every later call into Python on this
         // thread reuses this thread state instead of creating and destroying one per message.
-        Python::attach(|py| py.detach(serve));
+        if Python::try_attach(|py| py.detach(&mut *serve)).is_none() {
+            serve();
+        }
     }
 }
 

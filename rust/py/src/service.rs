@@ -254,7 +254,8 @@ impl Service for HandlerService {
         let called = {
             let progress = Arc::clone(&progress);
             rq.unlocked(move || {
-                Python::attach(|py| -> PyResult<()> {
+                // None: the interpreter is shutting down, and the request is answered 0110 below.
+                Python::try_attach(|py| -> PyResult<()> {
                     let request = Py::new(
                         py,
                         PyRequest {
@@ -272,6 +273,7 @@ impl Service for HandlerService {
                     }
                     r.map(|_| ())
                 })
+                .unwrap_or(Ok(()))
             })
         };
         if progress.answered.load(Ordering::SeqCst) {
@@ -447,7 +449,7 @@ impl StoreHandler for PyStoreHandler {
         rq: &StoreRequest<'_>,
         keys: &[(codec::Tag, String)],
     ) -> (Prepared, Option<StoreState>) {
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let r = (|| -> PyResult<(Prepared, Option<Py<PyAny>>)> {
                 let out = self.handler.call_method1(
                     py,
@@ -467,6 +469,7 @@ impl StoreHandler for PyStoreHandler {
                 }
             }
         })
+        .unwrap_or((Prepared::Later, None))
     }
 
     fn stored(
@@ -475,7 +478,7 @@ impl StoreHandler for PyStoreHandler {
         received: Received,
         state: Option<StoreState>,
     ) -> Reply {
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let r = (|| -> PyResult<Reply> {
                 let keys = self.keys(py, &received.keys)?.unbind();
                 let received = Py::new(
@@ -497,10 +500,11 @@ impl StoreHandler for PyStoreHandler {
                 Reply::with_comment(0x0110, "the storage handler raised an exception")
             })
         })
+        .unwrap_or_else(|| Reply::with_comment(0x0110, "the node is shutting down"))
     }
 
     fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
-        Python::attach(|py| {
+        let _ = Python::try_attach(|py| {
             let r = self.request(py, rq).and_then(|request| {
                 self.handler
                     .call_method1(py, "abandoned", (request, Self::state(py, state)))
@@ -508,7 +512,7 @@ impl StoreHandler for PyStoreHandler {
             if let Err(e) = r {
                 e.print(py);
             }
-        })
+        });
     }
 }
 
@@ -606,7 +610,7 @@ impl PyServices {
         let callback = Arc::new(notices);
         self.with(|s| {
             s.set_notices(Arc::new(move |link: &Link, level: Level, message: &str| {
-                Python::attach(|py| {
+                let _ = Python::try_attach(|py| {
                     let level = match level {
                         Level::Info => "info",
                         Level::Warning => "warning",
@@ -616,7 +620,7 @@ impl PyServices {
                     if let Err(e) = r {
                         e.print(py);
                     }
-                })
+                });
             }))
         })
     }
