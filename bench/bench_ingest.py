@@ -174,9 +174,10 @@ class Receiver:
         p, out = str(self.port), str(self.out)
         if self.kind.startswith("ferrodicom"):
             durability = self.kind.split("-")[1]
-            return [*_ferrodicom(), "serve", "--port", p, "--bind", "127.0.0.1", "--durability", durability, out], dict(
-                os.environ
-            )
+            cmd = [*_ferrodicom(), "serve", "--port", p, "--bind", "127.0.0.1", "--durability", durability, out]
+            if self.kind.endswith("-metrics"):  # the Prometheus endpoint on: every instance counted
+                cmd += ["--metrics-port", str(_free_port())]
+            return cmd, dict(os.environ)
         if self.kind == "dcmtk":
             return ["/usr/bin/storescp", "-od", out, p], DCMTK_ENV
         if self.kind == "dcmtk-fork":  # a child process per association: DCMTK's way to take several at once
@@ -275,7 +276,7 @@ def _storescu_parallel(port: int, folders: list[Path]) -> None:
     assert all(p.wait(timeout=600) == 0 for p in procs)
 
 
-RECEIVERS = ["ferrodicom-none", "ferrodicom-full", "dcmtk", "pynetdicom", "null"]
+RECEIVERS = ["ferrodicom-none", "ferrodicom-full", "ferrodicom-full-metrics", "dcmtk", "pynetdicom", "null"]
 
 
 @pytest.mark.parametrize("receiver", RECEIVERS)
@@ -593,6 +594,10 @@ def test_zz_summary(benchmark):
                 f"  {ds} ferrodicom-{mode} / dcmtk: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/dcmtk', metric)}"
                 f"   / pynetdicom: {ratio(f'{ds}/ferrodicom-{mode}', f'{ds}/pynetdicom', metric)}"
             )
+        lines.append(
+            f"  {ds} ferrodicom-full with --metrics-port / without: "
+            f"{ratio(f'{ds}/ferrodicom-full-metrics', f'{ds}/ferrodicom-full', metric)}"
+        )
     nm_floor = RESULTS.get("nm/disk-floor (O_DIRECT write+fsync+rename+dir fsync)", {}).get("mb_per_s")
     if nm_floor and "nm/dcmtk" in RESULTS and "nm/pynetdicom" in RESULTS:
         lines.append(
