@@ -237,6 +237,10 @@ class Dispatcher:
             request.respond(0xC514, {0x0902: "the handler did not yield the move destination"})
             _close(iterator)
             return
+        if isinstance(destination, Dataset):  # a final status instead of a destination (e.g. A900)
+            request.respond(*status_and_fields(destination))
+            _close(iterator)
+            return
         if destination is None or None in tuple(destination)[:2]:
             request.respond(0xA801, {0x0902: f"move destination {event.move_destination!r} unknown"})
             _close(iterator)
@@ -275,9 +279,15 @@ class Dispatcher:
             return None
 
     def _count(self, request: _core.Request, iterator: Iterator[Any], error_status: int) -> Optional[int]:
-        """The handler's number of sub-operations (PS3.4 C.4.2.1.3); 0 answers Success at once."""
+        """The handler's number of sub-operations (PS3.4 C.4.2.1.3); 0 answers Success at once; a status Dataset
+        instead of the number is the final response."""
         try:
-            count = int(next(iterator))
+            first = next(iterator)
+            if isinstance(first, Dataset):  # a final status instead of a number (e.g. A900, A701)
+                request.respond(*status_and_fields(first))
+                _close(iterator)
+                return None
+            count = int(first)
         except Exception:
             log.exception("the handler did not yield a number of sub-operations")
             request.respond(error_status, {0x0902: "the handler did not yield a number of sub-operations"})
