@@ -20,7 +20,10 @@ from ferrodicom.cli.logs import file_handlers, logging_options
 COMMANDS = {
     "dump": "dump",
     "echo": "echo",
+    "find": "find",
+    "get": "get",
     "ls": "ls",
+    "move": "move",
     "serve": "serve",
     "stats": "stats",
     "store": "store",
@@ -75,8 +78,9 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="ferrodicom")
 @logging_options
 def main() -> None:
-    """ferrodicom: a DICOM network node. Verification (echo) and Storage (store, serve) as SCU and SCP, into
-    an indexed archive that ls, stats and verify read. Exit status: 0 success, 1 failure, 2 bad arguments."""
+    """ferrodicom: a DICOM network node. Verification (echo), Storage (store) and Query/Retrieve (find, move,
+    get) as SCU, all of them as SCP (serve) over an indexed archive that ls, stats and verify read. Exit
+    status: 0 success, 1 failure, 2 bad arguments."""
 
 
 if __name__ == "__main__":

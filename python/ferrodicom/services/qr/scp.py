@@ -194,6 +194,9 @@ class QueryRetrieveSCP:
                     return
                 yield pending, response(parsed, row, aet, level_of)
             outcome = "cancelled" if event.is_cancelled else "complete"
+        except GeneratorExit:  # the platform stopped us: C-CANCEL (FE00) or the association ended
+            outcome = "cancelled" if event.is_cancelled else "stopped"
+            raise
         except MemoryError:
             outcome = "out of memory"
             yield _status(0xA700, "out of memory"), None
