@@ -431,7 +431,18 @@ def _split_range(text: str) -> Optional[tuple[Optional[str], Optional[str]]]:
 
 
 def _valid_point(text: str) -> bool:
-    return bool(_DT.match(text) or _TM.match(text) or _DA.match(text.replace(".", "")))
+    return _valid_dt(text) or bool(_TM.match(text) or _DA.match(text.replace(".", "")))
+
+
+def _valid_dt(text: str) -> bool:
+    """A DT value whose UTC offset, if any, is one (-1200 to +1400, PS3.5 Table 6.2-1)."""
+    m = _DT.match(text)
+    if m is None:
+        return False
+    if m[8]:
+        hours, minutes = int(m[8][1:3]), int(m[8][3:5])
+        return minutes < 60 and (hours <= 12 if m[8][0] == "-" else hours <= 14)
+    return True
 
 
 def condition(
@@ -478,6 +489,9 @@ def _one(vr: str, text: str, pn_policy: str, local_offset: Optional[_dt.timezone
     if text == '""':
         return Empty()
     fold = vr == "PN" and pn_policy == "insensitive"
+    if vr == "DT" and _valid_dt(text) and len(text) > 8:
+        # One value with a UTC offset ("20200101120000-0500"), not a range ending in year 0500.
+        return Range(text, text, vr, local_offset)
     if vr in RANGE_VRS:
         rng = _split_range(text) if "-" in text else None
         if rng is not None:

@@ -92,6 +92,7 @@ COMPUTED: dict[str, str] = {
     "SOPClassesInStudy": "STUDY",
     "NumberOfSeriesRelatedInstances": "SERIES",
 }
+_DA_KEYS = ("PatientBirthDate", "StudyDate", "SeriesDate", "ContentDate", "AcquisitionDate")
 _LEVEL_NAMES = {"patient": "PATIENT", "study": "STUDY", "series": "SERIES", "instance": "IMAGE", "image": "IMAGE"}
 
 
@@ -144,6 +145,9 @@ class Schema:
         meta: tuple[Any, ...],
     ) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
         """(patient, study, series, instance) parameter tuples for one instance."""
+        for da in _DA_KEYS:
+            if "." in keys.get(da, ""):  # the older YYYY.MM.DD form, kept as YYYYMMDD (what ranges compare)
+                keys = {**keys, da: keys[da].replace(".", "")}
         g = keys.get
         name = g("PatientName") or ""
         pkey = (g("PatientID") or "", g("IssuerOfPatientID") or "", name)

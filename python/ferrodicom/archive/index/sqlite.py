@@ -679,8 +679,7 @@ class SqliteIndex(Index):
             if hi:
                 parts.append(f"{expr} <= ?")
                 sql.params.append(hi)
-            # Stored dates in the older YYYY.MM.DD form are matched by the matching module.
-            return f"(({' AND '.join(parts)}) OR ({expr} GLOB '*.*' AND {sql.call(cond, expr)}))"
+            return f"({' AND '.join(parts)})"  # stored DA values are YYYYMMDD (Schema.build_row)
         return sql.call(cond, expr)
 
     def _where(self, q: Query, level: str) -> _Sql:
