@@ -133,3 +133,39 @@ def write_corpus(folder: Path) -> list[Item]:
         item.path = path
         items.append(item)
     return items
+
+
+def synthetic_rows(schema, patients: int, studies: int, series_per_study: int, instances_per_series: int,
+                   prefix: str = "9", names=None):  # fmt: skip
+    """Index rows (``Schema.build_row``) of instances that have no file: for bulk-loading an index through
+    :meth:`SqliteIndex.bulk_load` (benchmarks; C-FIND tests that need many matches). Study k belongs to patient
+    k % patients; dates spread over 2000-2024; modalities CT, NM, PT in turn."""
+    first = names or ["SMITH", "JONES", "MÜLLER", "GARCIA", "NGUYEN", "BROWN", "DUBOIS", "ROSSI", "SILVA", "KOWALSKI"]
+    modalities = ("CT", "NM", "PT")
+    classes = {"CT": CT, "NM": NM, "PT": PT}
+    base = f"{ROOT}.{prefix}"
+    for k in range(studies):
+        p = k % patients
+        year = 2000 + (k * 7919) % 25
+        date = f"{year}{(k % 12) + 1:02d}{(k % 28) + 1:02d}"
+        keys = {
+            "PatientID": f"PID{p:07d}",
+            "PatientName": f"{first[p % len(first)]}{p // len(first)}^PAT{p}",
+            "PatientBirthDate": f"19{(p % 90) + 10:02d}0101",
+            "PatientSex": "MF"[p % 2],
+            "StudyDate": date,
+            "StudyTime": f"{(k % 24):02d}{(k % 60):02d}00",
+            "AccessionNumber": f"ACC{k:08d}",
+            "StudyID": str(k),
+            "StudyDescription": "synthetic",
+        }
+        study = f"{base}.{k + 1}"
+        for s in range(series_per_study):
+            modality = modalities[(k + s) % 3]
+            series = f"{study}.{s + 1}"
+            keys = {**keys, "Modality": modality, "SeriesNumber": str(s + 1)}
+            for i in range(instances_per_series):
+                uid = f"{series}.{i + 1}"
+                keys_i = {**keys, "InstanceNumber": str(i + 1), "Rows": "512", "Columns": "512"}
+                meta = ("1.2.840.10008.1.2.1", 0, f"{study}/{series}/{uid}.dcm", 0.0, None, None)
+                yield schema.build_row(keys_i, uid, classes[modality], study, series, meta)
