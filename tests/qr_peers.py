@@ -5,12 +5,53 @@ configuration file written here, its storage area filled with ``dcmqridx``) and 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
+DCMTK_BIN = Path("/usr/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    """Waits until something accepts connections on 127.0.0.1:port (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def dcmtk(tool: str) -> str:
+    """Path of a DCMTK tool (Debian's dcmtk, installed by scripts/test-all); called by its full path."""
+    path = DCMTK_BIN / tool
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: DCMTK is installed by scripts/test-all (apt-get install dcmtk)")
+    return str(path)
+
+
+def dcmtk_env() -> dict[str, str]:
+    return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def ferrodicom_cli() -> list[str]:
+    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
+    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -23,13 +64,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def serve(folder: Path, aet: str = "FERRO", peers: dict[str, int] | None = None, *extra: str) -> Iterator[int]:
-    """``ferrodicom serve`` on a free port; ``peers``: AE title -> port on 127.0.0.1."""
+def serve(
+    folder: Path, aet: str = "FERRO", peers: dict[str, int] | None = None, *extra: str, procs: list | None = None
+) -> Iterator[int]:
+    """``ferrodicom serve`` on a free port; ``peers``: AE title -> port on 127.0.0.1; its process is appended
+    to ``procs``."""
     port = free_port()
     args = [*ferrodicom_cli(), "serve", "--aet", aet, "--port", str(port), "--bind", "127.0.0.1"]
     for title, p in (peers or {}).items():
         args += ["--peer", f"{title}=127.0.0.1:{p}"]
-    proc = subprocess.Popen([*args, *extra, str(folder)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([*args, *extra, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if procs is not None:
+        procs.append(proc)
     try:
         wait_for_port(port, proc)
         yield port
@@ -46,8 +92,10 @@ def dcmqrscp(area: Path, files: list[Path], aet: str = "DCMQR", peers: dict[str,
     area.mkdir(parents=True, exist_ok=True)
     if files:
         for start in range(0, len(files), 500):  # dcmqridx takes the files on its command line
-            subprocess.run([dcmtk("dcmqridx"), str(area), *map(str, files[start : start + 500])], check=True,
-                           env=dcmtk_env(), stdout=subprocess.DEVNULL)  # fmt: skip
+            r = subprocess.run([dcmtk("dcmqridx"), str(area), *map(str, files[start : start + 500])],
+                               env=dcmtk_env(), capture_output=True, text=True)  # fmt: skip
+            if r.returncode or "ALERT" in r.stderr:  # its index.dat stops at 32 MiB (~4,172 instances)
+                raise RuntimeError(f"dcmqridx failed after {start} files: {r.stderr[:300]}")
     port = free_port()
     hosts = "\n".join(f"{t.lower()} = ({t}, 127.0.0.1, {p})" for t, p in (peers or {}).items())
     cfg = area.parent / f"{area.name}.cfg"

@@ -602,8 +602,9 @@ class SqliteIndex(Index):
             return "IMAGE"
         return self.schema.level_of.get(keyword)
 
-    def _condition(self, sql: _Sql, keyword: str, cond: Any, level: str) -> None:
-        """Adds one condition, for an attribute at or above ``level``."""
+    def _condition(self, sql: _Sql, keyword: str, cond: Any, level: str, narrowed: bool = False) -> None:
+        """Adds one condition, for an attribute at or above ``level`` (``narrowed``: other conditions select
+        the rows too)."""
         if cond.universal:
             return
         if isinstance(cond, DateTimeRange):
@@ -624,7 +625,12 @@ class SqliteIndex(Index):
             inner.fallback = sql.fallback
             vr, _ = _vr_vm(column)
             text = self._translate(inner, cond, f"x.{column}", vr, "1", None)
-            sql.where.append(f"s.StudyInstanceUID IN (SELECT x.StudyInstanceUID FROM {table} x WHERE {text})")
+            if narrowed:  # other keys narrow the studies: look at each one's series (or instances)
+                sql.where.append(
+                    f"EXISTS (SELECT 1 FROM {table} x WHERE x.StudyInstanceUID = s.StudyInstanceUID AND {text})"
+                )
+            else:  # the studies that have one
+                sql.where.append(f"s.StudyInstanceUID IN (SELECT x.StudyInstanceUID FROM {table} x WHERE {text})")
             sql.params.extend(inner.params)
             return
         if keyword in _COMPUTED_SQL:
@@ -697,7 +703,7 @@ class SqliteIndex(Index):
                 if q.relational:
                     below.setdefault(at, {})[keyword] = cond
                 continue
-            self._condition(sql, keyword, cond, level)
+            self._condition(sql, keyword, cond, level, narrowed=len(q.conditions) > 1)
         if below:
             deep = max(below, key=_DEPTH.__getitem__)
             inner = _Sql()
