@@ -308,9 +308,9 @@ class Range(Condition):
             got = _da_bounds(v)
             if got is None:
                 return False
-            lo = _da_bounds(self.lo)[0] if self.lo and _da_bounds(self.lo) else None
-            hi = _da_bounds(self.hi)[1] if self.hi and _da_bounds(self.hi) else None
-            return (lo is None or got[1] >= lo) and (hi is None or got[0] <= hi)
+            da_lo = _da_bounds(self.lo) if self.lo else None
+            da_hi = _da_bounds(self.hi) if self.hi else None
+            return (da_lo is None or got[1] >= da_lo[0]) and (da_hi is None or got[0] <= da_hi[1])
         if self.vr == "TM":
             t = _tm_bounds(v)
             if t is None:
@@ -460,10 +460,10 @@ def condition(
         if not items:
             return UNIVERSAL
         first = items[0]
-        conds = []
+        item: list[tuple[str, Condition]] = []
         for elem in first:
-            conds.append((elem.keyword or str(elem.tag), condition(elem.VR, elem.value, pn_policy, local_offset)))
-        return SequenceMatch(tuple(conds))
+            item.append((elem.keyword or str(elem.tag), condition(elem.VR, elem.value, pn_policy, local_offset)))
+        return SequenceMatch(tuple(item))
     values = _as_texts(value)
     if not values or all(v == "" for v in values):
         return UNIVERSAL
