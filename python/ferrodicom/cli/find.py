@@ -55,7 +55,8 @@ def _find(root, query, aet, aec, timeout, relational, as_json, cancel, host, por
     ae.add_requested_context(uid)
     ext = [relational_item(uid, find=True)] if relational else []
     assoc = associate(ae, host, port, aec, timeout, ext_neg=ext)
-    columns = [e.keyword or str(e.tag) for e in query if e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
+    skip = ("QueryRetrieveLevel", "SpecificCharacterSet")
+    columns = [e.keyword or str(e.tag) for e in query if e.keyword not in skip]
     rows: list[list[str]] = []
     final: Any = None
     matches = 0
