@@ -354,11 +354,10 @@ class Dispatcher:
                     return
                 if kind == "Success":
                     break
-                uid = _instance_uid(ds)
                 try:
                     store_status = int(send(ds))
                 except Exception as exc:
-                    log.warning("C-STORE sub-operation for %s failed: %s", uid or ds, exc)
+                    log.warning("C-STORE sub-operation for %s failed: %s", _instance_uid(ds) or ds, exc)
                     store_status = 0xC000
                 remaining -= 1
                 store_kind = category(store_status)
@@ -368,7 +367,7 @@ class Dispatcher:
                     warned += 1
                 else:
                     failed += 1
-                    failed_uids.append(uid)
+                    failed_uids.append(_instance_uid(ds))  # read from the file only when it failed
                 if remaining > 0:
                     request.respond(0xFF00, counts())
         finally:
