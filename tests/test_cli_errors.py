@@ -146,8 +146,9 @@ def test_read_only_archive_can_be_listed_but_not_repaired(tmp_path):
 def test_help_says_what_exists():
     r = cli("--help")
     assert r.returncode == 0
-    assert "query" not in r.stdout.lower() and "retrieve" not in r.stdout.lower()
-    for command in ("dump", "echo", "ls", "print", "print-server", "serve", "stats", "store", "verify"):
+    assert "query/retrieve (find, move" in r.stdout.lower()
+    for command in ("dump", "echo", "find", "get", "ls", "move", "print", "print-server", "serve", "stats", "store",
+                    "verify"):  # fmt: skip
         assert f"  {command} " in r.stdout
         sub = cli(command, "--help")
         assert sub.returncode == 0

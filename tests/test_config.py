@@ -185,3 +185,56 @@ def test_serve_operational_errors_are_one_line_and_leave_nothing(tmp_path):
     # No archive at all.
     r = run_cli("serve", "--port", "0")
     assert r.returncode == 2 and r.stderr.strip().startswith("Error: no archive folder; ")
+
+
+def test_qr_and_index_tables(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[node]\narchive = "a"\n\n[qr]\nmax_results = 500\npn_matching = "exact"\nrelational = false\n'
+        'no_match_status = 0xA701\n\n[index]\nseries = ["PerformedProcedureStepDescription"]\n'
+    )
+    cfg = load(path)
+    assert (cfg.max_results, cfg.pn_matching, cfg.relational, cfg.no_match_status) == (500, "exact", False, 0xA701)
+    assert cfg.index_keys == {"series": ["PerformedProcedureStepDescription"]}
+
+
+@pytest.mark.parametrize(
+    "text, line, key, says",
+    [
+        ("[qr]\nmax_results = -1\n", 2, "[qr] max_results", "negative"),
+        ('[qr]\n\npn_matching = "fuzzy"\n', 3, "[qr] pn_matching", "not one of insensitive, exact"),
+        ("[qr]\nno_match_status = 5\n", 2, "[qr] no_match_status", "failure status"),
+        ("[qr]\nlimit = 5\n", 2, "[qr] limit", "unknown key"),
+        ('[index]\nseries = ["NoSuchKeyword"]\n', 2, "[index] series", "not a DICOM keyword"),
+        ('[index]\nframe = ["Modality"]\n', 2, "[index] frame", "unknown level"),
+    ],
+)
+def test_qr_and_index_errors_name_key_and_line(tmp_path, text, line, key, says):
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.line == line and info.value.key == key and says in str(info.value)
+
+
+def test_serve_reads_qr_settings_from_the_file_and_options_win(tmp_path):
+    from click.testing import CliRunner
+
+    from ferrodicom.cli import serve
+
+    seen = {}
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\narchive = "{tmp_path / "a"}"\n\n[qr]\nmax_results = 7\npn_matching = "exact"\n')
+
+    def fake_serve(cfg, verbose):
+        seen.update(max_results=cfg.max_results, pn=cfg.pn_matching, relational=cfg.relational)
+
+    original = serve._serve
+    serve._serve = fake_serve
+    try:
+        r = CliRunner().invoke(serve.command, ["--config", str(path), "--port", "0", "--no-relational",
+                                               "--max-results", "9"])  # fmt: skip
+    finally:
+        serve._serve = original
+    assert r.exit_code == 0, r.output
+    assert seen == {"max_results": 9, "pn": "exact", "relational": False}

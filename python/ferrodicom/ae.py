@@ -480,11 +480,24 @@ class _Hooks:
         extended = None
         sop_extended = self._server._handlers.get(EVT_SOP_EXTENDED)
         if sop_extended and request.extended_negotiation:
-            fn, args, _scope = sop_extended[0]
-            app_info = dict(request.extended_negotiation)
-            event = Event(None, EVT_SOP_EXTENDED, app_info=app_info, association_request=request)
-            extended = {str(k): bytes(v) for k, v in (fn(event, *args) or {}).items() if v is not None}
+            extended = self._sop_extended(sop_extended, request)
         return (None, identity_response, extended)
+
+    @staticmethod
+    def _sop_extended(bound: list[Bound], request: _core.AssociationRequest) -> dict[str, bytes]:
+        """The SOP Class Extended Negotiation answers (PS3.7 D.3.3.5): a service's handler answers for its own
+        SOP classes; a handler bound with ``evt_handlers`` (pynetdicom's one handler) for the others."""
+        proposed = {str(k): bytes(v) for k, v in request.extended_negotiation}
+        answers: dict[str, bytes] = {}
+        for fn, args, scope in sorted(bound, key=lambda b: b.scope is None):
+            app_info = {k: v for k, v in proposed.items() if k not in answers and (scope is None or k in scope)}
+            if not app_info:
+                continue
+            event = Event(None, EVT_SOP_EXTENDED, app_info=app_info, association_request=request)
+            for k, v in (fn(event, *args) or {}).items():
+                if v is not None and str(k) in app_info:
+                    answers[str(k)] = bytes(v)
+        return answers
 
     def established(self, core: _core.Association) -> None:
         assoc = Association(core)

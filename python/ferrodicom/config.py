@@ -23,6 +23,15 @@ reads it::
     retries = 10                # new-association attempts after the first one fails (0: give up at once)
     retry_interval = 60.0       # seconds between them
 
+    [qr]                        # Query/Retrieve SCP
+    max_results = 0             # matches one C-FIND returns at most (then A700); 0: no limit
+    pn_matching = "insensitive" # PN matching ignores case and accents; "exact": case-sensitive
+    relational = true           # relational queries/retrieves for requestors that negotiate them
+    no_match_status = 0         # final status of a C-MOVE/C-GET matching nothing (0xA701: eNTEGRA's)
+
+    [index]                     # extra keys the index holds, by level (patient, study, series, instance)
+    series = ["PerformedProcedureStepDescription"]
+
     [[peers]]                   # C-MOVE destinations, peers to report to
     ae_title = "PACS"
     host = "10.0.0.5"
@@ -105,6 +114,13 @@ class NodeConfig:
     commit_retries: int = 10
     commit_retry_interval: float = 60.0
     peers: list[PeerConfig] = field(default_factory=list)
+    #: [qr]: the Query/Retrieve SCP's settings (see ferrodicom.services.qr.QRSettings).
+    max_results: int = 0
+    pn_matching: str = "insensitive"
+    relational: bool = True
+    no_match_status: int = 0
+    #: [index]: extra index keys by level.
+    index_keys: dict[str, list[str]] = field(default_factory=dict)
 
 
 def ae_title_problem(title: str) -> Optional[str]:
@@ -192,7 +208,9 @@ def _check_type(value: Any, kind: type, what: str) -> None:
 
 def _node(table: dict[str, Any], base: Path, lines: _Lines, path: Path) -> NodeConfig:
     cfg = NodeConfig()
-    known = {f.name for f in fields(NodeConfig)} - {"peers"} - set(COMMITMENT_KEYS.values())
+    known = (
+        {f.name for f in fields(NodeConfig)} - {"peers", "index_keys"} - set(COMMITMENT_KEYS.values()) - set(QR_KEYS)
+    )
     for key, value in table.items():
         line = lines.of("node", key)
         try:
@@ -260,6 +278,56 @@ def _commitment(table: Any, cfg: NodeConfig, lines: _Lines, path: Path) -> None:
         setattr(cfg, COMMITMENT_KEYS[key], value)
 
 
+#: The keys of [qr] (NodeConfig fields).
+QR_KEYS = ("max_results", "pn_matching", "relational", "no_match_status")
+PN_MATCHING = ("insensitive", "exact")
+INDEX_LEVELS = ("patient", "study", "series", "instance")
+
+
+def _qr(table: Any, cfg: NodeConfig, lines: _Lines, path: Path) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError("qr is a table: write [qr]", path, None, "qr")
+    for key, value in table.items():
+        line = lines.of("qr", key)
+        try:
+            if key not in QR_KEYS:
+                raise ValueError(f"unknown key (known: {', '.join(QR_KEYS)})")
+            if key in ("max_results", "no_match_status"):
+                _check_type(value, int, "an integer")
+                if key == "max_results" and value < 0:
+                    raise ValueError(f"{value} is negative")
+                if key == "no_match_status" and not (value == 0 or 0xA000 <= value <= 0xCFFF):
+                    raise ValueError(f"{value:#06x} is neither 0 nor a failure status (0xA000-0xCFFF)")
+            elif key == "pn_matching":
+                if value not in PN_MATCHING:
+                    raise ValueError(f"{value!r} is not one of {', '.join(PN_MATCHING)}")
+            else:
+                _check_type(value, bool, "true or false")
+        except ValueError as exc:
+            raise ConfigError(str(exc), path, line, f"[qr] {key}") from None
+        setattr(cfg, key, value)
+
+
+def _index(table: Any, cfg: NodeConfig, lines: _Lines, path: Path) -> None:
+    if not isinstance(table, dict):
+        raise ConfigError("index is a table: write [index]", path, None, "index")
+    from pydicom.datadict import tag_for_keyword
+
+    for key, value in table.items():
+        line = lines.of("index", key)
+        try:
+            if key not in INDEX_LEVELS:
+                raise ValueError(f"unknown level (known: {', '.join(INDEX_LEVELS)})")
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("a list of DICOM keywords")
+            for kw in value:
+                if tag_for_keyword(kw) is None:
+                    raise ValueError(f"{kw!r} is not a DICOM keyword")
+        except ValueError as exc:
+            raise ConfigError(str(exc), path, line, f"[index] {key}") from None
+        cfg.index_keys[key] = list(value)
+
+
 def _peers(items: Any, lines: _Lines, path: Path) -> list[PeerConfig]:
     if not isinstance(items, list):
         raise ConfigError("peers is an array of tables: write [[peers]]", path, lines.of("peers", None), "peers")
@@ -305,15 +373,17 @@ def load(path: Union[str, Path]) -> NodeConfig:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"not valid TOML: {exc}", path, int(m[1]) if m else None) from None
     lines = _Lines(text)
-    unknown = set(data) - {"node", "commitment", "peers"}
+    unknown = set(data) - {"node", "commitment", "peers", "qr", "index"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError("unknown table or key (known: [node], [commitment], [[peers]])", path, lines.of(key, None),
-                          key)  # fmt: skip
+        raise ConfigError("unknown table or key (known: [node], [commitment], [qr], [index], [[peers]])", path,
+                          lines.of(key, None), key)  # fmt: skip
     node = data.get("node", {})
     if not isinstance(node, dict):
         raise ConfigError("node is a table: write [node]", path, None, "node")
     cfg = _node(node, path.parent, lines, path)
     _commitment(data.get("commitment", {}), cfg, lines, path)
     cfg.peers = _peers(data.get("peers", []), lines, path)
+    _qr(data.get("qr", {}), cfg, lines, path)
+    _index(data.get("index", {}), cfg, lines, path)
     return cfg

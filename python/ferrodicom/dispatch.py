@@ -269,6 +269,10 @@ class Dispatcher:
             request.respond(0xC514, {0x0902: "the handler did not yield the move destination"})
             _close(iterator)
             return
+        if isinstance(destination, Dataset):  # a final status instead of a destination (e.g. A900)
+            request.respond(*status_and_fields(destination))
+            _close(iterator)
+            return
         if destination is None or None in tuple(destination)[:2]:
             request.respond(0xA801, {0x0902: f"move destination {event.move_destination!r} unknown"})
             _close(iterator)
@@ -307,9 +311,15 @@ class Dispatcher:
             return None
 
     def _count(self, request: _core.Request, iterator: Iterator[Any], error_status: int) -> Optional[int]:
-        """The handler's number of sub-operations (PS3.4 C.4.2.1.3); 0 answers Success at once."""
+        """The handler's number of sub-operations (PS3.4 C.4.2.1.3); 0 answers Success at once; a status Dataset
+        instead of the number is the final response."""
         try:
-            count = int(next(iterator))
+            first = next(iterator)
+            if isinstance(first, Dataset):  # a final status instead of a number (e.g. A900, A701)
+                request.respond(*status_and_fields(first))
+                _close(iterator)
+                return None
+            count = int(first)
         except Exception:
             log.exception("the handler did not yield a number of sub-operations")
             request.respond(error_status, {0x0902: "the handler did not yield a number of sub-operations"})
@@ -376,11 +386,10 @@ class Dispatcher:
                     return
                 if kind == "Success":
                     break
-                uid = _instance_uid(ds)
                 try:
                     store_status = int(send(ds))
                 except Exception as exc:
-                    log.warning("C-STORE sub-operation for %s failed: %s", uid or ds, exc)
+                    log.warning("C-STORE sub-operation for %s failed: %s", _instance_uid(ds) or ds, exc)
                     store_status = 0xC000
                 remaining -= 1
                 store_kind = category(store_status)
@@ -390,7 +399,7 @@ class Dispatcher:
                     warned += 1
                 else:
                     failed += 1
-                    failed_uids.append(uid)
+                    failed_uids.append(_instance_uid(ds))  # read from the file only when it failed
                 if remaining > 0:
                     request.respond(0xFF00, counts())
         finally:

@@ -10,6 +10,8 @@ extended negotiation) expect the handler to answer, in pynetdicom's conventions:
 - ``EVT_C_MOVE``: yield ``(addr, port)`` of the destination (or ``(addr, port, {"contexts": [(abstract syntax,
   [transfer syntaxes]), ...], ...})`` to choose the contexts proposed and other ``AE.associate`` arguments), then
   the number, then ``(status, dataset)`` pairs; a dataset may be a Part 10 file's path (streamed from disk in Rust);
+  for C-GET and C-MOVE a status Dataset yielded instead of the destination or the number is the final response
+  (e.g. A900 for an identifier that does not fit the SOP class), sent without any sub-operation;
 - ``EVT_N_GET``, ``EVT_N_SET``, ``EVT_N_CREATE``, ``EVT_N_ACTION``, ``EVT_N_EVENT_REPORT``: return
   ``(status, dataset)``; ``EVT_N_DELETE``: return a status;
 - ``EVT_USER_ID``: return ``(is_verified, server_response)``; ``EVT_SOP_EXTENDED``: return ``{uid: reply}``.

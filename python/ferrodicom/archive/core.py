@@ -14,6 +14,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -26,13 +27,14 @@ from ferrodicom.archive.index import (
     INSTANCE_META,
     PATIENT_KEYS,
     SERIES_KEYS,
-    SQL_LOOKUP,
     STUDY_KEYS,
     Batch,
     Committer,
-    build_row,
+    Index,
+    ReaderPool,
+    Schema,
+    SqliteIndex,
     connect,
-    create_schema,
 )
 from ferrodicom.archive.recovery import recover as recover_archive
 from ferrodicom.archive.uid import check_uid, clean_uid
@@ -166,40 +168,43 @@ def _unlink(path: str) -> None:
         pass
 
 
-class _ReaderPool:
-    """Read-only connections for the calling threads (the writer connection belongs to the committer)."""
+_ReaderPool = ReaderPool
 
-    def __init__(self, db_path: str) -> None:
-        self._db = db_path
-        self._free: list[sqlite3.Connection] = []
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
 
-    def get(self) -> sqlite3.Connection:
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-        conn = connect(self._db, "NORMAL", readonly=True)
-        with self._lock:
-            self._all.append(conn)
-        return conn
+def _needs_decoding(keys: dict[str, str]) -> bool:
+    """True when the data path's text may not be the values' characters: it decodes text as UTF-8, so a value
+    outside ASCII is right only under ISO_IR 192 (anything else, ISO_IR 100 and ISO 2022 escapes included,
+    is read again through pydicom, which applies the Specific Character Set)."""
+    charset = keys.get("SpecificCharacterSet", "")
+    if charset.replace(" ", "") in ("ISO_IR192", "\\ISO_IR192"):
+        return any("\ufffd" in v for v in keys.values())
+    return not all(v.isascii() for v in keys.values())
 
-    def put(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            self._free.append(conn)
 
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-            self._free.clear()
+def _keys_from_file(path: str, keys: dict[str, str], keywords: Sequence[str]) -> dict[str, str]:
+    """The index keys read from the placed file with pydicom (decoded in its character set); ``keys`` on
+    failure."""
+    import pydicom
+
+    from ferrodicom.archive.recovery import keys_from_dataset
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        fixed = keys_from_dataset(ds, keywords)
+    except Exception as exc:  # noqa: BLE001 - the data path's keys stay
+        log.warning("cannot decode the text values of %s: %s", path, exc)
+        return keys
+    return {**keys, **{k: v for k, v in fixed.items() if k in keys}}
 
 
 _LEVEL_SQL = {
-    "patient": ("SELECT * FROM patient", PATIENT_KEYS),
+    "patient": (f"SELECT {', '.join(PATIENT_KEYS)} FROM patient", PATIENT_KEYS),
     "study": (
-        "SELECT study.*, patient.PatientBirthDate, patient.PatientSex FROM study LEFT JOIN patient USING "
+        "SELECT "
+        + ", ".join(
+            f"study.{k}" for k in ("StudyInstanceUID", "PatientID", "IssuerOfPatientID", "PatientName", *STUDY_KEYS[1:])
+        )
+        + ", patient.PatientBirthDate, patient.PatientSex FROM study LEFT JOIN patient USING "
         "(PatientID, IssuerOfPatientID, PatientName)",
         PATIENT_KEYS + STUDY_KEYS,
     ),
@@ -286,12 +291,18 @@ class Archive:
         journal: int = JOURNAL_BYTES,
         journal_record: int = JOURNAL_RECORD_BYTES,
         journal_checkpoint: float = 1.0,
+        index_keys: Optional[Mapping[str, Sequence[str]]] = None,
     ) -> None:
         if durability not in DURABILITIES:
             raise ArchiveError(f"durability must be one of {DURABILITIES}, not {durability!r}")
         if duplicates not in DUPLICATE_POLICIES:
             raise ArchiveError(f"duplicates must be one of {DUPLICATE_POLICIES}, not {duplicates!r}")
         self.root = Path(root).resolve()
+        try:
+            #: What the index holds: the default keys plus ``index_keys`` ({level: [keyword, ...]}).
+            self.schema = Schema(index_keys)
+        except ValueError as exc:
+            raise ArchiveError(str(exc)) from None
         self.durability = durability
         self.duplicates = duplicates
         self._full = durability == "full"
@@ -328,11 +339,7 @@ class Archive:
         self._leading_zero_warnings = 0
         self._seq = 0
         try:
-            conn = connect(self._db_path, "FULL" if self._full else "NORMAL")
-            try:
-                create_schema(conn)
-            finally:
-                conn.close()
+            SqliteIndex.create(self._db_path, "FULL" if self._full else "NORMAL", self.schema)
         except sqlite3.Error as exc:
             raise ArchiveError(f"cannot open index {self._db_path}: {exc}") from exc
         if not self._full:
@@ -367,14 +374,17 @@ class Archive:
                 self.journal = None
         self.last_recovery = self.recover(full_scan=None)
         self.last_recovery["journal_replayed"] = len(replayed)
-        self._readers = _ReaderPool(self._db_path)
-        self._committer = Committer(
+        #: The index (the embedded SQLite backend); the Q/R services ask it through :class:`Index` only.
+        self.index: Index = SqliteIndex(
             self._db_path,
             "FULL" if self._full else "NORMAL",
-            self._lock,
             self._batch_done,
             linger=0.02,
+            schema=self.schema,
+            lock=self._lock,
         )
+        self._readers = self.index._readers  # type: ignore[attr-defined]
+        self._committer: Committer = self.index.committer  # type: ignore[attr-defined]
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -535,8 +545,11 @@ class Archive:
     def complete(self, plan: Plan, inst: StoredInstance) -> tuple[int, Optional[str]]:
         """Second half of :meth:`ingest`: the file is at ``plan.final``; indexes it (and with durability
         full waits until file, directory entry and index row are durable)."""
-        row = build_row(
-            plan.keys,
+        keys = plan.keys
+        if inst.parse_error is None and _needs_decoding(keys):
+            keys = _keys_from_file(plan.final, keys, self.schema.keywords)
+        row = self.schema.build_row(
+            keys,
             plan.sop_uid,
             plan.sop_class,
             plan.study_uid,
@@ -658,12 +671,7 @@ class Archive:
                 self._uid_ok.add(series_dir)
 
     def _lookup(self, sop_uid: str) -> Optional[str]:
-        conn = self._readers.get()
-        try:
-            row = conn.execute(SQL_LOOKUP, (sop_uid,)).fetchone()
-        finally:
-            self._readers.put(conn)
-        return None if row is None else str(row[0])
+        return self.index.lookup(sop_uid)
 
     def _undo(self, final: str, backup: Optional[str]) -> None:
         """Takes a placed file back out after a failed commit (restoring the replaced one if any)."""
@@ -706,8 +714,7 @@ class Archive:
             return
         self._closed = True
         try:
-            self._committer.close()
-            self._readers.close()
+            self.index.close()
             if self.journal is not None:
                 self.journal.close()  # final checkpoint
             if not self._dirty:

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
-from ferrodicom.archive.index import (
-    INDEX_KEYWORDS,
-    SQL_INSTANCE,
-    SQL_PATIENT,
-    SQL_SERIES,
-    SQL_STUDY,
-    build_row,
-    connect,
-)
+from ferrodicom.archive.index import DEFAULT_SCHEMA, INDEX_KEYWORDS, Statements, connect
 from ferrodicom.archive.uid import check_uid
 
 log = logging.getLogger("ferrodicom.archive")
@@ -27,11 +20,11 @@ log = logging.getLogger("ferrodicom.archive")
 __all__ = ["keys_from_dataset", "recover"]
 
 
-def keys_from_dataset(ds: Any) -> dict[str, str]:
+def keys_from_dataset(ds: Any, keywords: Sequence[str] = INDEX_KEYWORDS) -> dict[str, str]:
     """The index keys of a pydicom data set, as the data path extracts them: top-level values as trimmed
     strings, multi-valued ones joined by backslash (PS3.5 6.4), absent or empty ones left out."""
     keys: dict[str, str] = {}
-    for kw in INDEX_KEYWORDS:
+    for kw in keywords:
         elem = ds.get(kw)
         if elem is None:
             continue
@@ -96,8 +89,10 @@ def recover(archive: Any, full_scan: bool) -> dict[str, int]:
             conn.executemany("DELETE FROM instance WHERE SOPInstanceUID = ? AND path = ?", missing)
             counts["rows_removed"] = len(missing)
             log.warning("recovery: removed %d index rows whose file is missing", len(missing))
+        schema = getattr(archive, "schema", DEFAULT_SCHEMA)
+        statements = Statements(schema)
         for rel in orphans:
-            outcome = _reindex(conn, root, rel)
+            outcome = _reindex(conn, root, rel, schema, statements)
             counts[outcome] += 1
         conn.execute("COMMIT")
     except BaseException:
@@ -111,7 +106,7 @@ def recover(archive: Any, full_scan: bool) -> dict[str, int]:
     return counts
 
 
-def _reindex(conn: Any, root: str, rel: str) -> str:
+def _reindex(conn: Any, root: str, rel: str, schema: Any, statements: Statements) -> str:
     import pydicom
 
     path = f"{root}/{rel}"
@@ -125,7 +120,7 @@ def _reindex(conn: Any, root: str, rel: str) -> str:
         tsyntax = str(meta.get("TransferSyntaxUID", "") or "")
         if not tsyntax:
             raise ValueError("no Transfer Syntax UID in File Meta")
-        keys = keys_from_dataset(ds)
+        keys = keys_from_dataset(ds, schema.keywords)
         if keys.get("SOPInstanceUID", sop_uid) != sop_uid:
             raise ValueError("SOP Instance UID of the data set differs from the file name")
         sop_class = keys.get("SOPClassUID") or str(meta.get("MediaStorageSOPClassUID", "") or "")
@@ -148,11 +143,11 @@ def _reindex(conn: Any, root: str, rel: str) -> str:
     study_uid = keys.get("StudyInstanceUID", "")
     series_uid = keys.get("SeriesInstanceUID", "")
     calling = str(meta.get("SourceApplicationEntityTitle", "") or "").strip() or None
-    patient, study, series, instance = build_row(
+    patient, study, series, instance = schema.build_row(
         keys, sop_uid, sop_class, study_uid, series_uid, (tsyntax, st.st_size, rel, st.st_mtime, calling, None)
     )
-    conn.execute(SQL_PATIENT, patient)
-    conn.execute(SQL_STUDY, study)
-    conn.execute(SQL_SERIES, series)
-    conn.execute(SQL_INSTANCE, instance)
+    conn.execute(statements.patient, patient)
+    conn.execute(statements.study, study)
+    conn.execute(statements.series, series)
+    conn.execute(statements.instance, instance)
     return "reindexed"

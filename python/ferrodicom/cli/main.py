@@ -21,9 +21,12 @@ COMMANDS = {
     "commit": "commit",
     "dump": "dump",
     "echo": "echo",
+    "find": "find",
+    "get": "get",
     "ls": "ls",
     "print": "print",
     "print-server": "print_server",
+    "move": "move",
     "serve": "serve",
     "stats": "stats",
     "store": "store",
@@ -78,10 +81,10 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="ferrodicom")
 @logging_options
 def main() -> None:
-    """ferrodicom: a DICOM network node. Verification (echo), Storage (store, serve) and Storage Commitment
-    (commit, store --commit, serve) as SCU and SCP, into an indexed archive that ls, stats and verify read;
-    Print Management as SCU (print) and as a PNG-rendering SCP (print-server). Exit status: 0 success,
-    1 failure, 2 bad arguments."""
+    """ferrodicom: a DICOM network node. Verification (echo), Storage (store), Storage Commitment (commit,
+    store --commit) and Query/Retrieve (find, move, get) as SCU, all of them as SCP (serve) over an indexed
+    archive that ls, stats and verify read; Print Management as SCU (print) and as a PNG-rendering SCP
+    (print-server). Exit status: 0 success, 1 failure, 2 bad arguments."""
 
 
 if __name__ == "__main__":

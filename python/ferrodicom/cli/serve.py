@@ -19,6 +19,7 @@ from ferrodicom.config import (
     COMMIT_DELIVERIES,
     DUPLICATES,
     DURABILITIES,
+    PN_MATCHING,
     NodeConfig,
     PeerConfig,
     load,
@@ -48,7 +49,8 @@ def _peers(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 #: Options that a configuration file may also set, by their ``NodeConfig`` field.
 OVERRIDABLE = ("ae_title", "port", "bind", "storage_syntax", "durability", "duplicates", "max_associations",
                "max_pdu", "network_timeout", "require_called_aet", "metrics_port", "stats_interval",
-               "commit_delivery", "commit_wait", "commit_retries", "commit_retry_interval")  # fmt: skip
+               "commit_delivery", "commit_wait", "commit_retries", "commit_retry_interval",
+               "max_results", "pn_matching", "relational")  # fmt: skip
 
 
 def _settings(ctx: click.Context, config_path: Optional[Path], archive_dir: Optional[Path], peers: list) -> NodeConfig:
@@ -199,6 +201,29 @@ def _check_port_free(host: str, port: int) -> None:
     type=click.FloatRange(min=0),
     help="Seconds between those attempts.",
 )
+@click.option(
+    "--max-results",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Matches one C-FIND returns at most; a query with more ends with A700 (Refused: out of resources) "
+    "after them, and a warning in the log (0: no limit).",
+)
+@click.option(
+    "--pn-matching",
+    type=click.Choice(PN_MATCHING),
+    default="insensitive",
+    show_default=True,
+    help="Person names (PN) in C-FIND: insensitive to case and accents ('muller*' finds Müller), or exact "
+    "(case-sensitive, as every other VR).",
+)
+@click.option(
+    "--relational/--no-relational",
+    default=True,
+    show_default=True,
+    help="Accept relational queries and retrieves from requestors that ask for them (SOP Class Extended "
+    "Negotiation); otherwise hierarchical only.",
+)
 @logging_options
 @click.argument("archive_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
@@ -206,9 +231,11 @@ def command(ctx: click.Context, config_path: Optional[Path], peers: list, archiv
             **_options: Any) -> None:  # fmt: skip
     """Serve as a DICOM node storing into ARCHIVE_DIR (a folder plus a SQLite index; created if missing).
 
-    Answers Verification, Storage for every standard storage SOP class and the seeds' private ones, in the
-    uncompressed and the seeds' compressed transfer syntaxes, and Storage Commitment (reports on the
-    requesting association or a new one; requests survive a restart). ARCHIVE_DIR may come from --config."""
+    Answers Verification, Storage for every standard storage SOP class and the seeds' private ones (in the
+    uncompressed and the seeds' compressed transfer syntaxes), Storage Commitment (reports on the requesting
+    association or a new one; requests survive a restart) and Query/Retrieve (Patient and Study Root FIND,
+    MOVE and GET) over the archive; C-MOVE destinations come from the peers. ARCHIVE_DIR may come from
+    --config."""
     verbose = setup("warning", timestamps=True) <= logging.INFO  # -v: log every association and instance
     cfg = _settings(ctx, config_path, archive_dir, peers)
     assert cfg.archive is not None  # _settings refuses a configuration without one
@@ -225,6 +252,7 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
     from ferrodicom.ae import AE
     from ferrodicom.archive import Archive
     from ferrodicom.services.commitment import CommitmentSCP
+    from ferrodicom.services.qr import QRSettings, QueryRetrieveSCP
     from ferrodicom.services.storage import StorageSCP
     from ferrodicom.uids import VERIFICATION
 
@@ -238,7 +266,7 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
     for p in cfg.peers:
         ae.add_peer(p.ae_title, p.host, p.port)
     assert cfg.archive is not None
-    archive = Archive(cfg.archive, durability=cfg.durability, duplicates=cfg.duplicates)
+    archive = Archive(cfg.archive, durability=cfg.durability, duplicates=cfg.duplicates, index_keys=cfg.index_keys)
     commitment: Optional[CommitmentSCP] = None
     try:
         if archive.journal is not None and not archive.journal.wait_ready(60.0):
@@ -271,9 +299,15 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
         handlers = [(e, on_assoc) for e in (evt.EVT_ESTABLISHED, evt.EVT_RELEASED, evt.EVT_ABORTED)]
         ae.add_service(StorageSCP(archive, on_stored, store_transfer_syntax=cfg.storage_syntax))
         ae.add_service(scp)
+        qr = QRSettings(cfg.max_results, cfg.pn_matching, cfg.relational, cfg.no_match_status)
+        ae.add_service(QueryRetrieveSCP(archive, ae, qr))
         server = ae.start_server((cfg.bind, cfg.port), block=False, evt_handlers=handlers if verbose else [])
         if server is None:  # pragma: no cover - block=False always returns the server
             raise CommandError("the server did not start")
+        if ae.peer(cfg.ae_title) is None:
+            # A C-MOVE to our own AE title stores into this archive (duplicates per --duplicates).
+            own = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
+            ae.add_peer(cfg.ae_title, own, server.port)
         signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
         rates = None
         if cfg.metrics_port:

@@ -9,6 +9,7 @@ status sent in the C-STORE-RSP.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from pydicom.datadict import tag_for_keyword
@@ -21,11 +22,12 @@ from ferrodicom.uids import UNCOMPRESSED
 log = logging.getLogger("ferrodicom.storage")
 
 
-def index_tags() -> list[tuple[int, str]]:
-    """(tag, keyword) of the top-level attributes the Rust data path extracts for the archive's index."""
+def index_tags(keywords: Optional[Sequence[str]] = None) -> list[tuple[int, str]]:
+    """(tag, keyword) of the top-level attributes the Rust data path extracts for the archive's index (its
+    default keys, or ``keywords``: the archive's schema with its extra keys)."""
     from ferrodicom.archive import INDEX_KEYWORDS
 
-    tags = [(tag_for_keyword(k), k) for k in INDEX_KEYWORDS]
+    tags = [(tag_for_keyword(k), k) for k in (keywords or INDEX_KEYWORDS)]
     return [(int(t), k) for t, k in tags if t is not None]
 
 
@@ -65,7 +67,7 @@ class StorageSCP:
         archive = self.archive
         config = _core.StorageConfig(
             str(archive.incoming_dir),
-            extract=index_tags(),
+            extract=index_tags(getattr(getattr(archive, "schema", None), "keywords", None)),
             store_transfer_syntax=self.store_transfer_syntax,
             fsync=archive.durability == "full",
             writeback=archive.durability == "full",

@@ -1,0 +1,68 @@
+"""The archive's index behind one interface (:class:`Index`, :mod:`ferrodicom.archive.index.base`): the
+schema of what it holds (:mod:`.schema`) and the embedded SQLite backend (:mod:`.sqlite`). The services ask
+:class:`Index` only; a server-database backend implements the same interface."""
+
+from ferrodicom.archive.index.base import LEVELS, Index, InstanceRef, Query
+from ferrodicom.archive.index.schema import (
+    COMPUTED,
+    DEFAULT_SCHEMA,
+    INDEX_KEYWORDS,
+    INSTANCE_KEYS,
+    INSTANCE_META,
+    LEVEL_OF,
+    PATIENT_KEYS,
+    SERIES_KEYS,
+    STUDY_KEYS,
+    Schema,
+)
+from ferrodicom.archive.index.sqlite import (
+    LINGER_ROWS,
+    SCHEMA_VERSION,
+    SQL_DELETE,
+    SQL_INSTANCE,
+    SQL_LOOKUP,
+    SQL_PATIENT,
+    SQL_SERIES,
+    SQL_STUDY,
+    Batch,
+    Committer,
+    ReaderPool,
+    SqliteIndex,
+    Statements,
+    build_row,
+    connect,
+    create_schema,
+)
+
+__all__ = [
+    "COMPUTED",
+    "DEFAULT_SCHEMA",
+    "INDEX_KEYWORDS",
+    "INSTANCE_KEYS",
+    "INSTANCE_META",
+    "LEVELS",
+    "LEVEL_OF",
+    "LINGER_ROWS",
+    "PATIENT_KEYS",
+    "SCHEMA_VERSION",
+    "SERIES_KEYS",
+    "SQL_DELETE",
+    "SQL_INSTANCE",
+    "SQL_LOOKUP",
+    "SQL_PATIENT",
+    "SQL_SERIES",
+    "SQL_STUDY",
+    "STUDY_KEYS",
+    "Batch",
+    "Committer",
+    "Index",
+    "InstanceRef",
+    "Query",
+    "ReaderPool",
+    "Schema",
+    "SqliteIndex",
+    "Statements",
+    "build_row",
+    "connect",
+    "create_schema",
+]
