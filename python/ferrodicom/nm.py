@@ -192,7 +192,7 @@ def _ints(value: Any) -> list[int]:
     if value is None:
         return []
     if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, str):
-        return [int(v) for v in value]
+        return list(map(int, value))
     return [int(value)]
 
 
@@ -550,7 +550,7 @@ def volume(
             g, e = divmod(_TAG_OF[a], 0x10000)
             raise NmError(f"{_VECTOR[a]} ({g:04X},{e:04X}) is missing")
         vectors[a] = _ints(v)
-        if any(x < 0 or x > 0xFFFFFFFE for x in vectors[a]):
+        if vectors[a] and (min(vectors[a]) < 0 or max(vectors[a]) > 0xFFFFFFFE):
             raise NmError(f"{a} vector holds a value outside 1..Number of X")
     ext = _extents(ds, axes, vectors, n_frames)
     ge = _ge_info(ds)
