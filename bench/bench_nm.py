@@ -10,7 +10,7 @@ ferrodicom time, > 1: ferrodicom faster), their minimum and median, and the load
 
 The other tests measure where the time goes: touching a fresh 64 MiB allocation (page faults),
 copying into memory already touched, the header work alone (frames already in order: a view),
-and the kernel alone.
+and the kernel with each way of filling fresh memory.
 Run: ``python -m pytest bench/bench_nm.py --benchmark-only -s``.
 """
 
@@ -191,19 +191,22 @@ def _plan(data):
     return NmPlan(list(data["axes"]), [r.tolist() for r in v], [1, 2, 1, 256], 512)
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["faulting-copiers", "one-faulter"])
 @pytest.mark.parametrize("threads", [1, None])
-def test_kernel_gather_fresh(benchmark, data, threads):
-    """Plan + gather into np.empty (huge-page backed), cached stores."""
+def test_kernel_gather_fresh(benchmark, data, threads, fresh):
+    """Plan + gather into np.empty (huge-page backed), cached stores. fresh=False: every copier
+    takes the page faults of its own part; fresh=True: the calling thread faults the pages in
+    (MADV_POPULATE_WRITE), 2 MiB at a time, ahead of the copier(s)."""
     pix = data["ds"].PixelData
 
     def run():
         p = _plan(data)
         a = np.empty((1, 2, 1, 256, 256, 256), np.uint16)
-        p.gather(pix, FLEN, 2, False, (a.ctypes.data, a.nbytes), stream=False, threads=threads)
+        p.gather(pix, FLEN, 2, False, (a.ctypes.data, a.nbytes), stream=False, threads=threads, fresh=fresh)
         return a
 
     np.testing.assert_array_equal(benchmark(run), data["expected"])
-    _record(f"kernel_fresh_threads={threads or 'auto'}", benchmark)
+    _record(f"kernel_fresh_threads={threads or 'auto'}_{'one-faulter' if fresh else 'faulting-copiers'}", benchmark)
 
 
 @pytest.mark.parametrize("threads", [1, None])

@@ -501,9 +501,10 @@ def _build(
     pixels = src if encoded else _addr(src)
     if out is None:
         # np.empty maps large volumes with transparent huge pages: page faults ~3x faster than a
-        # bytearray's 4 KiB pages. Fresh memory is filled with cached stores (see bench_nm.py).
+        # bytearray's 4 KiB pages. fresh=True: one thread faults the new pages in while the
+        # others copy, with cached stores (see rust/nm/src/fresh.rs and bench_nm.py).
         arr = np.empty(shape, dtype)
-        plan.gather(pixels, flen, dtype.itemsize, swap, _addr(arr), stream=False)
+        plan.gather(pixels, flen, dtype.itemsize, swap, _addr(arr), stream=False, fresh=True)
     else:
         if out.shape != shape or out.dtype != dtype or not out.flags.writeable:
             raise NmError(f"out= must be a writable C-contiguous {dtype} array of shape {shape}")
