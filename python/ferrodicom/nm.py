@@ -501,8 +501,9 @@ def _build(
     pixels = src if encoded else _addr(src)
     if out is None:
         # np.empty maps large volumes with transparent huge pages: page faults ~3x faster than a
-        # bytearray's 4 KiB pages. fresh=True: one thread faults the new pages in while the
-        # others copy, with cached stores (see rust/nm/src/fresh.rs and bench_nm.py).
+        # bytearray's 4 KiB pages. fresh=True: one thread faults the pages in, 2 MiB at a time,
+        # while the others (as many as there are idle cores) fill them with cached stores
+        # (rust/nm/src/fresh.rs, bench_nm.py).
         arr = np.empty(shape, dtype)
         plan.gather(pixels, flen, dtype.itemsize, swap, _addr(arr), stream=False, fresh=True)
     else:

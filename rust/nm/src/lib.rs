@@ -87,9 +87,10 @@ pub struct CopyOptions {
     /// Worker threads; `None`: up to [`MAX_THREADS`] of the available cores from
     /// [`PARALLEL_THRESHOLD`] bytes, else 1.
     pub threads: Option<usize>,
-    /// The destination was just allocated and never touched (a new volume): with several
-    /// threads, one faults its pages in ahead of the others, which copy (see `fresh.rs`).
-    /// Never set it for memory that holds data: nothing is lost, but nothing is gained.
+    /// The destination was just allocated and never touched (a new volume): the calling
+    /// thread faults its pages in, 2 MiB at a time, ahead of the other threads, which copy
+    /// (see `fresh.rs`); with `threads: None`, only as many copiers as there are idle cores.
+    /// For memory that already holds data the result is the same, only slower.
     pub fresh: bool,
 }
 
@@ -110,6 +111,16 @@ impl CopyOptions {
             None => 1,
         };
         (stream, threads.min(units.max(1)))
+    }
+
+    /// The threads for a fresh destination: as resolved, but when the count is automatic,
+    /// only as many copiers as there are cores idle right now (see [`fresh::spare_cores`]).
+    fn fresh_threads(self, resolved: usize) -> usize {
+        match self.threads {
+            Some(_) => resolved,
+            None if resolved > 1 => 1 + fresh::spare_cores().min(resolved - 1),
+            None => resolved,
+        }
     }
 }
 
@@ -436,7 +447,8 @@ impl Plan {
                 copy(&frames[off..off + frame_len], dst, swap, stream);
             }
         };
-        if !(opts.fresh && fresh::run(volume, frame_len, threads, stream, job)) {
+        if !(opts.fresh && fresh::run(volume, frame_len, opts.fresh_threads(threads), stream, job))
+        {
             split_run(volume, frame_len, threads, stream, job);
         }
         Ok(())
@@ -500,7 +512,8 @@ impl Plan {
                 copy(&volume[off..off + frame_len], dst, swap, stream);
             }
         };
-        if !(opts.fresh && fresh::run(frames, frame_len, threads, stream, job)) {
+        if !(opts.fresh && fresh::run(frames, frame_len, opts.fresh_threads(threads), stream, job))
+        {
             split_run(frames, frame_len, threads, stream, job);
         }
         Ok(())

@@ -136,8 +136,8 @@ impl PyNmPlan {
 
     /// Copies the frames into C order. Returns a new `bytearray`, or None when `out` (an
     /// (address, length) of a writable buffer) is given. `fresh`: `out` was just allocated and
-    /// never touched, so one thread faults its pages in while the others copy (always so for
-    /// the new `bytearray`); the bytes written are the same either way.
+    /// never touched, so one thread faults its pages in, 2 MiB at a time, while the others copy
+    /// (always so for the new `bytearray`); the bytes written are the same either way.
     #[pyo3(signature = (pixels, frame_len, sample_bytes, swap, out=None, stream=None, threads=None, fresh=false))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn gather<'py>(
