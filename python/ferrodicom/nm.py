@@ -504,8 +504,8 @@ def _build(
     if out is None:
         # np.empty maps large volumes with transparent huge pages: page faults ~3x faster than a
         # bytearray's 4 KiB pages. fresh=True: one thread faults the pages in, 2 MiB at a time,
-        # while the others (as many as there are idle cores) fill them with cached stores
-        # (rust/nm/src/fresh.rs, bench_nm.py).
+        # while the others (as many as the system's load leaves cores) fill them with cached
+        # stores (rust/nm/src/fresh.rs, bench_nm.py).
         arr = np.empty(shape, dtype)
         plan.gather(pixels, flen, dtype.itemsize, swap, _addr(arr), stream=False, fresh=True)
     else:

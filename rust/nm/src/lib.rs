@@ -89,7 +89,7 @@ pub struct CopyOptions {
     pub threads: Option<usize>,
     /// The destination was just allocated and never touched (a new volume): the calling
     /// thread faults its pages in, 2 MiB at a time, ahead of the other threads, which copy
-    /// (see `fresh.rs`); with `threads: None`, only as many copiers as there are idle cores.
+    /// (see `fresh.rs`); with `threads: None`, only as many copiers as the load leaves cores.
     /// For memory that already holds data the result is the same, only slower.
     pub fresh: bool,
 }
@@ -114,7 +114,7 @@ impl CopyOptions {
     }
 
     /// The threads for a fresh destination: as resolved, but when the count is automatic,
-    /// only as many copiers as there are cores idle right now (see [`fresh::spare_cores`]).
+    /// only as many copiers as the system's load leaves cores (see [`fresh::spare_cores`]).
     fn fresh_threads(self, resolved: usize) -> usize {
         match self.threads {
             Some(_) => resolved,
