@@ -90,7 +90,8 @@ pub struct CopyOptions {
     /// The destination was just allocated and never touched (a new volume): the calling
     /// thread faults its pages in, 2 MiB at a time, ahead of the other threads, which copy
     /// (see `fresh.rs`); with `threads: None`, only as many copiers as the load leaves cores.
-    /// For memory that already holds data the result is the same, only slower.
+    /// For memory that already holds data the result is the same (prefaulting leaves present
+    /// pages alone).
     pub fresh: bool,
 }
 
