@@ -89,7 +89,7 @@ pub struct CopyOptions {
     pub threads: Option<usize>,
     /// The destination was just allocated and never touched (a new volume): the calling
     /// thread faults its pages in, 2 MiB at a time, ahead of the other threads, which copy
-    /// (see `fresh.rs`); with `threads: None`, only as many copiers as the load leaves cores.
+    /// (see `fresh.rs`); with `threads: None`, no more copiers than the load leaves room for.
     /// For memory that already holds data the result is the same (prefaulting leaves present
     /// pages alone).
     pub fresh: bool,
@@ -115,11 +115,11 @@ impl CopyOptions {
     }
 
     /// The threads for a fresh destination: as resolved, but when the count is automatic,
-    /// only as many copiers as the system's load leaves cores (see [`fresh::spare_cores`]).
+    /// no more copiers than the system's load leaves room for (see [`fresh::copier_room`]).
     fn fresh_threads(self, resolved: usize) -> usize {
         match self.threads {
             Some(_) => resolved,
-            None if resolved > 1 => 1 + fresh::spare_cores().min(resolved - 1),
+            None if resolved > 1 => 1 + fresh::copier_room().min(resolved - 1),
             None => resolved,
         }
     }
