@@ -113,6 +113,48 @@ def test_large_volume_uses_streaming_and_threads():
     np.testing.assert_array_equal(nm.volume(ds, out=out).array, expected)
 
 
+@pytest.mark.parametrize("threads", [None, 1, 2, 3])
+@pytest.mark.parametrize("swap", [False, True])
+def test_fresh_gather_and_scatter_give_numpys_gather(threads, swap):
+    # 8 MiB (2 detectors x 64 views of 256x256 16-bit): several 2 MiB chunks for the faulter.
+    # fresh=True only changes how the pages are faulted in: into a buffer that already holds
+    # data (at an unaligned address), every byte is still the gather's.
+    ds, expected = make_nm("TOMO", n_det=2, n_views=64, rows=256, cols=256, seed=5)
+    frames = np.frombuffer(ds.PixelData, np.uint16)[: expected.size].reshape(-1, 256, 256)
+    keywords = ("EnergyWindowVector", "DetectorVector", "RotationVector", "AngularViewVector")
+    vectors = [list(ds[k].value) for k in keywords]
+    want = frames[np.lexsort(np.array(vectors)[::-1])]
+    if swap:
+        want = want.byteswap()
+    plan = NmPlan(["energy_window", "detector", "rotation", "angular_view"], vectors, [1, 2, 1, 64], len(frames))
+    flen = 256 * 256 * 2
+    raw = np.full(want.nbytes + 6, 0x5A, np.uint8)
+    out = raw[6:]
+    assert plan.gather(ds.PixelData, flen, 2, swap, (out.ctypes.data, out.nbytes), threads=threads, fresh=True) is None
+    np.testing.assert_array_equal(out.view(np.uint16).reshape(want.shape), want)
+    assert (raw[:6] == 0x5A).all()
+    new = plan.gather(ds.PixelData, flen, 2, swap, threads=threads)  # a bytearray: fresh memory
+    np.testing.assert_array_equal(np.frombuffer(new, np.uint16).reshape(want.shape), want)
+    back = plan.scatter((out.ctypes.data, out.nbytes), flen, 2, swap, threads=threads)
+    assert bytes(back) == ds.PixelData[: len(back)]
+    again = np.full(len(back), 0xA5, np.uint8)
+    plan.scatter(bytes(out), flen, 2, swap, (again.ctypes.data, again.nbytes), threads=threads, fresh=True)
+    assert again.tobytes() == ds.PixelData[: len(back)]
+
+
+def test_fresh_volume_is_an_ordinary_array():
+    # The everyday call: a new, writable, C-contiguous array that owns its memory or is owned
+    # by numpy, equal to numpy's gather; independent of the data set (a copy, not a view).
+    ds, expected = make_nm("TOMO", n_det=2, n_views=64, rows=128, cols=128, seed=8)
+    vol = nm.volume(ds)
+    a = vol.array
+    np.testing.assert_array_equal(a, expected)
+    assert a.flags.c_contiguous and a.flags.writeable and not vol.is_view
+    assert not np.shares_memory(a, np.frombuffer(ds.PixelData, np.uint8))
+    a[...] = 0
+    np.testing.assert_array_equal(nm.volume(ds).array, expected)
+
+
 def test_big_endian_and_ge_byte_order():
     le, expected = make_nm("STATIC", transfer_syntax=ExplicitVRLittleEndian)
     be, _ = make_nm("STATIC", transfer_syntax=ExplicitVRBigEndian)

@@ -104,6 +104,7 @@ class NmPlan:
         out: tuple[int, int] | None = None,
         stream: bool | None = None,
         threads: int | None = None,
+        fresh: bool = False,
     ) -> bytearray | None: ...
     def scatter(
         self,
@@ -114,6 +115,7 @@ class NmPlan:
         out: tuple[int, int] | None = None,
         stream: bool | None = None,
         threads: int | None = None,
+        fresh: bool = False,
     ) -> bytearray | None: ...
 
 # --- codec (transfer syntaxes, PS3.5) ---------------------------------------------------------

@@ -135,8 +135,10 @@ impl PyNmPlan {
     }
 
     /// Copies the frames into C order. Returns a new `bytearray`, or None when `out` (an
-    /// (address, length) of a writable buffer) is given.
-    #[pyo3(signature = (pixels, frame_len, sample_bytes, swap, out=None, stream=None, threads=None))]
+    /// (address, length) of a writable buffer) is given. `fresh`: `out` was just allocated and
+    /// never touched, so one thread faults its pages in, 2 MiB at a time, while the others copy
+    /// (always so for the new `bytearray`); the bytes written are the same either way.
+    #[pyo3(signature = (pixels, frame_len, sample_bytes, swap, out=None, stream=None, threads=None, fresh=false))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn gather<'py>(
         &self,
@@ -148,6 +150,7 @@ impl PyNmPlan {
         out: Option<(usize, usize)>,
         stream: Option<bool>,
         threads: Option<usize>,
+        fresh: bool,
     ) -> PyResult<Option<Bound<'py, PyByteArray>>> {
         let src = Region::extract(pixels)?;
         let need = self
@@ -155,16 +158,16 @@ impl PyNmPlan {
             .len()
             .checked_mul(frame_len)
             .ok_or_else(|| NmError::new_err("volume too large"))?;
-        let (ret, dst, dst_len) = match out {
+        let (ret, dst, dst_len, fresh) = match out {
             Some((addr, len)) => {
                 if addr == 0 && len != 0 {
                     return Err(PyTypeError::new_err("null buffer address"));
                 }
-                (None, addr, len)
+                (None, addr, len, fresh)
             }
             None => {
                 let (obj, ptr) = uninit_bytearray(py, need)?;
-                (Some(obj), ptr, need)
+                (Some(obj), ptr, need, true)
             }
         };
         py.detach(|| {
@@ -179,7 +182,11 @@ impl PyNmPlan {
                 sample_bytes,
                 swap,
                 d,
-                kernel::CopyOptions { stream, threads },
+                kernel::CopyOptions {
+                    stream,
+                    threads,
+                    fresh,
+                },
             )
         })
         .map_err(nm_err)?;
@@ -187,8 +194,9 @@ impl PyNmPlan {
     }
 
     /// The inverse of `gather`: writes the C-order volume back in frame order into a new
-    /// `bytearray` (or into `out`). Without `out`, the plan must cover every frame.
-    #[pyo3(signature = (volume, frame_len, sample_bytes, swap, out=None, stream=None, threads=None))]
+    /// `bytearray` (or into `out`). Without `out`, the plan must cover every frame. `fresh` as
+    /// in `gather`.
+    #[pyo3(signature = (volume, frame_len, sample_bytes, swap, out=None, stream=None, threads=None, fresh=false))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn scatter<'py>(
         &self,
@@ -200,18 +208,19 @@ impl PyNmPlan {
         out: Option<(usize, usize)>,
         stream: Option<bool>,
         threads: Option<usize>,
+        fresh: bool,
     ) -> PyResult<Option<Bound<'py, PyByteArray>>> {
         let src = Region::extract(volume)?;
         let n_frames = self.plan.frame_slots().len();
         let need = n_frames
             .checked_mul(frame_len)
             .ok_or_else(|| NmError::new_err("pixel data too large"))?;
-        let (ret, dst, dst_len) = match out {
+        let (ret, dst, dst_len, fresh) = match out {
             Some((addr, len)) => {
                 if addr == 0 && len != 0 {
                     return Err(PyTypeError::new_err("null buffer address"));
                 }
-                (None, addr, len)
+                (None, addr, len, fresh)
             }
             None => {
                 if self.plan.len() != n_frames {
@@ -220,7 +229,7 @@ impl PyNmPlan {
                     ));
                 }
                 let (obj, ptr) = uninit_bytearray(py, need)?;
-                (Some(obj), ptr, need)
+                (Some(obj), ptr, need, true)
             }
         };
         py.detach(|| {
@@ -233,7 +242,11 @@ impl PyNmPlan {
                 sample_bytes,
                 swap,
                 d,
-                kernel::CopyOptions { stream, threads },
+                kernel::CopyOptions {
+                    stream,
+                    threads,
+                    fresh,
+                },
             )
         })
         .map_err(nm_err)?;
