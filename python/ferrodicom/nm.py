@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import (
+    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     generate_uid,
@@ -443,8 +444,8 @@ def _coords(ds: Dataset, axes: Sequence[str], ext: dict[str, Any]) -> dict[str, 
         ipp, iop = det.get("ImagePositionPatient"), det.get("ImageOrientationPatient")
         sp = ds.get("SpacingBetweenSlices")
         if ipp and iop and sp not in (None, "") and len(iop) == 6:
-            r, cc = np.array(iop[:3], float), np.array(iop[3:], float)
-            normal = np.cross(r, cc)
+            row_dir, col_dir = np.array(iop[:3], float), np.array(iop[3:], float)
+            normal = np.cross(row_dir, col_dir)
             c["slice"] = np.array(ipp, float) + np.outer(np.arange(int(ext["slice"])) * float(sp), normal)
     return c
 
@@ -660,7 +661,7 @@ def to_dataset(
         assert vol.phases is not None
         rows, cols = vol.phases[0].array.shape[-2:]
         sub_axes = tuple(a for a in vol.phases[0].axes if a not in ("row", "column"))
-        vectors: dict[str, list[int]] = {a: [] for a in axes}
+        ragged_vectors: dict[str, list[int]] = {a: [] for a in axes}
         per = []
         for p, ph in enumerate(vol.phases, start=1):
             sh = ph.array.shape[:-2]
@@ -668,11 +669,11 @@ def to_dataset(
             idx = _vectors_c_order(sh)
             n = int(math.prod(sh))
             for a in axes:
-                vectors[a].extend([p] * n if a == "phase" else idx[sub_axes.index(a)].tolist())
-        n_frames = len(vectors[axes[0]])
+                ragged_vectors[a].extend([p] * n if a == "phase" else idx[sub_axes.index(a)].tolist())
+        n_frames = len(ragged_vectors[axes[0]])
         # Frames grouped by phase; each phase volume is scattered with a subset plan.
         pixels = np.empty((n_frames, rows, cols), vol.dtype)
-        ext = {a: max(vectors[a]) for a in axes if a != "time_slice"}
+        ext = {a: max(ragged_vectors[a]) for a in axes if a != "time_slice"}
         start = 0
         for p, ph in enumerate(vol.phases, start=1):
             n = int(math.prod(ph.array.shape[:-2]))
@@ -680,7 +681,7 @@ def to_dataset(
             sub_ext = {**{a: ext[a] for a in sub_axes if a != "time_slice"}, "time_slice": per[p - 1]}
             plan = NmPlan(
                 list(sub_axes),
-                [vectors[a] for a in sub_axes],
+                [ragged_vectors[a] for a in sub_axes],
                 [sub_ext[a] for a in sub_axes],
                 n_frames,
                 frames,
@@ -690,14 +691,14 @@ def to_dataset(
             start += n
         counts = {a: ext[a] for a in axes if a != "time_slice"}
         counts["time_slice"] = max(per)
-        _write_frames(ds, axes, vectors, counts, n_frames, pixels.tobytes(), vol, big)
+        _write_frames(ds, axes, ragged_vectors, counts, n_frames, pixels.tobytes(), vol, big)
         return ds
     arr = np.ascontiguousarray(vol.array, dtype=vol.dtype)
     shape = arr.shape[:-2]
     rows, cols = arr.shape[-2:]
     n_frames = int(math.prod(shape))
     flen = rows * cols * vol.dtype.itemsize
-    vectors = None
+    vectors: Optional[dict[str, list[int]]] = None
     if keep_frame_order and "PixelData" in tpl:
         try:
             t_axes = _fip(tpl)
@@ -709,7 +710,9 @@ def to_dataset(
         except NmError:
             vectors = None
     if vectors is not None:
-        out = bytes(plan.scatter(_addr(arr), flen, vol.dtype.itemsize, swap))
+        scattered = plan.scatter(_addr(arr), flen, vol.dtype.itemsize, swap)
+        assert scattered is not None  # without out=, scatter returns the frames it gathered
+        out = bytes(scattered)
     else:
         idx = _vectors_c_order(shape)
         vectors = {a: idx[k].tolist() for k, a in enumerate(axes)}
@@ -856,9 +859,9 @@ def combine(datasets: Sequence[DatasetLike], along: Optional[str] = None) -> Dat
             vectors[a].extend(vals)
         if along is not None:
             offset += int(_extents(d, axes0, {a: _ints(d.get(_VECTOR[a])) for a in axes0}, n)[along])
-            kw = _ITEMS.get(along)
-            if kw:
-                items.extend(copy.deepcopy(list(_seq(d, kw))))
+            item_kw = _ITEMS.get(along)
+            if item_kw:
+                items.extend(copy.deepcopy(list(_seq(d, item_kw))))
         if "time_slice" in axes0 and along != "phase":
             phase_items = list(_seq(d, "PhaseInformationSequence"))
         # Frames in the part's own order, native byte order.
@@ -946,7 +949,7 @@ def _base(template: Optional[Dataset], sop_class: str, modality: str) -> Dataset
     ds.InstanceNumber = 1
     ds.Manufacturer = "ferrodicom"
     fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = sop_class
+    fm.MediaStorageSOPClassUID = UID(sop_class)
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     fm.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = fm
