@@ -141,3 +141,46 @@ def test_sop_class_extended_negotiation_is_answered_per_association():
     finally:
         server.shutdown()
     assert asked == [{FIND: b"\x01"}] * 3
+
+
+def test_each_service_answers_extended_negotiation_for_its_own_sop_classes():
+    """Two bound EVT_SOP_EXTENDED handlers: a service's for its own SOP class, the evt_handlers one for the
+    rest (pynetdicom has one handler; with services each answers what it serves, PS3.7 D.3.3.5)."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_FIND
+
+    from ferrodicom.ae import ContextSpec
+
+    class RelationalFind:
+        def contexts(self):
+            return [ContextSpec(FIND)]
+
+        def handlers(self):
+            return [(evt.EVT_SOP_EXTENDED, lambda event: {k: b"\x01" for k in event.app_info})]
+
+    seen = []
+
+    def user_handler(event):
+        seen.append(sorted(event.app_info))
+        return {k: b"\x00" for k in event.app_info}
+
+    ae = AE("FERRO")
+    ae.add_service(RelationalFind())
+    ae.add_supported_context(STUDY_FIND)
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_SOP_EXTENDED, user_handler)])
+    try:
+        items = []
+        for uid in (FIND, STUDY_FIND):
+            item = SOPClassExtendedNegotiation()
+            item.sop_class_uid = uid
+            item.service_class_application_information = b"\x01"
+            items.append(item)
+        scu = PynAE(ae_title="PYNSCU")
+        scu.add_requested_context(FIND)
+        scu.add_requested_context(STUDY_FIND)
+        assoc = scu.associate("127.0.0.1", server.port, ae_title="FERRO", ext_neg=items)
+        assert assoc.is_established
+        assert assoc.acceptor.sop_class_extended == {FIND: b"\x01", STUDY_FIND: b"\x00"}
+        assoc.release()
+    finally:
+        server.shutdown()
+    assert seen == [[STUDY_FIND]]
