@@ -695,3 +695,47 @@ def test_a_requestor_exiting_at_once_does_not_panic_its_serving_thread(scp):
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         assert "panicked" not in err, err
+
+
+def test_a_handler_waits_the_dimse_timeout_for_a_silent_peer_not_the_network_timeout():
+    """A server whose network timeout is off (None, as DCMTK's storescp): a handler's N-EVENT-REPORT to a peer
+    that does not answer ends after the AE's DIMSE timeout with DimseTimeout, instead of waiting forever."""
+    outcome: dict = {}
+    release = threading.Event()
+
+    def handle_action(event):
+        report = Dataset()
+        report.TransactionUID = generate_uid()
+        started = time.monotonic()
+        try:
+            event.assoc.send_n_event_report(report, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        except ferrodicom.DimseTimeout:
+            outcome["timeout after"] = time.monotonic() - started
+        return 0x0000, None
+
+    def silent_report(event):
+        release.wait(10)  # pynetdicom answers only when its handler returns
+        return 0x0000, None
+
+    ae = AE("FERRO")
+    ae.add_supported_context(StorageCommitmentPushModel)
+    ae.network_timeout = None
+    ae.dimse_timeout = 1.0
+    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_N_ACTION, handle_action)])
+    try:
+        scu = pyn_scu(StorageCommitmentPushModel)
+        scu.dimse_timeout = 10
+        assoc = scu.associate(
+            "127.0.0.1", server.port, ae_title="FERRO", evt_handlers=[(pyn_evt.EVT_N_EVENT_REPORT, silent_report)]
+        )
+        action = Dataset()
+        action.TransactionUID = generate_uid()
+        assoc.send_n_action(action, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance)
+        deadline = time.monotonic() + 15
+        while "timeout after" not in outcome and time.monotonic() < deadline:
+            time.sleep(0.05)
+        release.set()
+        assoc.abort()
+    finally:
+        server.shutdown()
+    assert 0.9 <= outcome["timeout after"] < 5

@@ -489,6 +489,7 @@ class ServerConfig:
         artim_timeout: float = 30.0,
         acse_timeout: Optional[float] = ...,
         network_timeout: Optional[float] = None,
+        dimse_timeout: Optional[float] = ...,
         max_data_set: int = ...,
     ) -> ServerConfig: ...
     @property

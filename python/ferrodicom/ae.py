@@ -390,6 +390,7 @@ class Server:
             artim_timeout=ae.artim_timeout,
             acse_timeout=ae.acse_timeout,
             network_timeout=ae.network_timeout,
+            dimse_timeout=ae.dimse_timeout,
         )
         self._core = _core.Server(config, services, _Hooks(self))
 

@@ -103,8 +103,11 @@ pub trait Dispatch: Send + Sync {
 /// Limits of one link.
 #[derive(Debug, Clone, Copy)]
 pub struct LinkLimits {
-    /// Waiting for a response, or for the next fragment of a message (`None`: forever).
+    /// Waiting for the next fragment of a message that has begun (`None`: forever).
     pub dimse_timeout: Option<Duration>,
+    /// Waiting for the response to a request we sent (`None`: forever). A server's link reads
+    /// with the network timeout but answers a handler's request within the DIMSE timeout.
+    pub response_timeout: Option<Duration>,
     /// Largest data set of a response, or of a queued request, read into memory.
     pub max_data_set: usize,
     /// Requests queued while another is served, and their bytes, beyond which the peer (which
@@ -117,6 +120,7 @@ impl Default for LinkLimits {
     fn default() -> Self {
         LinkLimits {
             dimse_timeout: Some(Duration::from_secs(60)),
+            response_timeout: Some(Duration::from_secs(60)),
             max_data_set: 1 << 30,
             max_queued: 16,
             max_queued_bytes: 64 << 20,

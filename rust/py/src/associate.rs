@@ -76,6 +76,7 @@ fn associate(
     let serve = !services.is_empty();
     let limits = LinkLimits {
         dimse_timeout: timeouts.dimse,
+        response_timeout: timeouts.dimse,
         max_data_set,
         ..LinkLimits::default()
     };

@@ -52,7 +52,7 @@ impl PyAssociation {
             + Send,
     ) -> PyResult<(u16, PyCommand, u64, String)> {
         let link = &self.link;
-        let t = link.limits().dimse_timeout;
+        let t = link.limits().response_timeout;
         let r = py
             .detach(|| send(link, &mut link.lock(), t))
             .map_err(send_err)?;
@@ -156,7 +156,7 @@ impl PyAssociation {
         timeout: Option<f64>,
     ) -> PyResult<(PyCommand, Option<Bound<'py, PyBytes>>)> {
         let link = &self.link;
-        let t = secs(timeout).or(link.limits().dimse_timeout);
+        let t = secs(timeout).or(link.limits().response_timeout);
         let m = py
             .detach(|| {
                 let mut g = link.lock();
@@ -178,7 +178,7 @@ impl PyAssociation {
     ) -> PyResult<(PyCommand, Option<Bound<'py, PyBytes>>)> {
         let mut cmd = PyCommand::from_fields(fields)?;
         let link = &self.link;
-        let t = secs(timeout).or(link.limits().dimse_timeout);
+        let t = secs(timeout).or(link.limits().response_timeout);
         let m = py
             .detach(|| link.request(context_id, &mut cmd, data.as_deref(), t))
             .map_err(assoc_err)?;
@@ -199,7 +199,7 @@ impl PyAssociation {
     fn send_c_echo(&self, py: Python<'_>) -> PyResult<u16> {
         let ctx = self.context_for(VERIFICATION)?;
         let link = &self.link;
-        let t = link.limits().dimse_timeout;
+        let t = link.limits().response_timeout;
         let m = py
             .detach(|| {
                 let mut rq = dimse::request(

@@ -29,11 +29,14 @@ impl PyServerConfig {
     /// answer requests on it (the default roles); scu_role, we accept a requestor that proposes
     /// to be SCP for it (role selection, PS3.7 D.3.3.4). `network_timeout`: an association
     /// silent this long (between messages or inside one) is aborted (None: never).
+    /// `dimse_timeout`: how long a handler waits for the response to a request it sends on its
+    /// association (an N-EVENT-REPORT, a C-STORE of a C-GET) before aborting it (None: forever).
     #[new]
     #[pyo3(signature = (host, port, ae_title, contexts, *, max_pdu = 262_144, require_called_aet = false,
         allowed_calling_aets = None, max_associations = 64, implementation_class_uid = None,
         implementation_version_name = None, extended_negotiation = None, artim_timeout = 30.0,
-        acse_timeout = Some(30.0), network_timeout = None, max_data_set = 1usize << 30))]
+        acse_timeout = Some(30.0), network_timeout = None, dimse_timeout = Some(60.0),
+        max_data_set = 1usize << 30))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         host: String,
@@ -50,6 +53,7 @@ impl PyServerConfig {
         artim_timeout: f64,
         acse_timeout: Option<f64>,
         network_timeout: Option<f64>,
+        dimse_timeout: Option<f64>,
         max_data_set: usize,
     ) -> PyResult<Self> {
         ul::pdu::AeTitle::new(&ae_title).map_err(DicomError::new_err)?;
@@ -92,6 +96,7 @@ impl PyServerConfig {
                 max_associations: max_associations.max(1),
                 limits: LinkLimits {
                     dimse_timeout: timeouts.dimse,
+                    response_timeout: secs(dimse_timeout),
                     max_data_set,
                     ..LinkLimits::default()
                 },
