@@ -57,6 +57,7 @@ def on_find(event):
 
 ae = AE("BENCH")
 ae.maximum_pdu_size = 16384
+ae.network_timeout = None  # pynetdicom aborts an association silent for 60 s, as findscu is while 100k arrive
 ae.add_supported_context("1.2.840.10008.1.1")
 ae.add_supported_context("1.2.840.10008.5.1.4.1.2.1.1")
 ae.start_server(("127.0.0.1", port), block=True,
