@@ -230,6 +230,12 @@ def _self_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) process ``pid`` has used so far (proc(5), stat fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 #: CPU seconds the senders used, per test key (summed over rounds).
 SENDER_CPU: dict[str, list[float]] = {}
 
@@ -288,8 +294,16 @@ def test_ingest_storescu(benchmark, corpus, tmp_path, receiver, dataset):
     total_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     rounds = 1 if receiver == "pynetdicom" else ROUNDS
     cpu: list[float] = []
+    server_cpu: list[float] = []
+
+    def send() -> None:
+        assert rx.proc is not None
+        before = _process_cpu_s(rx.proc.pid)
+        _storescu(rx.port, folder, cpu)
+        server_cpu.append(_process_cpu_s(rx.proc.pid) - before)
+
     try:
-        benchmark.pedantic(lambda: _storescu(rx.port, folder, cpu), setup=rx.start, rounds=rounds, iterations=1)
+        benchmark.pedantic(send, setup=rx.start, rounds=rounds, iterations=1)
         expected = 0 if receiver == "null" else n
         assert rx.stored_files() == expected, f"{receiver} stored {rx.stored_files()} of {expected}"
     finally:
@@ -299,6 +313,7 @@ def test_ingest_storescu(benchmark, corpus, tmp_path, receiver, dataset):
         "instances_per_s": n / median,
         "mb_per_s": total_mb / median,
         "sender_cpu_ms_per_instance": 1e3 * sorted(cpu)[len(cpu) // 2] / n,
+        "server_cpu_ms_per_instance": 1e3 * sorted(server_cpu)[len(server_cpu) // 2] / n,
     }
     benchmark.extra_info.update(rate)
     RESULTS[f"{dataset}/{receiver}"] = rate
@@ -598,6 +613,18 @@ def test_zz_summary(benchmark):
             f"  {ds} ferrodicom-full with --metrics-port / without: "
             f"{ratio(f'{ds}/ferrodicom-full-metrics', f'{ds}/ferrodicom-full', metric)}"
         )
+        cpu = {rx: RESULTS.get(f"{ds}/{rx}", {}).get("server_cpu_ms_per_instance") for rx in RECEIVERS}
+        if cpu["dcmtk"]:
+            lines.append(
+                f"  {ds} server CPU per instance (ms): "
+                + ", ".join(f"{rx} {v:.3f}" for rx, v in cpu.items() if v is not None)
+                + "; ferrodicom / dcmtk: "
+                + ", ".join(
+                    f"{mode} {cpu[f'ferrodicom-{mode}'] / cpu['dcmtk']:.2f}x"
+                    for mode in ("none", "full")
+                    if cpu.get(f"ferrodicom-{mode}")
+                )
+            )
     nm_floor = RESULTS.get("nm/disk-floor (O_DIRECT write+fsync+rename+dir fsync)", {}).get("mb_per_s")
     if nm_floor and "nm/dcmtk" in RESULTS and "nm/pynetdicom" in RESULTS:
         lines.append(

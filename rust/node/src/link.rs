@@ -194,7 +194,8 @@ pub struct Link {
     state: Mutex<LinkState>,
     watcher: ul::Watcher,
     abort: AbortHandle,
-    negotiated: Negotiated,
+    /// Shared (an `Arc`) so that the Python objects describing the association need no copy.
+    negotiated: Arc<Negotiated>,
     peer: Option<SocketAddr>,
     requestor: bool,
     dispatch: Arc<dyn Dispatch>,
@@ -257,7 +258,7 @@ impl Link {
     ) -> io::Result<Arc<Link>> {
         let watcher = assoc.watcher()?;
         let abort = assoc.abort_handle()?;
-        let negotiated = assoc.negotiated().clone();
+        let negotiated = Arc::new(assoc.negotiated().clone());
         let peer = assoc.peer_addr();
         let requestor = assoc.role() == ul::Role::Requestor;
         Ok(Arc::new_cyclic(|this| Link {
@@ -307,7 +308,7 @@ impl Link {
     pub fn id(&self) -> u64 {
         self.id
     }
-    pub fn negotiated(&self) -> &Negotiated {
+    pub fn negotiated(&self) -> &Arc<Negotiated> {
         &self.negotiated
     }
     pub fn peer(&self) -> Option<SocketAddr> {

@@ -380,8 +380,12 @@ struct PyStoreHandler {
     key_names: HashMap<u32, String>,
 }
 
-/// The Python state `prepare` returned, carried to `stored`.
-struct PyState(Py<PyAny>);
+/// What `prepare` leaves for `stored` (or `abandoned`): the Python state it returned, and the
+/// request object it was given (made once per C-STORE).
+struct PyState {
+    state: Option<Py<PyAny>>,
+    request: Py<PyStoreRequest>,
+}
 
 impl PyStoreHandler {
     fn request(&self, py: Python<'_>, rq: &StoreRequest<'_>) -> PyResult<Py<PyStoreRequest>> {
@@ -412,11 +416,17 @@ impl PyStoreHandler {
         }
         Ok(d)
     }
-    fn state(py: Python<'_>, state: Option<StoreState>) -> Py<PyAny> {
-        state
-            .and_then(|s| s.downcast::<PyState>().ok())
-            .map(|s| s.0)
-            .unwrap_or_else(|| py.None())
+    /// The request `prepare` was given (else a new one) and the state it returned (else None).
+    fn carried(
+        &self,
+        py: Python<'_>,
+        rq: &StoreRequest<'_>,
+        state: Option<StoreState>,
+    ) -> PyResult<(Py<PyStoreRequest>, Py<PyAny>)> {
+        match state.and_then(|s| s.downcast::<PyState>().ok()) {
+            Some(s) => Ok((s.request, s.state.unwrap_or_else(|| py.None()))),
+            None => Ok((self.request(py, rq)?, py.None())),
+        }
     }
 }
 
@@ -450,24 +460,28 @@ impl StoreHandler for PyStoreHandler {
         keys: &[(codec::Tag, String)],
     ) -> (Prepared, Option<StoreState>) {
         Python::try_attach(|py| {
+            let request = match self.request(py, rq) {
+                Ok(r) => r,
+                Err(e) => {
+                    e.print(py);
+                    return (Prepared::Later, None);
+                }
+            };
             let r = (|| -> PyResult<(Prepared, Option<Py<PyAny>>)> {
                 let out = self.handler.call_method1(
                     py,
                     "prepare",
-                    (self.request(py, rq)?, self.keys(py, keys)?),
+                    (request.clone_ref(py), self.keys(py, keys)?),
                 )?;
                 extract_prepared(out.bind(py))
             })();
-            match r {
-                Ok((prepared, state)) => {
-                    (prepared, state.map(|s| Box::new(PyState(s)) as StoreState))
-                }
-                Err(e) => {
-                    // `stored` still decides, as if no decision had been made mid-stream.
-                    e.print(py);
-                    (Prepared::Later, None)
-                }
-            }
+            let (prepared, state) = r.unwrap_or_else(|e| {
+                // `stored` still decides, as if no decision had been made mid-stream.
+                e.print(py);
+                (Prepared::Later, None)
+            });
+            let carried: StoreState = Box::new(PyState { state, request });
+            (prepared, Some(carried))
         })
         .unwrap_or((Prepared::Later, None))
     }
@@ -488,11 +502,10 @@ impl StoreHandler for PyStoreHandler {
                         keys,
                     },
                 )?;
-                let out = self.handler.call_method1(
-                    py,
-                    "stored",
-                    (self.request(py, rq)?, received, Self::state(py, state)),
-                )?;
+                let (request, state) = self.carried(py, rq, state)?;
+                let out = self
+                    .handler
+                    .call_method1(py, "stored", (request, received, state))?;
                 extract_reply(out.bind(py))
             })();
             r.unwrap_or_else(|e| {
@@ -505,9 +518,8 @@ impl StoreHandler for PyStoreHandler {
 
     fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
         let _ = Python::try_attach(|py| {
-            let r = self.request(py, rq).and_then(|request| {
-                self.handler
-                    .call_method1(py, "abandoned", (request, Self::state(py, state)))
+            let r = self.carried(py, rq, state).and_then(|(request, state)| {
+                self.handler.call_method1(py, "abandoned", (request, state))
             });
             if let Err(e) = r {
                 e.print(py);

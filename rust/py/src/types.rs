@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use ul::pdu::{AssociateRq, UserItem};
 use ul::{Negotiated, NegotiatedContext};
 
@@ -57,15 +58,15 @@ impl From<&NegotiatedContext> for PyPresentationContext {
 /// What both sides of an association agreed (PS3.8 §7.1, PS3.7 Annex D.3).
 #[pyclass(name = "AssociationInfo", module = "ferrodicom._core", frozen)]
 pub struct PyAssociationInfo {
-    negotiated: Negotiated,
+    negotiated: Arc<Negotiated>,
     peer: Option<SocketAddr>,
     requestor: bool,
 }
 
 impl PyAssociationInfo {
-    pub fn new(negotiated: &Negotiated, peer: Option<SocketAddr>, requestor: bool) -> Self {
+    pub fn new(negotiated: &Arc<Negotiated>, peer: Option<SocketAddr>, requestor: bool) -> Self {
         PyAssociationInfo {
-            negotiated: negotiated.clone(),
+            negotiated: Arc::clone(negotiated),
             peer,
             requestor,
         }
