@@ -5,7 +5,6 @@ anything failed (or the peer could not be reached), 2 bad arguments."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,8 +12,8 @@ import click
 
 from ferrodicom.cli.errors import expected_errors, writable_dir
 from ferrodicom.cli.logs import logging_options, setup
-from ferrodicom.cli.move import Progress, report
-from ferrodicom.cli.qr_common import associate, build, check_context, finish, qr_options
+from ferrodicom.cli.qr_common import associate, build, finish, qr_options
+from ferrodicom.cli.retrieve import follow
 
 
 @click.command("get")
@@ -45,23 +44,6 @@ def _get(root, query, aet, aec, timeout, relational, out, progress, host, port) 
     ext: list[Any] = [relational_item(uid, find=False)] if relational else []
     ae = retriever.ae(aet, uid, ext)
     assoc = associate(ae, host, port, aec, timeout, ext_neg=ext, evt_handlers=retriever.handlers())
-    bar = Progress(sys.stderr.isatty() if progress is None else progress, "C-GET")
-    final: Any = None
-    final_ds: Any = None
-    try:
-        check_context(assoc, uid, aec)
-        for status, ds in assoc.send_c_get(query, uid):
-            if int(status.Status) == 0xFF00:
-                bar.update(status)
-                continue
-            final, final_ds = status, ds
-        assoc.release()
-    except BaseException:
-        if assoc.is_established:
-            assoc.abort()
-        raise
-    finally:
-        bar.close()
-    ok = report(final, "C-GET", final_ds)
+    ok = follow(assoc, uid, aec, "C-GET", progress, lambda: assoc.send_c_get(query, uid))
     click.echo(f"{len(retriever.received)} instance(s) written to {out}")
     return ok
