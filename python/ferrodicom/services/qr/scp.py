@@ -257,6 +257,11 @@ class QueryRetrieveSCP:
         contexts = _store_contexts(refs)
         yield peer.host, peer.port, {"contexts": contexts} if contexts else {}
         log.info("C-MOVE from %s: %d instances to %s at %s:%s", calling, len(refs), dest, peer.host, peer.port)
+        yield from self._sub_operations(refs)
+
+    def _sub_operations(self, refs: list[Any]) -> Iterator[Any]:
+        """A retrieve's yields as pynetdicom's handlers give them: the number of sub-operations, then each
+        instance's file (PS3.4 C.4.2.3, C.4.3.3); the configured no-match status when there is none."""
         if not refs:
             yield self._no_match()
             return
@@ -273,13 +278,7 @@ class QueryRetrieveSCP:
             yield failure
             return
         log.info("C-GET from %s: %d instances", calling, len(refs))
-        if not refs:
-            yield self._no_match()
-            return
-        yield len(refs)
-        root = self.archive.root
-        for ref in refs:
-            yield 0xFF00, str(root / ref.path)
+        yield from self._sub_operations(refs)
 
 
 def _store_contexts(refs: list[Any]) -> list[tuple[str, list[str]]]:
