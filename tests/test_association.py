@@ -291,3 +291,17 @@ def test_a_server_with_an_invalid_configuration_refuses_to_start(tmp_path):
     ae.maximum_pdu_size = 16384
     with pytest.raises(ValueError, match="not an uncompressed transfer syntax"):
         StorageSCP(Archive(tmp_path / "archive", durability="none"), store_transfer_syntax="1.2.840.10008.1.2.4.50")
+
+
+def test_release_or_abort_releases_once_and_never_raises():
+    server = make_server()
+    try:
+        ae = AE("CHECK")
+        ae.add_requested_context(VERIFICATION)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="FERRO-SCP")
+        assert assoc.is_established
+        assert assoc.release_or_abort() is None
+        assert assoc.is_released and not assoc.is_established
+        assert assoc.release_or_abort() is None  # nothing left to end
+    finally:
+        server.shutdown()

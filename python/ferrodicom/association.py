@@ -396,6 +396,21 @@ class Association:
             self._core.abort()
             self._aborted = True
 
+    def release_or_abort(self) -> Optional[Exception]:
+        """Releases the association if it is established (PS3.8 §7.2); when the release fails, aborts it
+        (§7.3) and returns the release's error for the caller to report. Never raises."""
+        if not self.is_established:
+            return None
+        try:
+            self.release()
+            return None
+        except (_core.DicomError, OSError) as exc:
+            try:
+                self.abort()
+            except (_core.DicomError, OSError):
+                pass
+            return exc
+
     def __enter__(self) -> Association:
         return self
 

@@ -459,11 +459,6 @@ def _answered(request: Any, server: Any, limit: float = 10.0) -> None:
 
 
 def _release(assoc: Association) -> None:
-    try:
-        assoc.release()
-    except (_core.DicomError, OSError) as exc:
-        log.info("commitment: release failed (%s); association aborted", exc)
-        try:
-            assoc.abort()
-        except (_core.DicomError, OSError):
-            pass
+    failed = assoc.release_or_abort()
+    if failed is not None:
+        log.info("commitment: release failed (%s); association aborted", failed)

@@ -696,13 +696,6 @@ class _Sender:
 
 def _end(assoc) -> None:
     """Releases an association still established; a failing release is logged, never raised."""
-    if not assoc.is_established:
-        return
-    try:
-        assoc.release()
-    except (_core.DicomError, OSError) as exc:
-        log.warning("A-RELEASE failed (%s); association aborted", exc)
-        try:
-            assoc.abort()
-        except (_core.DicomError, OSError):
-            pass
+    failed = assoc.release_or_abort()
+    if failed is not None:
+        log.warning("A-RELEASE failed (%s); association aborted", failed)
