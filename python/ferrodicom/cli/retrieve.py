@@ -1,5 +1,6 @@
 """What ``ferrodicom move`` and ``ferrodicom get`` share: following a retrieve's responses with a progress bar
-fed by their sub-operation counts, and the final report (PS3.4 C.4.2.1.5, C.4.3.1.4; PS3.7 9.1.3.1, 9.1.4.1)."""
+fed by their sub-operation counts, and the final report (the SCU's reading of pending and final responses:
+PS3.4 C.4.2.2.1, C.4.3.2.1)."""
 
 from __future__ import annotations
 
