@@ -1,9 +1,10 @@
 """The archive's Python work per received instance, without the network or the data path: ``Archive.prepare``
 then ``Archive.complete`` for CT-like keys, each file an empty one renamed into place (issue 26).
 
-Usage: TMPDIR=<a folder on the archive's disk> python bench/probes/archive_python.py none|full [N]
-(the archive is made in a temporary folder: on this VM, creating a file in the /tmp overlay costs ~0.2 ms,
-on the ext4 data disk ~0.03 ms).
+Usage: TMPDIR=<a settled folder> python bench/probes/archive_python.py none|full [N]
+(the archive is made in a temporary folder; on this machine's journal-less ext4, creating files where many
+were just deleted, as in /tmp after a test run, costs ~0.2 ms each instead of ~0.03 ms: bench/README.md,
+"Method").
 Prints the thread CPU time per instance (the index committer's thread not included) and cProfile's top
 entries of a second, profiled pass.
 """
