@@ -1,10 +1,8 @@
 """The archive's Python work per received instance, without the network or the data path: ``Archive.prepare``
-then ``Archive.complete`` for CT-like keys, each file an empty one renamed into place (issue 26).
+then ``Archive.complete`` for CT-like keys, each file an empty one made beforehand and renamed into place
+(issue 26).
 
-Usage: TMPDIR=<a settled folder> python bench/probes/archive_python.py none|full [N]
-(the archive is made in a temporary folder; on this machine's journal-less ext4, creating files where many
-were just deleted, as in /tmp after a test run, costs ~0.2 ms each instead of ~0.03 ms: bench/README.md,
-"Method").
+Usage: python bench/probes/archive_python.py none|full [N]
 Prints the thread CPU time per instance (the index committer's thread not included) and cProfile's top
 entries of a second, profiled pass.
 """
@@ -31,9 +29,14 @@ def main() -> None:
         study, series = generate_uid(), generate_uid()
 
         def ingest(count: int) -> float:
-            uids = [generate_uid() for _ in range(count)]  # made beforehand: pydicom's generate_uid is slow
+            # Made beforehand, as the data path's part pool makes its files: UIDs (pydicom's generate_uid is
+            # slow) and the empty part files (creating files is slow where many were just deleted).
+            uids = [generate_uid() for _ in range(count)]
+            parts = [archive.new_part_path() for _ in range(count)]
+            for part in parts:
+                open(part, "wb").close()
             started = time.thread_time()
-            for i, uid in enumerate(uids):
+            for i, (uid, part) in enumerate(zip(uids, parts)):
                 keys = {
                     "SOPClassUID": CTImageStorage,
                     "SOPInstanceUID": uid,
@@ -49,8 +52,6 @@ def main() -> None:
                 }
                 plan = archive.prepare(CTImageStorage, uid, keys)
                 assert isinstance(plan, Plan), plan
-                part = archive.new_part_path()
-                open(part, "wb").close()
                 os.rename(part, plan.final)
                 inst = StoredInstance(plan.final, 525_000, CTImageStorage, uid, ExplicitVRLittleEndian, keys=keys)
                 archive.complete(plan, inst)
@@ -59,7 +60,7 @@ def main() -> None:
         ingest(200)  # warm up
         spent = ingest(n)
         print(f"{durability}: {1e3 * spent / n:.3f} ms of thread CPU per instance "
-              "(prepare + empty file + rename + complete)")  # fmt: skip
+              "(prepare + rename + complete)")  # fmt: skip
         profiler = cProfile.Profile()
         profiler.enable()
         ingest(n)
