@@ -23,8 +23,9 @@ from typing import Any, Optional
 
 import click
 
-from ferrodicom.cli.errors import AE_TITLE, BadArgument, CommandError, expected_errors, explain
+from ferrodicom.cli.errors import BadArgument, CommandError, expected_errors, explain
 from ferrodicom.cli.logs import logging_options, setup
+from ferrodicom.cli.scu_options import called_ae_option, calling_ae_option, max_pdu_option, timeout_option
 
 log = logging.getLogger("ferrodicom.cli.commit")
 
@@ -47,9 +48,8 @@ def _uid_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
 
 
 @click.command("commit")
-@click.option("--aet", default="FERRODICOM", show_default=True, type=AE_TITLE,
-              help="Our AE title (calling, and the one a report on a new association is addressed to).")  # fmt: skip
-@click.option("--aec", default="ANY-SCP", show_default=True, type=AE_TITLE, help="The peer's (called) AE title.")
+@calling_ae_option("Our AE title (calling, and the one a report on a new association is addressed to).")
+@called_ae_option()
 @click.option("--uid", "uids", multiple=True, callback=_uid_pairs, metavar="CLASS/INSTANCE",
               help="An instance to commit by its SOP Class and SOP Instance UIDs; repeatable.")  # fmt: skip
 @click.option(
@@ -71,9 +71,8 @@ def _uid_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     help="With --listen-port: seconds the requesting association stays open for a report on it (without: "
     "open for the whole --wait).",
 )
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Connect/ACSE/DIMSE timeout, seconds.")  # fmt: skip
-@click.option("--max-pdu", default=None, type=click.IntRange(0, 2**32 - 1), help="Max PDU we receive (0: unlimited).")
+@timeout_option()
+@max_pdu_option()
 @click.option("--state", "state_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Record requests and results in this file (a restarted commit --resume waits on).")  # fmt: skip
 @click.option("--resume", is_flag=True,

@@ -8,19 +8,19 @@ from typing import Optional
 
 import click
 
-from ferrodicom.cli.errors import AE_TITLE, CommandError, explain
+from ferrodicom.cli.errors import CommandError, explain
 from ferrodicom.cli.logs import logging_options, setup
+from ferrodicom.cli.scu_options import called_ae_option, calling_ae_option, max_pdu_option, timeout_option
 
 log = logging.getLogger("ferrodicom.cli.echo")
 
 
 @click.command("echo")
-@click.option("--aet", default="FERRODICOM", show_default=True, type=AE_TITLE, help="Our (calling) AE title.")
-@click.option("--aec", default="ANY-SCP", show_default=True, type=AE_TITLE, help="The peer's (called) AE title.")
+@calling_ae_option()
+@called_ae_option()
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 1_000_000), help="C-ECHOs to send.")
-@click.option("--max-pdu", default=None, type=click.IntRange(0, 2**32 - 1), help="Max PDU we receive (0: unlimited).")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Connect/ACSE/DIMSE timeout, seconds.")  # fmt: skip
+@max_pdu_option()
+@timeout_option(30.0)
 @logging_options
 @click.argument("host")
 @click.argument("port", type=click.IntRange(1, 65535))

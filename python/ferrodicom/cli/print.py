@@ -18,8 +18,9 @@ from typing import Any, Optional
 
 import click
 
-from ferrodicom.cli.errors import AE_TITLE, BadArgument, CommandError, expected_errors, explain
+from ferrodicom.cli.errors import BadArgument, CommandError, expected_errors, explain
 from ferrodicom.cli.logs import logging_options, setup
+from ferrodicom.cli.scu_options import called_ae_option, calling_ae_option, timeout_option
 from ferrodicom.services.print.classes import (
     MAGNIFICATION_TYPES,
     ORIENTATIONS,
@@ -60,8 +61,8 @@ def _display_format(ctx: click.Context, param: click.Parameter, value: str) -> s
 
 
 @click.command("print")
-@click.option("--aet", default="FERRODICOM", show_default=True, type=AE_TITLE, help="Our (calling) AE title.")
-@click.option("--aec", default="ANY-SCP", show_default=True, type=AE_TITLE, help="The printer's (called) AE title.")
+@calling_ae_option()
+@called_ae_option("printer")
 @click.option("--color", is_flag=True, help="Basic Color Print Management, RGB images (default: Basic Grayscale).")
 @click.option("--format", "display_format", default="STANDARD\\1,1", show_default=True, callback=_display_format,
               help="Image Display Format: STANDARD\\C,R (C columns, R rows), ROW\\R1,R2.., COL\\C1,C2.., SLIDE, "
@@ -100,8 +101,7 @@ def _display_format(ctx: click.Context, param: click.Parameter, value: str) -> s
     default=None,
     help="Behave as this device's print SCU documents: status handling, transfer syntaxes, identity.",
 )
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Connect/ACSE/DIMSE timeout, seconds.")  # fmt: skip
+@timeout_option()
 @click.option("--dry-run", is_flag=True, help="Show how the images would be laid out on films; send nothing.")
 @logging_options
 @click.argument("host")

@@ -8,53 +8,43 @@ from typing import Any, Callable, Optional
 
 import click
 
-from ferrodicom.cli.errors import AE_TITLE, BadArgument, CommandError, explain
+from ferrodicom.cli.errors import BadArgument, CommandError, explain
+from ferrodicom.cli.scu_options import Decorator, called_ae_option, calling_ae_option, timeout_option
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
 
 def qr_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """-P/-S, --level, -k, --aet, --aec, --timeout, --relational."""
-    for decorator in reversed(
-        [
-            click.option("-P", "--patient-root", "root", flag_value="patient", help="Patient Root model."),
-            click.option(
-                "-S", "--study-root", "root", flag_value="study", default=True, help="Study Root model (default)."
-            ),  # fmt: skip
-            click.option(
-                "--level",
-                type=click.Choice(LEVELS, case_sensitive=False),
-                default=None,
-                help="Query/Retrieve Level (default: PATIENT with -P, STUDY with -S).",
-            ),  # fmt: skip
-            click.option(
-                "-k",
-                "--key",
-                "keys",
-                multiple=True,
-                metavar="KEY[=VALUE]",
-                help="A key: a keyword or a tag (0010,0010); without =VALUE a return key. Repeatable.",
-            ),
-            click.option(
-                "--aet", default="FERRODICOM", show_default=True, type=AE_TITLE, help="Our (calling) AE title."
-            ),  # fmt: skip
-            click.option(
-                "--aec", default="ANY-SCP", show_default=True, type=AE_TITLE, help="The peer's (called) AE title."
-            ),  # fmt: skip
-            click.option(
-                "--timeout",
-                default=60.0,
-                show_default=True,
-                type=click.FloatRange(min=0, min_open=True),
-                help="Connect/ACSE/DIMSE timeout, seconds.",
-            ),  # fmt: skip
-            click.option(
-                "--relational",
-                is_flag=True,
-                help="Ask for relational queries/retrieval (SOP Class Extended Negotiation).",
-            ),  # fmt: skip
-        ]
-    ):
+    decorators: list[Decorator] = [
+        click.option("-P", "--patient-root", "root", flag_value="patient", help="Patient Root model."),
+        click.option(
+            "-S", "--study-root", "root", flag_value="study", default=True, help="Study Root model (default)."
+        ),  # fmt: skip
+        click.option(
+            "--level",
+            type=click.Choice(LEVELS, case_sensitive=False),
+            default=None,
+            help="Query/Retrieve Level (default: PATIENT with -P, STUDY with -S).",
+        ),  # fmt: skip
+        click.option(
+            "-k",
+            "--key",
+            "keys",
+            multiple=True,
+            metavar="KEY[=VALUE]",
+            help="A key: a keyword or a tag (0010,0010); without =VALUE a return key. Repeatable.",
+        ),
+        calling_ae_option(),
+        called_ae_option(),
+        timeout_option(),
+        click.option(
+            "--relational",
+            is_flag=True,
+            help="Ask for relational queries/retrieval (SOP Class Extended Negotiation).",
+        ),  # fmt: skip
+    ]
+    for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
 

@@ -22,8 +22,9 @@ from typing import Optional
 
 import click
 
-from ferrodicom.cli.errors import AE_TITLE, CommandError, expected_errors, explain
+from ferrodicom.cli.errors import CommandError, expected_errors, explain
 from ferrodicom.cli.logs import console_handler, logging_options, setup
+from ferrodicom.cli.scu_options import called_ae_option, calling_ae_option, max_pdu_option, timeout_option
 
 log = logging.getLogger("ferrodicom.cli.store")
 
@@ -45,11 +46,10 @@ def _status_text(r) -> str:
 
 
 @click.command("store")
-@click.option("--aet", default="FERRODICOM", show_default=True, type=AE_TITLE, help="Our (calling) AE title.")
-@click.option("--aec", default="ANY-SCP", show_default=True, type=AE_TITLE, help="The peer's (called) AE title.")
-@click.option("--max-pdu", default=None, type=click.IntRange(0, 2**32 - 1), help="Max PDU we receive (0: unlimited).")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Connect/ACSE/DIMSE timeout, seconds.")  # fmt: skip
+@calling_ae_option()
+@called_ae_option()
+@max_pdu_option()
+@timeout_option()
 @click.option(
     "--halt",
     is_flag=True,
