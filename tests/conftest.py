@@ -4,60 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from processes import dcmtk, dcmtk_env, ferrodicom_cli, free_port, stop, wait_for_port  # noqa: F401 (the tests import them from here)
 
 from ferrodicom import AE
 from ferrodicom.uids import VERIFICATION
 
 ROOT = Path(__file__).resolve().parent.parent
-DCMTK_BIN = Path("/usr/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
-    """Waits until something accepts connections on 127.0.0.1:port (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before listening: {out}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
-
-
-def dcmtk(tool: str) -> str:
-    """Path of a DCMTK tool (Debian package dcmtk, installed by scripts/test-all)."""
-    path = DCMTK_BIN / tool
-    if not path.exists():
-        pytest.fail(f"{path} missing: DCMTK is installed by scripts/test-all (apt-get install dcmtk)")
-    return str(path)
-
-
-def dcmtk_env() -> dict[str, str]:
-    # DCMTK waits for Nagle/delayed-ACK on loopback without TCP_NODELAY (40 ms per message).
-    return {**os.environ, "TCP_NODELAY": "1"}
-
-
-def ferrodicom_cli() -> list[str]:
-    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
-    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
 
 
 @pytest.fixture
@@ -90,12 +47,7 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
         wait_for_port(p, proc)
         yield p, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture

@@ -5,62 +5,12 @@ configuration file written here, its storage area filled with ``dcmqridx``) and 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-DCMTK_BIN = Path("/usr/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
-    """Waits until something accepts connections on 127.0.0.1:port (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
-
-
-def dcmtk(tool: str) -> str:
-    """Path of a DCMTK tool (Debian's dcmtk, installed by scripts/test-all); called by its full path."""
-    path = DCMTK_BIN / tool
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: DCMTK is installed by scripts/test-all (apt-get install dcmtk)")
-    return str(path)
-
-
-def dcmtk_env() -> dict[str, str]:
-    return {**os.environ, "TCP_NODELAY": "1"}
-
-
-def ferrodicom_cli() -> list[str]:
-    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
-    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from processes import dcmtk, dcmtk_env, ferrodicom_cli, free_port, stop, wait_for_port  # noqa: F401 (bench_qr imports two)
 
 
 @contextlib.contextmanager
@@ -77,10 +27,10 @@ def serve(
     if procs is not None:
         procs.append(proc)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=30.0)
         yield port
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -107,10 +57,10 @@ def dcmqrscp(area: Path, files: list[Path], aet: str = "DCMQR", peers: dict[str,
     proc = subprocess.Popen([dcmtk("dcmqrscp"), "-c", str(cfg), str(port)], env=dcmtk_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=30.0)
         yield port
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -130,10 +80,10 @@ def pynetdicom_qrscp(folder: Path, aet: str = "PYNQR", peers: dict[str, int] | N
     proc = subprocess.Popen([sys.executable, "-m", "pynetdicom", "qrscp", "-q", "-c", str(ini)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=30.0)
         yield port
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 def fill(port: int, aet: str, files: list[Path]) -> None:

@@ -49,7 +49,7 @@ from pydicom.uid import (
 from pynetdicom import AE as PynAE
 from test_association import raw_associate_rq, read_pdu
 
-from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, wait_for_port
+from conftest import dcmtk, dcmtk_env, ferrodicom_cli, free_port, stop, wait_for_port
 from ferrodicom import AE, Archive, _core, pdu
 from ferrodicom.services.storage import StorageSCP
 
@@ -816,12 +816,7 @@ def serve(tmp_path_factory) -> Iterator[tuple[int, Path, subprocess.Popen]]:
         wait_for_port(port, proc)
         yield port, root, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
