@@ -37,16 +37,17 @@ def _corpus(root: Path) -> Path:
 
 
 def _threads(pid: int) -> dict[tuple[str, str], float]:
-    """CPU seconds by (thread id, thread name) of process ``pid``."""
+    """CPU seconds by (thread id, thread name) of process ``pid`` (schedstat: nanoseconds, where stat counts
+    clock ticks of 10 ms)."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "stat").read_text()
+            on_cpu_ns = int((task / "schedstat").read_text().split()[0])
         except OSError:
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        out[(task.name, name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[(task.name, name)] = on_cpu_ns / 1e9
     return out
 
 

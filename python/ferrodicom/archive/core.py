@@ -765,7 +765,10 @@ class Archive:
         with self._dirs_lock:
             self._dirs.clear()
             self._uid_ok.clear()
-        return recover_archive(self, full_scan)
+        counts = recover_archive(self, full_scan)
+        if full_scan and getattr(self, "index", None) is not None:
+            self.index.rows_written_elsewhere()  # the scan wrote through its own connection
+        return counts
 
     # -- queries ------------------------------------------------------------------------------------
 

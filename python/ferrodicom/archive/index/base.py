@@ -80,6 +80,10 @@ class Index(ABC):
     def flush(self) -> None:
         """Waits until every write submitted so far is committed."""
 
+    def rows_written_elsewhere(self) -> None:  # noqa: B027 - a hook most backends need not implement
+        """Rows were written around :meth:`submit` (a recovery scan's own connection): a backend that
+        remembers which rows it holds (the SQLite index's UID filter) forgets it."""
+
     # --- reading -------------------------------------------------------------------------------------
     @abstractmethod
     def lookup(self, sop_instance_uid: str) -> Optional[str]:

@@ -34,6 +34,7 @@ from ferrodicom.archive.index.schema import (
     STUDY_KEYS,
     Schema,
 )
+from ferrodicom.archive.index.uid_filter import UidFilter
 from ferrodicom.archive.matching import (
     AnyOf,
     DateTimeRange,
@@ -225,8 +226,10 @@ class Committer:
         on_done: Any,
         linger: float = 0.0,
         statements: Optional[Statements] = None,
+        uids: Optional[UidFilter] = None,
     ) -> None:
         self._conn = connect(db_path, synchronous)
+        self._uids = uids  # told of every row's UID before the row can be committed
         self._sql = statements or DEFAULT_STATEMENTS
         self._sync = self._mode = synchronous
         self._linger = linger
@@ -251,6 +254,8 @@ class Committer:
                 raise RuntimeError("committer closed")
             batch = self._batch
             batch.ops.append((op, payload))
+            if op == "put" and self._uids is not None:
+                self._uids.add(payload[3][0])
             if uid is not None:
                 batch.uids.append(uid)
             if journal_seq is not None:
@@ -475,10 +480,43 @@ class SqliteIndex(Index):
         self.statements = DEFAULT_STATEMENTS if self.schema is DEFAULT_SCHEMA else Statements(self.schema)
         self._readers = ReaderPool(db_path)
         self._committer: Optional[Committer] = None
+        #: The UIDs of the rows (see :mod:`.uid_filter`): only while this object is the index's one writer.
+        self._uids: Optional[UidFilter] = None
         if writer:
+            self._uids = UidFilter(self._max_rowid())
             self._committer = Committer(
-                db_path, synchronous, lock or threading.Lock(), on_done or (lambda b: None), linger, self.statements
+                db_path,
+                synchronous,
+                lock or threading.Lock(),
+                on_done or (lambda b: None),
+                linger,
+                self.statements,
+                self._uids,
             )
+            filler = threading.Thread(target=self._fill_uids, args=(self._uids,), name="ferrodicom-uid-filter")
+            filler.daemon = True
+            filler.start()
+
+    def _max_rowid(self) -> int:
+        rows = self._read("SELECT max(rowid) FROM instance")
+        return int(rows[0][0] or 0)
+
+    def _fill_uids(self, uids: UidFilter) -> None:
+        """Background thread at open: the rows already there into the filter (rows committed from now on
+        were added by the committer when submitted: the filter existed before it took any)."""
+        conn = connect(self.db_path, "NORMAL", readonly=True)
+        try:
+            uids.add_many(uid for (uid,) in conn.execute("SELECT SOPInstanceUID FROM instance"))
+            uids.ready = True
+        except Exception as exc:  # noqa: BLE001 - the filter stays "maybe": every check asks SQLite
+            log.warning("index: duplicate checks go to SQLite only (%s)", exc)
+        finally:
+            conn.close()
+
+    def rows_written_elsewhere(self) -> None:
+        """Rows were written by another connection (recovery, :meth:`apply`, :meth:`bulk_load`): the UID filter
+        no longer knows every row, so duplicate checks ask SQLite from now on."""
+        self._uids = None
 
     @staticmethod
     def create(db_path: str, synchronous: str, schema: Schema = DEFAULT_SCHEMA) -> None:
@@ -507,6 +545,7 @@ class SqliteIndex(Index):
             self._committer.flush()
 
     def apply(self, ops: Any, synchronous: str = "NORMAL") -> None:
+        self.rows_written_elsewhere()
         conn = connect(self.db_path, synchronous)
         sql = self.statements
         try:
@@ -533,6 +572,7 @@ class SqliteIndex(Index):
     def bulk_load(self, rows: Any, batch: int = 20_000) -> int:
         """Loads many instances fast (benchmarks, imports): ``rows`` yields :meth:`Schema.build_row` tuples;
         committed every ``batch`` rows without syncing, repeated study/series/patient rows skipped."""
+        self.rows_written_elsewhere()
         conn = connect(self.db_path, "OFF")
         sql = self.statements
         n = 0
@@ -569,6 +609,9 @@ class SqliteIndex(Index):
             self._readers.put(conn)
 
     def lookup(self, sop_instance_uid: str) -> Optional[str]:
+        uids = self._uids
+        if uids is not None and sop_instance_uid not in uids:
+            return None  # never added: certainly not a row
         rows = self._read(SQL_LOOKUP, (sop_instance_uid,))
         return None if not rows else str(rows[0][0])
 
