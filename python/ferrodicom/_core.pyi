@@ -451,6 +451,8 @@ class StorageConfig:
         implementation_class_uid: Optional[str] = None,
         implementation_version_name: Optional[str] = None,
     ) -> StorageConfig: ...
+    def flush(self) -> None:
+        """Waits until ``stored`` has run for every instance answered early so far."""
     def close(self) -> None: ...
 
 @final
@@ -465,7 +467,8 @@ class Services:
     ) -> None: ...
     def add_storage(self, config: StorageConfig, handler: Any) -> None:
         """``handler``: ``prepare(request, keys)``, ``stored(request, received, state)``, ``abandoned(request,
-        state)``."""
+        state)``. After an early reply from ``prepare``, ``stored`` runs later on a thread of the config's own
+        (``config.flush()`` waits for it)."""
     def set_notices(self, notices: Callable[[Association, str, str], Any]) -> None: ...
 
 # --- server.rs: the SCP ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -329,6 +329,7 @@ class Archive:
 
     def _open(self) -> None:
         self._lock = threading.Lock()
+        self._flush_hooks: list[Callable[[], None]] = []
         self._pending_cv = threading.Condition(self._lock)
         self._pending: set[str] = set()
         self._dirs: set[str] = set()  # "<study>/<series>" directories made (and synced) by this process
@@ -704,14 +705,25 @@ class Archive:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def add_flush_hook(self, hook: Callable[[], None]) -> None:
+        """``hook()`` waits until a data path has handed over every instance it answered so far (the storage
+        service indexes early-answered instances on a thread of its own): :meth:`flush` and :meth:`close`
+        call it first."""
+        self._flush_hooks.append(hook)
+
     def flush(self) -> None:
-        """Waits until every row queued so far is committed (matters with durability none)."""
+        """Waits until every instance answered so far is indexed and its row committed (matters with
+        durability none, and for journaled instances)."""
+        for hook in list(self._flush_hooks):
+            hook()
         self._committer.flush()
 
     def close(self) -> None:
         """Commits what is queued, stops the committer thread and marks a clean shutdown."""
         if self._closed:
             return
+        for hook in list(self._flush_hooks):
+            hook()  # instances answered before close are indexed, not left to the next open's scan
         self._closed = True
         try:
             self.index.close()

@@ -8,6 +8,7 @@ mod codec;
 mod command;
 mod encode;
 mod errors;
+mod finisher;
 mod journal;
 mod nm;
 mod pdu;

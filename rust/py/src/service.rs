@@ -9,6 +9,7 @@
 use crate::association::PyAssociation;
 use crate::command::PyCommand;
 use crate::errors::{assoc_err, AssociationError, DicomError};
+use crate::finisher::Finisher;
 use crate::types::{PyPresentationContext, PyReceived};
 use node::{
     FieldValue, Level, Link, Prepared, Received, Reply, Request, Service, Services, StorageConfig,
@@ -302,6 +303,8 @@ impl Service for HandlerService {
 pub struct PyStorageConfig {
     inner: StorageConfig,
     parts: Option<Arc<node::PartPool>>,
+    /// Runs `stored` for instances answered early (see [`crate::finisher`]).
+    finisher: Finisher,
     /// Extracted tag -> keyword.
     key_names: HashMap<u32, String>,
 }
@@ -355,14 +358,24 @@ impl PyStorageConfig {
         Ok(PyStorageConfig {
             inner,
             parts,
+            finisher: Finisher::default(),
             key_names: extract.into_iter().collect(),
         })
     }
-    /// Empties the pool of ready `.part` files (at shutdown).
+    /// Waits until the handler's `stored` has run for every instance answered early so far (it
+    /// runs on a thread of its own, in batches; see `Services.add_storage`).
+    fn flush(&self, py: Python<'_>) {
+        py.detach(|| self.finisher.flush());
+    }
+    /// Runs the `stored` calls still queued and empties the pool of ready `.part` files (at
+    /// shutdown).
     fn close(&self, py: Python<'_>) {
-        if let Some(p) = &self.parts {
-            py.detach(|| p.close());
-        }
+        py.detach(|| {
+            self.finisher.close();
+            if let Some(p) = &self.parts {
+                p.close();
+            }
+        });
     }
 }
 
@@ -376,8 +389,9 @@ pub struct PyStoreRequest {
 
 /// A Python storage handler behind `node::StoreHandler`.
 struct PyStoreHandler {
-    handler: Py<PyAny>,
-    key_names: HashMap<u32, String>,
+    handler: Arc<Py<PyAny>>,
+    key_names: Arc<HashMap<u32, String>>,
+    finisher: Finisher,
 }
 
 /// What `prepare` leaves for `stored` (or `abandoned`): the Python state it returned, and the
@@ -408,13 +422,7 @@ impl PyStoreHandler {
         py: Python<'py>,
         keys: &[(codec::Tag, String)],
     ) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (tag, value) in keys {
-            if let Some(name) = self.key_names.get(&tag.0) {
-                d.set_item(name, value)?;
-            }
-        }
-        Ok(d)
+        key_dict(py, &self.key_names, keys)
     }
     /// The request `prepare` was given (else a new one) and the state it returned (else None).
     fn carried(
@@ -428,6 +436,48 @@ impl PyStoreHandler {
             None => Ok((self.request(py, rq)?, py.None())),
         }
     }
+}
+
+/// The extracted attributes by keyword.
+fn key_dict<'py>(
+    py: Python<'py>,
+    names: &HashMap<u32, String>,
+    keys: &[(codec::Tag, String)],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (tag, value) in keys {
+        if let Some(name) = names.get(&tag.0) {
+            d.set_item(name, value)?;
+        }
+    }
+    Ok(d)
+}
+
+/// Calls `handler.stored(request, received, state)`: the reply, or 0110 when it raised.
+fn call_stored(
+    py: Python<'_>,
+    handler: &Py<PyAny>,
+    names: &HashMap<u32, String>,
+    request: Py<PyStoreRequest>,
+    received: Received,
+    state: Py<PyAny>,
+) -> Reply {
+    let r = (|| -> PyResult<Reply> {
+        let keys = key_dict(py, names, &received.keys)?.unbind();
+        let received = Py::new(
+            py,
+            PyReceived {
+                inner: received,
+                keys,
+            },
+        )?;
+        let out = handler.call_method1(py, "stored", (request, received, state))?;
+        extract_reply(out.bind(py))
+    })();
+    r.unwrap_or_else(|e| {
+        e.print(py);
+        Reply::with_comment(0x0110, "the storage handler raised an exception")
+    })
 }
 
 /// `prepare`'s answer: None decides later; else (path | None, early reply | None, state).
@@ -492,28 +542,38 @@ impl StoreHandler for PyStoreHandler {
         received: Received,
         state: Option<StoreState>,
     ) -> Reply {
-        Python::try_attach(|py| {
-            let r = (|| -> PyResult<Reply> {
-                let keys = self.keys(py, &received.keys)?.unbind();
-                let received = Py::new(
-                    py,
-                    PyReceived {
-                        inner: received,
-                        keys,
-                    },
-                )?;
-                let (request, state) = self.carried(py, rq, state)?;
-                let out = self
-                    .handler
-                    .call_method1(py, "stored", (request, received, state))?;
-                extract_reply(out.bind(py))
-            })();
-            r.unwrap_or_else(|e| {
+        Python::try_attach(|py| match self.carried(py, rq, state) {
+            Ok((request, state)) => {
+                call_stored(py, &self.handler, &self.key_names, request, received, state)
+            }
+            Err(e) => {
                 e.print(py);
                 Reply::with_comment(0x0110, "the storage handler raised an exception")
-            })
+            }
         })
         .unwrap_or_else(|| Reply::with_comment(0x0110, "the node is shutting down"))
+    }
+
+    fn answered(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>) {
+        // With the request `prepare` was given, `stored` needs nothing of the association's
+        // thread: it runs later, on the finisher's (its reply is not sent: the early one was).
+        let carried = match state.map(|s| s.downcast::<PyState>()) {
+            Some(Ok(s)) => s,
+            Some(Err(other)) => {
+                self.stored(rq, received, Some(other));
+                return;
+            }
+            None => {
+                self.stored(rq, received, None);
+                return;
+            }
+        };
+        let (handler, names) = (Arc::clone(&self.handler), Arc::clone(&self.key_names));
+        self.finisher.push(Box::new(move |py| {
+            let PyState { state, request } = *carried;
+            let state = state.unwrap_or_else(|| py.None());
+            call_stored(py, &handler, &names, request, received, state);
+        }));
     }
 
     fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
@@ -603,14 +663,16 @@ impl PyServices {
     /// instance: `prepare(request: StoreRequest, keys: dict)` mid-stream (None, or (final path |
     /// None to discard, early reply | None, state)), `stored(request, received: Received,
     /// state)` once on disk (returns the reply), `abandoned(request, state)` when the
-    /// association ended inside the data set.
+    /// association ended inside the data set. After an early reply, `stored` runs later on a
+    /// thread of the config's own, several instances per entry (`config.flush()` waits for it).
     fn add_storage(&self, config: &Bound<'_, PyStorageConfig>, handler: Py<PyAny>) -> PyResult<()> {
         let cfg = config.get();
         let service: Arc<dyn Service> = Arc::new(StorageService::new(
             cfg.inner.clone(),
             Arc::new(PyStoreHandler {
-                handler,
-                key_names: cfg.key_names.clone(),
+                handler: Arc::new(handler),
+                key_names: Arc::new(cfg.key_names.clone()),
+                finisher: cfg.finisher.clone(),
             }),
         ));
         self.with(|s| s.add(ul::dimse::command_field::C_STORE_RQ, None, service))

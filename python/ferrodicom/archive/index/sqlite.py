@@ -229,7 +229,7 @@ class Committer:
         uids: Optional[UidFilter] = None,
     ) -> None:
         self._conn = connect(db_path, synchronous)
-        self._uids = uids  # told of every row's UID before the row can be committed
+        self._uids = uids  # told of every row's UID before its commit
         self._sql = statements or DEFAULT_STATEMENTS
         self._sync = self._mode = synchronous
         self._linger = linger
@@ -254,8 +254,6 @@ class Committer:
                 raise RuntimeError("committer closed")
             batch = self._batch
             batch.ops.append((op, payload))
-            if op == "put" and self._uids is not None:
-                self._uids.add(payload[3][0])
             if uid is not None:
                 batch.uids.append(uid)
             if journal_seq is not None:
@@ -324,9 +322,12 @@ class Committer:
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         n = 0
+        uids = self._uids
         for op, payload in ops:
             if op == "put":
                 patient, study, series, instance = payload
+                if uids is not None:
+                    uids.add(instance[0])  # before the row can be seen (see uid_filter)
                 if seen.get("p" + "\x00".join(patient[:3])) != patient:
                     conn.execute(sql.patient, patient)
                     seen["p" + "\x00".join(patient[:3])] = patient
@@ -502,8 +503,8 @@ class SqliteIndex(Index):
         return int(rows[0][0] or 0)
 
     def _fill_uids(self, uids: UidFilter) -> None:
-        """Background thread at open: the rows already there into the filter (rows committed from now on
-        were added by the committer when submitted: the filter existed before it took any)."""
+        """Background thread at open: the rows already there into the filter (the committer adds the rows it
+        commits from now on: the filter existed before it took any)."""
         conn = connect(self.db_path, "NORMAL", readonly=True)
         try:
             uids.add_many(uid for (uid,) in conn.execute("SELECT SOPInstanceUID FROM instance"))

@@ -57,6 +57,9 @@ class StorageSCP:
         self.store_transfer_syntax = store_transfer_syntax
         self.transfer_syntaxes = transfer_syntaxes or STORAGE_TRANSFER_SYNTAXES
         self._configs: list[_core.StorageConfig] = []
+        add_flush_hook = getattr(archive, "add_flush_hook", None)
+        if add_flush_hook is not None:
+            add_flush_hook(self.flush)
 
     # --- the service protocol of AE.add_service ------------------------------------------------------
     def contexts(self) -> list[ContextSpec]:
@@ -76,8 +79,15 @@ class StorageSCP:
         self._configs.append(config)
         services.add_storage(config, self)
 
+    def flush(self) -> None:
+        """Waits until :meth:`stored` has run for every instance answered so far (after an early reply it runs
+        on the data path's own thread, in batches)."""
+        for config in list(self._configs):
+            config.flush()
+
     def close(self) -> None:
-        """Empties the pools of ready ``.part`` files (at server shutdown)."""
+        """Runs the :meth:`stored` calls still queued and empties the pools of ready ``.part`` files (at server
+        shutdown)."""
         for config in self._configs:
             config.close()
         self._configs.clear()
@@ -99,8 +109,9 @@ class StorageSCP:
         return (plan.final, None if early is None else _reply(*early), plan)
 
     def stored(self, request: _core.StoreRequest, received: _core.Received, plan: Any) -> Any:
-        """Once per C-STORE, after the data set is on disk (or failed): the response (not sent if
-        :meth:`prepare` gave an early reply)."""
+        """Once per C-STORE, after the data set is on disk (or failed): the response. After an early reply
+        from :meth:`prepare` it is not sent, and this runs later on the data path's own thread, several
+        instances in a row (:meth:`flush` waits for it)."""
         from ferrodicom.archive import Plan, StoredInstance
 
         command = request.command

@@ -34,6 +34,11 @@ pub trait StoreHandler: Send + Sync {
     /// reply (already sent) the returned one is not sent.
     fn stored(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>)
         -> Reply;
+    /// The instance is in place and its early reply went out: finish it (index it). The default
+    /// calls [`StoreHandler::stored`] at once; a handler may defer it (nothing waits for it).
+    fn answered(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>) {
+        self.stored(rq, received, state);
+    }
     /// The association ended inside the data set (nothing was kept): release what `prepare`
     /// reserved.
     fn abandoned(&self, _rq: &StoreRequest<'_>, _state: Option<StoreState>) {}
@@ -101,7 +106,7 @@ impl Service for StorageService {
             // finish (index) while the peer reads the response.
             let sent = rq.respond(&early);
             count(rq);
-            self.handler.stored(&view, received, state);
+            self.handler.answered(&view, received, state);
             return sent;
         }
         let part = received.part_path.clone();
