@@ -475,9 +475,9 @@ class Archive:
         series_uid = keys.get("SeriesInstanceUID") or ""
         study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
         rel = f"{study_dir}/{series_dir}/{sop_uid}.dcm"
-        plan = Plan(sop_uid, sop_class, study_uid, series_uid, study_dir, series_dir, rel, f"{self._root}/{rel}")
-        plan.keys = keys
-        plan.warnings = warnings
+        plan = Plan(
+            sop_uid, sop_class, study_uid, series_uid, study_dir, series_dir, rel, f"{self._root}/{rel}", keys, warnings
+        )
 
         # One ingest per SOP Instance UID at a time: the duplicate decision sees every earlier one committed.
         with self._pending_cv:

@@ -471,7 +471,8 @@ fn call_stored(
                 keys,
             },
         )?;
-        let out = handler.call_method1(py, "stored", (request, received, state))?;
+        let out =
+            handler.call_method1(py, pyo3::intern!(py, "stored"), (request, received, state))?;
         extract_reply(out.bind(py))
     })();
     r.unwrap_or_else(|e| {
@@ -520,7 +521,7 @@ impl StoreHandler for PyStoreHandler {
             let r = (|| -> PyResult<(Prepared, Option<Py<PyAny>>)> {
                 let out = self.handler.call_method1(
                     py,
-                    "prepare",
+                    pyo3::intern!(py, "prepare"),
                     (request.clone_ref(py), self.keys(py, keys)?),
                 )?;
                 extract_prepared(out.bind(py))

@@ -239,7 +239,7 @@ class Committer:
         self._last: Optional[Batch] = None  # the batch being (or last) applied
         self._closing = False
         self._on_done = on_done
-        self._seen: dict[str, tuple[Any, ...]] = {}  # upserted study/series/patient rows, to skip repeats
+        self._seen: dict[tuple[str, ...], tuple[Any, ...]] = {}  # upserted study/series/patient rows, to skip repeats
         self.commits = 0
         self.rows = 0
         self.max_batch = 0
@@ -323,26 +323,33 @@ class Committer:
         conn.execute("BEGIN IMMEDIATE")
         n = 0
         uids = self._uids
+        instances: list[tuple[Any, ...]] = []  # inserted together, in order, before any later delete
         for op, payload in ops:
             if op == "put":
                 patient, study, series, instance = payload
                 if uids is not None:
                     uids.add(instance[0])  # before the row can be seen (see uid_filter)
-                if seen.get("p" + "\x00".join(patient[:3])) != patient:
+                patient_key = ("p", *patient[:3])
+                if seen.get(patient_key) != patient:
                     conn.execute(sql.patient, patient)
-                    seen["p" + "\x00".join(patient[:3])] = patient
-                if seen.get("s" + study[0]) != study:
+                    seen[patient_key] = patient
+                if seen.get(("s", study[0])) != study:
                     conn.execute(sql.study, study)
-                    seen["s" + study[0]] = study
-                if seen.get("e" + series[0]) != series:
+                    seen[("s", study[0])] = study
+                if seen.get(("e", series[0])) != series:
                     conn.execute(sql.series, series)
-                    seen["e" + series[0]] = series
-                conn.execute(sql.instance, instance)
+                    seen[("e", series[0])] = series
+                instances.append(instance)
                 n += 1
             elif op == "delete":
+                if instances:
+                    conn.executemany(sql.instance, instances)
+                    instances = []
                 conn.execute(SQL_DELETE, payload)
             else:  # pragma: no cover - programming error
                 raise ValueError(op)
+        if instances:
+            conn.executemany(sql.instance, instances)
         conn.execute("COMMIT")
         self.commits += 1
         self.rows += n

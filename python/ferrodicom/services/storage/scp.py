@@ -16,6 +16,7 @@ from pydicom.datadict import tag_for_keyword
 
 from ferrodicom import _core
 from ferrodicom.ae import ContextSpec
+from ferrodicom.archive import Plan, StoredInstance
 from ferrodicom.services.storage.classes import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from ferrodicom.uids import UNCOMPRESSED
 
@@ -99,8 +100,6 @@ class StorageSCP:
         The early reply is sent as soon as the file is in place, before it is indexed: with durability none
         as DCMTK's storescp answers once its file is written; with full only if a journal record made the
         file durable (else :meth:`stored` answers)."""
-        from ferrodicom.archive import Plan
-
         command = request.command
         plan = self.archive.prepare(command.affected_sop_class_uid or "", command.affected_sop_instance_uid or "", keys)
         if not isinstance(plan, Plan):
@@ -112,8 +111,6 @@ class StorageSCP:
         """Once per C-STORE, after the data set is on disk (or failed): the response. After an early reply
         from :meth:`prepare` it is not sent, and this runs later on the data path's own thread, several
         instances in a row (:meth:`flush` waits for it)."""
-        from ferrodicom.archive import Plan, StoredInstance
-
         command = request.command
         info = request.association.info
         failure = received.failure
@@ -161,8 +158,6 @@ class StorageSCP:
 
     def abandoned(self, request: _core.StoreRequest, plan: Any) -> None:
         """The association ended inside the data set: release what :meth:`prepare` reserved."""
-        from ferrodicom.archive import Plan
-
         if isinstance(plan, Plan):
             self.archive.abandon(plan, failed=True)
 

@@ -110,13 +110,16 @@ impl PartPool {
         })
     }
 
-    /// A ready file, or `None` when the pool is empty.
+    /// A ready file, or `None` when the pool is empty. The filler is woken once half the pool is
+    /// used (it then makes several files in a row), not for every file taken.
     pub fn take(&self) -> Option<(File, PathBuf)> {
         let mut st = self.shared.lock();
         let part = st.ready.pop_front();
-        st.failed = false;
+        let wake = std::mem::take(&mut st.failed) || st.ready.len() <= self.shared.target / 2;
         drop(st);
-        self.shared.cv.notify_one();
+        if wake {
+            self.shared.cv.notify_one();
+        }
         part
     }
 
