@@ -233,6 +233,12 @@ pub struct Received {
 
 static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The part file's write buffer. 256 KiB was tried (issue 26): alone, a 512 KiB file written in
+/// 256 KiB pieces costs the page cache ~10% less CPU than in 64 KiB ones, but the bytes still
+/// buffered when the last PDV arrives are written between that PDV and the response, so a
+/// synchronous sender waited longer (storescu, 400 CT: 1,041-1,492/s against 1,288-1,477/s).
+const WRITE_BUFFER: usize = 64 * 1024;
+
 /// Bytes received between two writeback kicks.
 const WRITEBACK_STEP: u64 = 256 * 1024;
 
@@ -378,7 +384,8 @@ pub fn receive_to_file(
     if let SinkState::Writing = state {
         let opened = cfg.new_part().and_then(|(f, path)| {
             part_path = path;
-            // Small buffer: PDV-sized chunks bypass it and go straight to the sink (no extra copy).
+            // Chunks of a PDV or more bypass the buffer and go straight to the sink; smaller ones
+            // gather into few large writes (see WRITE_BUFFER).
             // With fsync and a journal, the bytes stream into a journal slot: if the instance is
             // placed with an early reply, committing that record makes it durable.
             let slot = match &cfg.journal {
@@ -395,7 +402,7 @@ pub fn receive_to_file(
                 // "none" leaves them to the page cache and the operating system, as DCMTK does.
                 direct_allowed: cfg.fsync,
             };
-            let mut w = BufWriter::with_capacity(64 * 1024, sink);
+            let mut w = BufWriter::with_capacity(WRITE_BUFFER, sink);
             write_file_meta(
                 &mut w,
                 &FileMetaInfo {
@@ -502,6 +509,7 @@ pub fn receive_to_file(
                 file: f,
                 slot,
                 direct,
+                len,
                 ..
             } = sink;
             if let Some(direct) = direct {
@@ -527,7 +535,7 @@ pub fn receive_to_file(
                         }
                     }
                 }
-                None => (f.metadata()?.len(), None),
+                None => (len, None),
             };
             if let (Some(_), Some(j)) = (journaled, &cfg.journal) {
                 // Start writing the file itself out now, off this thread: the checkpoint then has
