@@ -3,8 +3,9 @@ receiver started fresh (as bench_ingest does), and the receiver's CPU is read fr
 per thread (issue 26).
 
 Usage: python bench/probes/serve_cpu.py none|full|dcmtk|null ROUNDS [--threads] [--perf]
-(``--perf`` records each round with ``perf record -g`` into ./perf-MODE-ROUND.data). The ferrodicom
-receiver is the ``ferrodicom`` beside this Python, so two builds compare by running two interpreters.
+(``--perf`` records each round with ``perf record -g`` at $PERF_FREQ samples per second, 2000 by default,
+into ./perf-MODE-ROUND.data; at 20,000 the CPU per instance doubled). The ferrodicom receiver is the
+``ferrodicom`` beside this Python, so two builds compare by running two interpreters.
 """
 
 from __future__ import annotations
@@ -66,7 +67,17 @@ def main() -> None:
             recorder = None
             if perf:
                 recorder = subprocess.Popen(
-                    ["perf", "record", "-F", "20000", "-g", "-o", f"perf-{mode}-{r}.data", "-p", str(pid)],
+                    [
+                        "perf",
+                        "record",
+                        "-F",
+                        os.environ.get("PERF_FREQ", "2000"),
+                        "-g",
+                        "-o",
+                        f"perf-{mode}-{r}.data",
+                        "-p",
+                        str(pid),
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

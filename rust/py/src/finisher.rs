@@ -13,9 +13,11 @@ use std::time::Duration;
 /// One deferred call into Python.
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
-/// How long the thread waits after a first job for others to join it (a sender's next instance
-/// arrives well within it at full speed).
-const GATHER: Duration = Duration::from_millis(2);
+/// How long the thread waits after a first job for others to join it. At full speed (storescu,
+/// 400 CT) 10 ms gathers ~14 instances and the finisher spends 0.017-0.029 ms per instance,
+/// against 0.040-0.082 ms with 2 ms (~3 instances: its code and data are cold again each time).
+/// The index commit lingers 20 ms after it anyway (`Committer`), and `flush` cuts the wait short.
+const GATHER: Duration = Duration::from_millis(10);
 /// The thread ends after this long without a job (the next job starts another).
 const IDLE: Duration = Duration::from_secs(2);
 /// Beyond this many queued jobs (a `stored` that blocks), a job runs on its caller's thread: the
