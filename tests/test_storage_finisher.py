@@ -91,3 +91,36 @@ def test_a_stored_callback_may_read_the_archive_and_may_raise(tmp_path):
     finally:
         server.shutdown()
         archive.close()
+
+
+def test_a_blocked_stored_call_holds_back_the_sender_instead_of_queueing_without_bound(tmp_path):
+    """Past 1,024 queued calls the association's own thread runs them: a handler that stops answering slows
+    the sender down (PS3.7 has it wait for the response) instead of growing the queue, and nothing is lost."""
+    n = 1_040
+    files = _instances(tmp_path / "in", n)
+    archive = Archive(tmp_path / "arc", durability="none")
+    release = threading.Event()
+
+    def on_stored(inst, status):
+        release.wait(60)
+
+    server = _serve(archive, StorageSCP(archive, on_stored))
+    try:
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def send():
+            statuses.extend(r.status for r in store("127.0.0.1", server.port, files, called_ae="FERRO").results)
+            done.set()
+
+        threading.Thread(target=send, daemon=True).start()
+        assert not done.wait(5), "the sender finished while every stored call was blocked"
+        assert 1_024 <= len(archive._pending) < n  # answered but not yet indexed: bounded by the queue
+        release.set()
+        assert done.wait(60)
+        assert statuses == [0] * n
+        assert archive.count() == n
+    finally:
+        release.set()
+        server.shutdown()
+        archive.close()
