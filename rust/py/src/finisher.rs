@@ -130,14 +130,26 @@ fn run(shared: &Shared) {
         let jobs = std::mem::take(&mut st.jobs);
         st.running = true;
         drop(st);
-        if Python::try_attach(|py| {
-            for job in jobs {
-                job(py);
-            }
-        })
-        .is_none()
-        {
-            // The interpreter is gone: nothing can index any more (the jobs are dropped).
+        // A job that panics (a bug) must not leave `running` set: `flush`, and so the archive's
+        // close, would wait for ever. The rest of its batch is dropped, as when the interpreter is
+        // gone: those files stay in place, unindexed until a recovery scan (`Archive.recover()`).
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Python::try_attach(|py| {
+                for job in jobs {
+                    job(py);
+                }
+            })
+        }));
+        if !matches!(ran, Ok(Some(()))) {
+            eprintln!(
+                "ferrodicom: instances answered early were not indexed (storage finisher {}); \
+                 Archive.recover() indexes their files",
+                if ran.is_err() {
+                    "panicked"
+                } else {
+                    "found no interpreter"
+                }
+            );
         }
         st = shared.state.lock();
         st.running = false;
