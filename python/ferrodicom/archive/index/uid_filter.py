@@ -5,9 +5,10 @@ It answers "certainly absent" or "maybe present", never wrongly "absent" for a U
 valid for an index that this process alone writes (the embedded SQLite index under the archive's lock): every
 row written must have its UID added first. UIDs are never removed (a deleted instance costs a SELECT).
 
-Sized at open for twice the instances then (at least a million), 16 bits per UID and 4 probes: a false
-"maybe" about 1 in 400; an archive that grows far past that size asks SQLite more often until it is opened
-again.
+Sized at open for twice the instances then (at least a million) at 8 bits each, rounded up to a power of two
+(1 MiB for an empty archive, 32 MiB for ten million instances), with 4 probes: at open 16 or more bits per
+UID, a false "maybe" about 1 in 400; once the archive has doubled about 1 in 40, and past that SQLite is asked
+more often until the archive is opened again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 __all__ = ["UidFilter"]
 
 _PROBES = 4
-_BITS_PER_UID = 16
+_BITS_PER_UID = 8
 _MIN_UIDS = 1 << 20
 _U64 = (1 << 64) - 1
 
@@ -30,7 +31,8 @@ class UidFilter:
     the index's existing UIDs are all in (:meth:`add_many` done); before that, every answer is "maybe"."""
 
     def __init__(self, expected: int) -> None:
-        bits = 1 << max(_MIN_UIDS * _BITS_PER_UID, 2 * expected * _BITS_PER_UID - 1).bit_length()
+        wanted = max(_MIN_UIDS, 2 * expected) * _BITS_PER_UID
+        bits = 1 << (wanted - 1).bit_length()  # the power of two at or above
         self._mask = bits - 1
         self._bits = bytearray(bits >> 3)
         self._lock = threading.Lock()  # a read-modify-write of one byte must not lose a concurrent one
