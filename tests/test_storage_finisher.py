@@ -5,6 +5,7 @@ answered may be lost to that delay: the archive's readers, its close and a clean
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,10 @@ def test_a_blocked_stored_call_holds_back_the_sender_instead_of_queueing_without
             done.set()
 
         threading.Thread(target=send, daemon=True).start()
-        assert not done.wait(5), "the sender finished while every stored call was blocked"
+        deadline = time.monotonic() + 60
+        while len(archive._pending) < 1_024 and not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not done.wait(2), "the sender finished while every stored call was blocked"
         assert 1_024 <= len(archive._pending) < n  # answered but not yet indexed: bounded by the queue
         release.set()
         assert done.wait(60)
