@@ -23,7 +23,10 @@ from typing import Any
 
 import pytest
 
-from conftest import HOST, free_port
+from conftest import HOST
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from processes import free_port, stop, wait_for_port  # noqa: E402
 
 N = int(os.environ.get("BENCH_COMMIT_INSTANCES", "10000"))
 ROUNDS = int(os.environ.get("BENCH_COMMIT_ROUNDS", "3"))
@@ -78,17 +81,7 @@ def serve_with_instances(tmp_path_factory: pytest.TempPathFactory) -> Any:
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                import socket
-
-                socket.create_connection((HOST, port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("serve did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port, proc, timeout=30.0)
         datasets = _instances(N)
         started = time.monotonic()
         report = store(HOST, port, datasets, called_ae="FERRO")
@@ -97,12 +90,7 @@ def serve_with_instances(tmp_path_factory: pytest.TempPathFactory) -> Any:
         refs = [(str(d.SOPClassUID), str(d.SOPInstanceUID)) for d in datasets]
         yield port, proc, refs
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,38 +29,16 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, NuclearMedicineImageStorage, generate_uid
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from processes import dcmtk_env, ferrodicom_cli, free_port, wait_for_port  # noqa: E402
+
+DCMTK_ENV = dcmtk_env()
+
 CT_COUNT = 400
 NM_COUNT = 4
 NM_FRAMES = 512
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 RESULTS: dict[str, dict[str, float]] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited early with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"receiver not listening on {port}")
-
-
-def _ferrodicom() -> list[str]:
-    exe = shutil.which("ferrodicom", path=str(Path(sys.executable).parent)) or shutil.which("ferrodicom")
-    return [exe] if exe else [sys.executable, "-m", "ferrodicom.cli.main"]
-
-
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def _instance(path: Path, sop: str, rows: int, frames: int, pixels: bytes, study: str, series: str, n: int) -> None:
@@ -174,9 +150,9 @@ class Receiver:
         p, out = str(self.port), str(self.out)
         if self.kind.startswith("ferrodicom"):
             durability = self.kind.split("-")[1]
-            cmd = [*_ferrodicom(), "serve", "--port", p, "--bind", "127.0.0.1", "--durability", durability, out]
+            cmd = [*ferrodicom_cli(), "serve", "--port", p, "--bind", "127.0.0.1", "--durability", durability, out]
             if self.kind.endswith("-metrics"):  # the Prometheus endpoint on: every instance counted
-                cmd += ["--metrics-port", str(_free_port())]
+                cmd += ["--metrics-port", str(free_port())]
             return cmd, dict(os.environ)
         if self.kind == "dcmtk":
             return ["/usr/bin/storescp", "-od", out, p], DCMTK_ENV
@@ -193,10 +169,10 @@ class Receiver:
         _empty_settled_folder(self.out)
         if self.sender_input is not None:
             _read_into_page_cache(self.sender_input)
-        self.port = _free_port()
+        self.port = free_port()
         cmd, env = self.command()
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port, self.proc)
+        wait_for_port(self.port, self.proc, timeout=30.0)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
