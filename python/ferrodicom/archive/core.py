@@ -714,16 +714,18 @@ class Archive:
     def flush(self) -> None:
         """Waits until every instance answered so far is indexed and its row committed (matters with
         durability none, and for journaled instances)."""
+        self._run_flush_hooks()
+        self._committer.flush()
+
+    def _run_flush_hooks(self) -> None:
         for hook in list(self._flush_hooks):
             hook()
-        self._committer.flush()
 
     def close(self) -> None:
         """Commits what is queued, stops the committer thread and marks a clean shutdown."""
         if self._closed:
             return
-        for hook in list(self._flush_hooks):
-            hook()  # instances answered before close are indexed, not left to the next open's scan
+        self._run_flush_hooks()  # instances answered before close are indexed, not left to the next open's scan
         self._closed = True
         try:
             self.index.close()

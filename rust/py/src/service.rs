@@ -417,13 +417,6 @@ impl PyStoreHandler {
             },
         )
     }
-    fn keys<'py>(
-        &self,
-        py: Python<'py>,
-        keys: &[(codec::Tag, String)],
-    ) -> PyResult<Bound<'py, PyDict>> {
-        key_dict(py, &self.key_names, keys)
-    }
     /// The request `prepare` was given (else a new one) and the state it returned (else None).
     fn carried(
         &self,
@@ -522,7 +515,7 @@ impl StoreHandler for PyStoreHandler {
                 let out = self.handler.call_method1(
                     py,
                     pyo3::intern!(py, "prepare"),
-                    (request.clone_ref(py), self.keys(py, keys)?),
+                    (request.clone_ref(py), key_dict(py, &self.key_names, keys)?),
                 )?;
                 extract_prepared(out.bind(py))
             })();
@@ -558,14 +551,10 @@ impl StoreHandler for PyStoreHandler {
     fn answered(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>) {
         // With the request `prepare` was given, `stored` needs nothing of the association's
         // thread: it runs later, on the finisher's (its reply is not sent: the early one was).
-        let carried = match state.map(|s| s.downcast::<PyState>()) {
-            Some(Ok(s)) => s,
-            Some(Err(other)) => {
-                self.stored(rq, received, Some(other));
-                return;
-            }
-            None => {
-                self.stored(rq, received, None);
+        let carried = match state {
+            Some(s) if s.is::<PyState>() => s.downcast::<PyState>().expect("checked above"),
+            other => {
+                self.stored(rq, received, other);
                 return;
             }
         };
