@@ -12,7 +12,6 @@ Run: ``python -m pytest bench/bench_platform.py --benchmark-only -s``. Ratios ar
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,10 +21,13 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from processes import dcmtk_env, free_port  # noqa: E402
+
 HOST = "127.0.0.1"
 FINDSCU = "/usr/bin/findscu"
 ECHOSCU = "/usr/bin/echoscu"
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+DCMTK_ENV = dcmtk_env()
 MATCHES = int(os.environ.get("BENCH_PLATFORM_MATCHES", "100000"))
 ECHOES = int(os.environ.get("BENCH_PLATFORM_ECHOES", "5000"))
 FIND = "1.2.840.10008.5.1.4.1.2.1.1"  # Patient Root Query/Retrieve Information Model - FIND
@@ -66,12 +68,6 @@ ae.start_server(("127.0.0.1", port), block=True,
 
 TOOLKITS = ("ferrodicom", "pynetdicom")
 _results: dict[tuple[str, str], Any] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -10,7 +10,6 @@ ratios by :func:`pytest_terminal_summary`.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,11 +19,14 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from processes import dcmtk_env, free_port  # noqa: E402
+
 HOST = "127.0.0.1"
 DCMTK_ECHOSCU = "/usr/bin/echoscu"
 DCMTK_STORESCP = "/usr/bin/storescp"
 #: Without TCP_NODELAY=1 DCMTK leaves Nagle's algorithm on and waits ~40 ms per message.
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+DCMTK_ENV = dcmtk_env()
 #: How long an SCP process may take to answer its first C-ECHO.
 STARTUP_TIMEOUT = 30.0
 
@@ -45,13 +47,6 @@ ae.maximum_associations = 64
 ae.add_supported_context(Verification)
 ae.start_server(("127.0.0.1", int(sys.argv[1])), block=True)
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def echo_probe(port: int) -> bool:
