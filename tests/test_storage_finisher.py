@@ -116,10 +116,10 @@ def test_a_blocked_stored_call_holds_back_the_sender_instead_of_queueing_without
 
         threading.Thread(target=send, daemon=True).start()
         deadline = time.monotonic() + 60
-        while len(archive._pending) < 1_024 and not done.is_set() and time.monotonic() < deadline:
+        while len(archive.placer) < 1_024 and not done.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not done.wait(2), "the sender finished while every stored call was blocked"
-        assert 1_024 <= len(archive._pending) < n  # answered but not yet indexed: bounded by the queue
+        assert 1_024 <= len(archive.placer) < n  # answered but not yet indexed: bounded by the queue
         release.set()
         assert done.wait(60)
         assert statuses == [0] * n

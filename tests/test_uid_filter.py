@@ -38,13 +38,17 @@ def test_every_added_uid_is_maybe_present_and_most_others_are_absent() -> None:
     assert false_maybe < 50_000 * 0.01, false_maybe
 
 
-def test_bulk_and_single_adds_set_the_same_bits() -> None:
-    one, bulk = UidFilter(0), UidFilter(0)
-    uids = _uids(5_000)
-    for uid in uids:
-        one.add(uid)
-    bulk.add_many(uids, chunk=777)
-    assert one._bits == bulk._bits
+def test_a_disabled_filter_answers_maybe() -> None:
+    f = UidFilter(0)
+    f.ready = True
+    assert "1.2.3" not in f
+    f.disable()
+    assert "1.2.3" in f and not f.enabled
+
+
+def test_the_filter_is_sized_for_twice_the_instances_at_open() -> None:
+    assert UidFilter(0).nbytes == 1 << 20
+    assert UidFilter(10_000_000).nbytes == 32 << 20
 
 
 def test_a_filter_not_yet_filled_answers_maybe() -> None:

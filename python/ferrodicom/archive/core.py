@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ferrodicom._core import Placer
 from ferrodicom.archive import status as st
 from ferrodicom.archive.errors import ArchiveError
 from ferrodicom.archive.index import (
@@ -330,9 +331,10 @@ class Archive:
     def _open(self) -> None:
         self._lock = threading.Lock()
         self._flush_hooks: list[Callable[[], None]] = []
-        self._pending_cv = threading.Condition(self._lock)
-        self._pending: set[str] = set()
-        self._dirs: set[str] = set()  # "<study>/<series>" directories made (and synced) by this process
+        #: The SOP Instance UIDs reserved by an ingest in progress, the "<study>/<series>" directories made
+        #: (and synced) by this process, and with them the data path's own decision for the common case
+        #: (rust/node/src/placement.rs): the storage service hands it to the data path.
+        self.placer = Placer(self._root)
         self._uid_ok: set[str] = set()  # Study/Series UIDs already checked usable as directory names
         self._dirs_lock = threading.Lock()
         self._closed = False
@@ -375,8 +377,7 @@ class Archive:
                 self.journal = None
         self.last_recovery = self.recover(full_scan=None)
         self.last_recovery["journal_replayed"] = len(replayed)
-        #: The index (the embedded SQLite backend); the Q/R services ask it through :class:`Index` only.
-        self.index: Index = SqliteIndex(
+        index = SqliteIndex(
             self._db_path,
             "FULL" if self._full else "NORMAL",
             self._batch_done,
@@ -384,8 +385,14 @@ class Archive:
             schema=self.schema,
             lock=self._lock,
         )
-        self._readers = self.index._readers  # type: ignore[attr-defined]
-        self._committer: Committer = self.index.committer  # type: ignore[attr-defined]
+        #: The index (the embedded SQLite backend); the Q/R services ask it through :class:`Index` only.
+        self.index: Index = index
+        self._readers = index._readers
+        self._committer: Committer = index.committer
+        if index.uid_filter is not None:
+            # The data path may place what this archive would place without a remark and answer at once (see
+            # early_status): a new UID, with durability none or through the journal.
+            self.placer.attach(index.uid_filter, not (self._full and self.journal is None))
 
     # -- properties ---------------------------------------------------------------------------------
 
@@ -471,19 +478,10 @@ class Archive:
             warnings.append("no SOP Instance/Class UID in data set")
         elif not ds_uid or not ds_class:
             warnings.append(f"no SOP {'Instance' if not ds_uid else 'Class'} UID in data set")
-        study_uid = keys.get("StudyInstanceUID") or ""
-        series_uid = keys.get("SeriesInstanceUID") or ""
-        study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
-        rel = f"{study_dir}/{series_dir}/{sop_uid}.dcm"
-        plan = Plan(
-            sop_uid, sop_class, study_uid, series_uid, study_dir, series_dir, rel, f"{self._root}/{rel}", keys, warnings
-        )
+        plan = self._plan(sop_uid, sop_class, keys, warnings)
 
         # One ingest per SOP Instance UID at a time: the duplicate decision sees every earlier one committed.
-        with self._pending_cv:
-            while sop_uid in self._pending:
-                self._pending_cv.wait()
-            self._pending.add(sop_uid)
+        self.placer.reserve(sop_uid)  # waits while another ingest of this UID is in progress
         try:
             existing = self._lookup(sop_uid)
         except sqlite3.Error as exc:
@@ -497,7 +495,7 @@ class Archive:
                 self.abandon(plan)
                 log.info("duplicate SOP Instance %s: kept the first one (%s)", sop_uid, existing)
                 return st.SUCCESS, None
-            if existing == rel:
+            if existing == plan.rel:
                 backup = f"{self.new_part_path()}.old"
                 try:
                     os.link(plan.final, backup)
@@ -507,7 +505,7 @@ class Archive:
             else:
                 plan.old_other = f"{self._root}/{existing}"
         try:
-            self._ensure_dir(study_dir, series_dir)
+            self._ensure_dir(plan.study_dir, plan.series_dir)
         except OSError as exc:
             self.abandon(plan, failed=True)
             if exc.errno in _DISK_FULL:
@@ -518,9 +516,24 @@ class Archive:
                 "SOP Instance %s is stored with warning B007 (data set does not match SOP Class): %s; filed as %s",
                 sop_uid,
                 "; ".join(warnings),
-                rel,
+                plan.rel,
             )
         return plan
+
+    def _plan(self, sop_uid: str, sop_class: str, keys: dict[str, str], warnings: list[str]) -> Plan:
+        study_uid = keys.get("StudyInstanceUID") or ""
+        series_uid = keys.get("SeriesInstanceUID") or ""
+        study_dir, series_dir = self._dir_names(study_uid, series_uid, warnings)
+        rel = f"{study_dir}/{series_dir}/{sop_uid}.dcm"
+        return Plan(
+            sop_uid, sop_class, study_uid, series_uid, study_dir, series_dir, rel, f"{self._root}/{rel}", keys, warnings
+        )
+
+    def complete_placed(self, inst: StoredInstance) -> tuple[int, Optional[str]]:
+        """:meth:`complete` for an instance the data path placed by :attr:`placer`'s decision, which is the one
+        :meth:`prepare` makes for a new instance without warnings (its UID is reserved, its directory made)."""
+        plan = self._plan(clean_uid(inst.sop_instance_uid), clean_uid(inst.sop_class_uid), inst.keys, [])
+        return self.complete(plan, inst)
 
     def early_status(self, plan: Plan) -> Optional[tuple[int, Optional[str]]]:
         """The status :meth:`complete` will return once the file is at ``plan.final``, for a data path
@@ -538,10 +551,8 @@ class Archive:
             _unlink(plan.backup)
             plan.backup = None
         if failed:
-            self._dirs.discard(f"{plan.study_dir}/{plan.series_dir}")
-        with self._pending_cv:
-            self._pending.discard(plan.sop_uid)
-            self._pending_cv.notify_all()
+            self.placer.forget_dir(f"{plan.study_dir}/{plan.series_dir}")
+        self.placer.release(plan.sop_uid)
 
     def complete(self, plan: Plan, inst: StoredInstance) -> tuple[int, Optional[str]]:
         """Second half of :meth:`ingest`: the file is at ``plan.final``; indexes it (and with durability
@@ -639,10 +650,10 @@ class Archive:
 
     def _ensure_dir(self, study_dir: str, series_dir: str) -> None:
         key = f"{study_dir}/{series_dir}"
-        if key in self._dirs:
+        if self.placer.has_dir(key):
             return
         with self._dirs_lock:
-            if key in self._dirs:
+            if self.placer.has_dir(key):
                 return
             study_path = f"{self._root}/{study_dir}"
             series_path = f"{study_path}/{series_dir}"
@@ -663,7 +674,7 @@ class Archive:
                     _fsync_dir(self._root)
                 if made_series or made_study:
                     _fsync_dir(study_path)
-            self._dirs.add(key)
+            self.placer.add_dir(key)
             if len(self._uid_ok) > 100_000:
                 self._uid_ok.clear()
             if study_dir != UNKNOWN_DIR:
@@ -699,9 +710,7 @@ class Archive:
         elif batch.journal and self.journal is not None:
             self.journal.done(batch.journal)
         if batch.uids:
-            with self._pending_cv:
-                self._pending.difference_update(batch.uids)
-                self._pending_cv.notify_all()
+            self.placer.release_all(batch.uids)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -727,6 +736,7 @@ class Archive:
             return
         self._run_flush_hooks()  # instances answered before close are indexed, not left to the next open's scan
         self._closed = True
+        self.placer.close()
         try:
             self.index.close()
             if self.journal is not None:
@@ -777,7 +787,7 @@ class Archive:
         if getattr(self, "_committer", None) is not None:
             self.flush()
         with self._dirs_lock:
-            self._dirs.clear()
+            self.placer.forget_dirs()
             self._uid_ok.clear()
         counts = recover_archive(self, full_scan)
         if full_scan and getattr(self, "index", None) is not None:

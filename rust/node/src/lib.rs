@@ -3,11 +3,12 @@
 //! journal. Knows associations (ul) and data sets (codec); knows nothing of Python.
 //!
 //! Modules depend downwards only: `server` → `services` → `link`; `storage` → `services`,
-//! `link`, `journal`, `direct`, `writeback`; `journal` → `writeback`.
+//! `link`, `journal`, `direct`, `writeback`; `journal` → `writeback`; `placement` stands alone.
 pub mod direct;
 pub mod journal;
 pub mod link;
 pub mod metrics;
+pub mod placement;
 pub mod server;
 pub mod services;
 pub mod storage;
@@ -19,6 +20,7 @@ pub use link::{
     Reply, Request,
 };
 pub use metrics::Metrics;
+pub use placement::{Placement, PlacementKeys, Placer, UidFilter};
 pub use server::{Hooks, NoHooks, Server, ServerConfig};
 pub use services::{FnService, Notices, Service, Services};
 pub use storage::{

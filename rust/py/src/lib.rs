@@ -12,6 +12,7 @@ mod finisher;
 mod journal;
 mod nm;
 mod pdu;
+mod placement;
 mod server;
 mod service;
 mod types;
@@ -31,5 +32,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     encode::register(m)?;
     nm::register(m)?;
     journal::register(m)?;
+    placement::register(m)?;
     Ok(())
 }

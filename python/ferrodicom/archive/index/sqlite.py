@@ -489,9 +489,10 @@ class SqliteIndex(Index):
         self._readers = ReaderPool(db_path)
         self._committer: Optional[Committer] = None
         #: The UIDs of the rows (see :mod:`.uid_filter`): only while this object is the index's one writer.
+        self.uid_filter: Optional[UidFilter] = None
         self._uids: Optional[UidFilter] = None
         if writer:
-            self._uids = UidFilter(self._max_rowid())
+            self._uids = self.uid_filter = UidFilter(self._max_rowid())
             self._committer = Committer(
                 db_path,
                 synchronous,
@@ -524,6 +525,8 @@ class SqliteIndex(Index):
     def rows_written_elsewhere(self) -> None:
         """Rows were written by another connection (recovery, :meth:`apply`, :meth:`bulk_load`): the UID filter
         no longer knows every row, so duplicate checks ask SQLite from now on."""
+        if self._uids is not None:
+            self._uids.disable()  # for the archive's placer too
         self._uids = None
 
     @staticmethod

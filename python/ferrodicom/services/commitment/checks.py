@@ -79,9 +79,9 @@ def in_flight(archive: Any, sop_instance_uid: str) -> bool:
     """Whether the archive is storing this instance now: between deciding where its file goes and committing
     its index row (its SOP Instance UID is reserved then). The storage SCP answers a C-STORE as soon as the
     file is durable, before the row is written: a commitment request that follows at once must not miss it.
-    Read from the archive's reservations (``Archive._pending``; the archive has no public call for it)."""
-    reserved = getattr(archive, "_pending", None)
-    return reserved is not None and sop_instance_uid in reserved
+    Read from the archive's reservations (``Archive.placer``)."""
+    placer = getattr(archive, "placer", None)
+    return placer is not None and sop_instance_uid in placer
 
 
 _SUPPORTED: Optional[frozenset[str]] = None
