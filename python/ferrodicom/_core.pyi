@@ -452,6 +452,7 @@ class StorageConfig:
         private_dictionary: Optional[PrivateDictionary] = None,
         implementation_class_uid: Optional[str] = None,
         implementation_version_name: Optional[str] = None,
+        placer: Optional[Placer] = None,
     ) -> StorageConfig: ...
     def flush(self) -> None:
         """Waits until ``stored`` has run for every instance answered early so far."""
@@ -505,7 +506,8 @@ class Services:
     def add_storage(self, config: StorageConfig, handler: Any) -> None:
         """``handler``: ``prepare(request, keys)``, ``stored(request, received, state)``, ``abandoned(request,
         state)``. After an early reply from ``prepare``, ``stored`` runs later on a thread of the config's own
-        (``config.flush()`` waits for it)."""
+        (``config.flush()`` waits for it). An instance the config's ``placer`` places skips ``prepare``:
+        ``placed(request, received)`` then takes the place of ``stored``."""
     def set_notices(self, notices: Callable[[Association, str, str], Any]) -> None: ...
 
 # --- server.rs: the SCP ------------------------------------------------------------------------------------

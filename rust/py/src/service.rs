@@ -10,10 +10,11 @@ use crate::association::PyAssociation;
 use crate::command::PyCommand;
 use crate::errors::{assoc_err, AssociationError, DicomError};
 use crate::finisher::Finisher;
+use crate::placement::PyPlacer;
 use crate::types::{PyPresentationContext, PyReceived};
 use node::{
-    FieldValue, Level, Link, Prepared, Received, Reply, Request, Service, Services, StorageConfig,
-    StorageService, StoreHandler, StoreRequest, StoreState,
+    FieldValue, Level, Link, Placement, PlacementKeys, Placer, Prepared, Received, Reply, Request,
+    Service, Services, StorageConfig, StorageService, StoreHandler, StoreRequest, StoreState,
 };
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -307,17 +308,21 @@ pub struct PyStorageConfig {
     finisher: Finisher,
     /// Extracted tag -> keyword.
     key_names: HashMap<u32, String>,
+    /// The archive's placer: the common case decided without entering Python.
+    placer: Option<Arc<Placer>>,
 }
 
 #[pymethods]
 impl PyStorageConfig {
     /// `incoming_dir`: where `.part` files stream (on the archive's filesystem). `extract`:
     /// (tag, keyword) of the attributes to index while streaming. With `fsync` (and a
-    /// `journal`), an instance is made durable before it is reported.
+    /// `journal`), an instance is made durable before it is reported. With the archive's
+    /// `placer`, an instance it can place (see `Placer`) is not shown to the handler's
+    /// `prepare`: its `placed` indexes it instead.
     #[new]
     #[pyo3(signature = (incoming_dir, *, extract = None, store_transfer_syntax = None, fsync = true,
         writeback = false, part_pool = 8, journal = None, private_dictionary = None,
-        implementation_class_uid = None, implementation_version_name = None))]
+        implementation_class_uid = None, implementation_version_name = None, placer = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -331,6 +336,7 @@ impl PyStorageConfig {
         private_dictionary: Option<Bound<'_, crate::codec::PyPrivateDictionary>>,
         implementation_class_uid: Option<String>,
         implementation_version_name: Option<String>,
+        placer: Option<Bound<'_, PyPlacer>>,
     ) -> PyResult<Self> {
         let extract = extract.unwrap_or_default();
         let parts = if part_pool > 0 {
@@ -360,6 +366,7 @@ impl PyStorageConfig {
             parts,
             finisher: Finisher::default(),
             key_names: extract.into_iter().collect(),
+            placer: placer.map(|p| Arc::clone(&p.get().inner)),
         })
     }
     /// Waits until the handler's `stored` has run for every instance answered early so far (it
@@ -392,6 +399,7 @@ struct PyStoreHandler {
     handler: Arc<Py<PyAny>>,
     key_names: Arc<HashMap<u32, String>>,
     finisher: Finisher,
+    placer: Option<Arc<Placer>>,
 }
 
 /// What `prepare` leaves for `stored` (or `abandoned`): the Python state it returned, and the
@@ -399,6 +407,86 @@ struct PyStoreHandler {
 struct PyState {
     state: Option<Py<PyAny>>,
     request: Py<PyStoreRequest>,
+}
+
+/// What `prepare` leaves when the placer placed the instance without Python: its UID is
+/// reserved until the handler's `placed` indexes it (or it is released here).
+struct Placed(Placement);
+
+/// What a Python `StoreRequest` is made of, taken from the association's thread for later.
+struct RequestParts {
+    link: Arc<Link>,
+    context: ul::NegotiatedContext,
+    command: Command,
+}
+
+impl RequestParts {
+    fn of(rq: &StoreRequest<'_>) -> Self {
+        RequestParts {
+            link: rq.link.handle(),
+            context: rq.context.clone(),
+            command: rq.command.clone(),
+        }
+    }
+    fn request(self, py: Python<'_>) -> PyResult<Py<PyStoreRequest>> {
+        Py::new(
+            py,
+            PyStoreRequest {
+                association: Py::new(py, PyAssociation::new(py, self.link, false)?)?,
+                context: Py::new(py, PyPresentationContext::from(&self.context))?,
+                command: Py::new(
+                    py,
+                    PyCommand {
+                        inner: self.command,
+                    },
+                )?,
+            },
+        )
+    }
+}
+
+/// The placer's keys among the extracted ones.
+fn placement_keys(keys: &[(codec::Tag, String)]) -> PlacementKeys<'_> {
+    let mut k = PlacementKeys::default();
+    for (tag, value) in keys {
+        let slot = match tag.0 {
+            0x0008_0018 => &mut k.sop_instance_uid,
+            0x0008_0016 => &mut k.sop_class_uid,
+            0x0020_000D => &mut k.study_instance_uid,
+            0x0020_000E => &mut k.series_instance_uid,
+            _ => continue,
+        };
+        *slot = Some(value.as_str());
+    }
+    k
+}
+
+/// Calls `handler.placed(request, received)` for an instance the placer placed: the reply, or
+/// 0110 when it raised.
+fn call_placed(
+    py: Python<'_>,
+    handler: &Py<PyAny>,
+    names: &HashMap<u32, String>,
+    parts: RequestParts,
+    received: Received,
+) -> Reply {
+    let r = (|| -> PyResult<Reply> {
+        let request = parts.request(py)?;
+        let keys = key_dict(py, names, &received.keys)?.unbind();
+        let received = Py::new(
+            py,
+            PyReceived {
+                inner: received,
+                keys,
+            },
+        )?;
+        let out = handler.call_method1(py, pyo3::intern!(py, "placed"), (request, received))?;
+        extract_reply(out.bind(py))
+    })();
+    r.unwrap_or_else(|e| {
+        e.print(py);
+        Reply::with_comment(0x0110, "the storage handler raised an exception")
+    })
 }
 
 impl PyStoreHandler {
@@ -416,6 +504,33 @@ impl PyStoreHandler {
                 )?,
             },
         )
+    }
+    /// The placer's placement did not happen (failed write, aborted association): its UID is
+    /// free again and its directory is checked again next time (as `Archive.abandon` does).
+    fn unplace(&self, p: &Placement) {
+        if let Some(placer) = &self.placer {
+            placer.forget_dir(&p.dir);
+            placer.release(&p.sop_instance_uid);
+        }
+    }
+    /// `stored` for an instance the placer placed (not answered early: the file was fsynced,
+    /// not journaled; or it failed, or was not placed after all).
+    fn stored_placed(&self, rq: &StoreRequest<'_>, received: Received, p: Placement) -> Reply {
+        if received.placed.is_some() {
+            let parts = RequestParts::of(rq);
+            return Python::try_attach(|py| {
+                call_placed(py, &self.handler, &self.key_names, parts, received)
+            })
+            .unwrap_or_else(|| Reply::with_comment(0x0110, "the node is shutting down"));
+        }
+        // Failed, or the keys changed after the decision (elements out of order): the handler's
+        // `stored` without state reports the failure or ingests the file from the start.
+        if received.failure.is_some() {
+            self.unplace(&p);
+        } else if let Some(placer) = &self.placer {
+            placer.release(&p.sop_instance_uid);
+        }
+        self.stored(rq, received, None)
     }
     /// The request `prepare` was given (else a new one) and the state it returned (else None).
     fn carried(
@@ -503,6 +618,30 @@ impl StoreHandler for PyStoreHandler {
         rq: &StoreRequest<'_>,
         keys: &[(codec::Tag, String)],
     ) -> (Prepared, Option<StoreState>) {
+        if let Some(placer) = &self.placer {
+            let (class, uid) = (
+                rq.command.get_str(ul::dimse::tag::AFFECTED_SOP_CLASS_UID),
+                rq.command
+                    .get_str(ul::dimse::tag::AFFECTED_SOP_INSTANCE_UID),
+            );
+            let placed = placer.try_place(
+                class.as_deref().unwrap_or(""),
+                uid.as_deref().unwrap_or(""),
+                placement_keys(keys),
+            );
+            if let Some(p) = placed {
+                let path = p.path.clone();
+                let state: StoreState = Box::new(Placed(p));
+                // The archive's early status for a new instance without warnings (PS3.4 B.2.3).
+                return (
+                    Prepared::Place {
+                        path,
+                        early: Some(Reply::status(0x0000)),
+                    },
+                    Some(state),
+                );
+            }
+        }
         Python::try_attach(|py| {
             let request = match self.request(py, rq) {
                 Ok(r) => r,
@@ -536,6 +675,11 @@ impl StoreHandler for PyStoreHandler {
         received: Received,
         state: Option<StoreState>,
     ) -> Reply {
+        let state = match state.map(|s| s.downcast::<Placed>()) {
+            Some(Ok(placed)) => return self.stored_placed(rq, received, placed.0),
+            Some(Err(other)) => Some(other),
+            None => None,
+        };
         Python::try_attach(|py| match self.carried(py, rq, state) {
             Ok((request, state)) => {
                 call_stored(py, &self.handler, &self.key_names, request, received, state)
@@ -553,6 +697,14 @@ impl StoreHandler for PyStoreHandler {
         // thread: it runs later, on the finisher's (its reply is not sent: the early one was).
         let carried = match state {
             Some(s) if s.is::<PyState>() => s.downcast::<PyState>().expect("checked above"),
+            Some(s) if s.is::<Placed>() => {
+                let (handler, names) = (Arc::clone(&self.handler), Arc::clone(&self.key_names));
+                let parts = RequestParts::of(rq);
+                self.finisher.push(Box::new(move |py| {
+                    call_placed(py, &handler, &names, parts, received);
+                }));
+                return;
+            }
             other => {
                 self.stored(rq, received, other);
                 return;
@@ -567,6 +719,14 @@ impl StoreHandler for PyStoreHandler {
     }
 
     fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
+        let state = match state.map(|s| s.downcast::<Placed>()) {
+            Some(Ok(placed)) => {
+                self.unplace(&placed.0);
+                return;
+            }
+            Some(Err(other)) => Some(other),
+            None => None,
+        };
         let _ = Python::try_attach(|py| {
             let r = self.carried(py, rq, state).and_then(|(request, state)| {
                 self.handler.call_method1(py, "abandoned", (request, state))
@@ -655,6 +815,8 @@ impl PyServices {
     /// state)` once on disk (returns the reply), `abandoned(request, state)` when the
     /// association ended inside the data set. After an early reply, `stored` runs later on a
     /// thread of the config's own, several instances per entry (`config.flush()` waits for it).
+    /// With the config's `placer`, an instance it places skips `prepare`, and
+    /// `placed(request, received)` (the reply) takes the place of `stored`.
     fn add_storage(&self, config: &Bound<'_, PyStorageConfig>, handler: Py<PyAny>) -> PyResult<()> {
         let cfg = config.get();
         let service: Arc<dyn Service> = Arc::new(StorageService::new(
@@ -663,6 +825,7 @@ impl PyServices {
                 handler: Arc::new(handler),
                 key_names: Arc::new(cfg.key_names.clone()),
                 finisher: cfg.finisher.clone(),
+                placer: cfg.placer.clone(),
             }),
         ));
         self.with(|s| s.add(ul::dimse::command_field::C_STORE_RQ, None, service))

@@ -76,6 +76,7 @@ class StorageSCP:
             fsync=archive.durability == "full",
             writeback=archive.durability == "full",
             journal=getattr(archive, "journal", None),
+            placer=getattr(archive, "placer", None),
         )
         self._configs.append(config)
         services.add_storage(config, self)
@@ -133,17 +134,7 @@ class StorageSCP:
         stored_at = placed or received.path
         if stored_at is None:  # the data path reports success only with a file
             return _reply(0x0110, "the data path reported no file")
-        inst = StoredInstance(
-            part_path=stored_at,
-            size=received.size,
-            sop_class_uid=command.affected_sop_class_uid or "",
-            sop_instance_uid=command.affected_sop_instance_uid or "",
-            transfer_syntax_uid=received.transfer_syntax,
-            calling_ae=info.calling_ae,
-            called_ae=info.called_ae,
-            keys=received.keys,
-            journal_seq=received.journal_seq,
-        )
+        inst = _instance(request, received, stored_at)
         if isinstance(plan, Plan):
             if placed:
                 status, comment = self.archive.complete(plan, inst)
@@ -156,10 +147,38 @@ class StorageSCP:
             self.on_stored(inst, status)
         return _reply(status, comment)
 
+    def placed(self, request: _core.StoreRequest, received: _core.Received) -> Any:
+        """Instead of :meth:`prepare` and :meth:`stored`, for an instance the data path placed by the archive's
+        :attr:`~ferrodicom.archive.Archive.placer` (a new instance in a known series, no remark: the archive's
+        decision made without entering Python on the association's thread): indexes it; the response (sent
+        already when it was answered early, which is the usual case)."""
+        inst = _instance(request, received, received.placed or "")
+        status, comment = self.archive.complete_placed(inst)
+        if self.on_stored is not None:
+            self.on_stored(inst, status)
+        return _reply(status, comment)
+
     def abandoned(self, request: _core.StoreRequest, plan: Any) -> None:
         """The association ended inside the data set: release what :meth:`prepare` reserved."""
         if isinstance(plan, Plan):
             self.archive.abandon(plan, failed=True)
+
+
+def _instance(request: _core.StoreRequest, received: _core.Received, path: str) -> StoredInstance:
+    """The received file at ``path``, as the archive indexes it."""
+    command = request.command
+    info = request.association.info
+    return StoredInstance(
+        part_path=path,
+        size=received.size,
+        sop_class_uid=command.affected_sop_class_uid or "",
+        sop_instance_uid=command.affected_sop_instance_uid or "",
+        transfer_syntax_uid=received.transfer_syntax,
+        calling_ae=info.calling_ae,
+        called_ae=info.called_ae,
+        keys=received.keys,
+        journal_seq=received.journal_seq,
+    )
 
 
 def _reply(status: int, comment: Optional[str]) -> Any:
