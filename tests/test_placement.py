@@ -50,16 +50,11 @@ def _filter_ready(archive: Archive) -> None:
 
 
 class CountingSCP(StorageSCP):
-    """Counts which way each instance went: the archive's ``prepare`` or the data path's own placement."""
+    """Counts the instances the data path placed itself (the others went through ``prepare``)."""
 
     def __init__(self, archive: Archive) -> None:
         super().__init__(archive)
-        self.prepared = 0
         self.placed_here = 0
-
-    def prepare(self, request, keys):
-        self.prepared += 1
-        return super().prepare(request, keys)
 
     def placed(self, request, received):
         self.placed_here += 1
@@ -88,7 +83,7 @@ def test_a_series_after_its_first_instance_is_placed_by_the_data_path(tmp_path, 
     try:
         assert _send(server.port, files) == [0] * 12
         assert archive.count() == 12  # after the queued ``placed`` calls
-        assert (scp.prepared, scp.placed_here) == (1, 11)  # the first one made the series directory
+        assert scp.placed_here == 11  # the first one went through prepare, which made the series directory
         assert len(archive.placer) == 0  # every reservation released once its row was committed
         for f in (files[0], files[-1]):
             row = archive.query("instance", SOPInstanceUID=str(make_ds_uid(f)))
@@ -121,10 +116,10 @@ def test_a_series_sent_again_goes_to_the_archive_duplicate_policy(tmp_path, poli
     try:
         assert _send(server.port, files) == [0] * 8
         archive.flush()
-        prepared = scp.prepared
+        assert scp.placed_here == 7
         again = _send(server.port, files)
         assert again == [0 if policy == "keep-first" else st.DUPLICATE_REJECTED] * 8
-        assert scp.prepared - prepared == 8  # every one asked the archive: the UID filter said "maybe"
+        assert scp.placed_here == 7  # every one went to the archive's prepare: the UID filter said "maybe"
         assert archive.count() == 8
     finally:
         server.shutdown()
@@ -168,8 +163,7 @@ def test_an_abort_inside_a_placed_instance_releases_it(tmp_path):
             time.sleep(0.2)
             s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
         wait_until_idle(server)
-        assert scp.prepared == 1  # the aborted one had been placed by the data path
-        assert len(archive.placer) == 0
+        assert len(archive.placer) == 0  # the aborted one (placed by the data path: a known series) released
         assert archive.count() == 1
         assert leftovers(archive) == []
         assert _send(server.port, files[1:]) == [0]  # not held up by the aborted one's reservation
@@ -254,3 +248,43 @@ def test_no_placement_without_an_early_answer(tmp_path):
             "SeriesInstanceUID": str(ds.SeriesInstanceUID),
         }
         assert archive.placer.try_place(CTImageStorage, uid, keys) is None
+
+
+def test_a_handler_or_archive_with_its_own_prepare_sees_every_instance(tmp_path):
+    """The data path places by itself only for the stock ``StorageSCP.prepare`` and ``Archive.prepare``: a
+    subclass (or a replacement) that decides for itself is asked about every instance."""
+    files = _series(tmp_path / "in", 6)
+    seen: list[str] = []
+
+    class Deciding(StorageSCP):
+        def prepare(self, request, keys):
+            seen.append(keys["SOPInstanceUID"])
+            return super().prepare(request, keys)
+
+    archive = Archive(tmp_path / "arc", durability="none")
+    _filter_ready(archive)
+    server = _serve(archive, Deciding(archive))
+    try:
+        assert _send(server.port, files) == [0] * 6
+        assert len(seen) == 6
+    finally:
+        server.shutdown()
+        archive.close()
+
+    archive = Archive(tmp_path / "arc2", durability="none")
+    _filter_ready(archive)
+    stock_prepare = archive.prepare
+    asked: list[str] = []
+
+    def prepare(sop_class_uid, sop_instance_uid, keys):
+        asked.append(sop_instance_uid)
+        return stock_prepare(sop_class_uid, sop_instance_uid, keys)
+
+    archive.prepare = prepare  # type: ignore[method-assign]
+    server = _serve(archive, StorageSCP(archive))
+    try:
+        assert _send(server.port, files) == [0] * 6
+        assert len(asked) == 6
+    finally:
+        server.shutdown()
+        archive.close()

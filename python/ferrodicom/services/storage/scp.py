@@ -16,7 +16,7 @@ from pydicom.datadict import tag_for_keyword
 
 from ferrodicom import _core
 from ferrodicom.ae import ContextSpec
-from ferrodicom.archive import Plan, StoredInstance
+from ferrodicom.archive import Archive, Plan, StoredInstance
 from ferrodicom.services.storage.classes import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from ferrodicom.uids import UNCOMPRESSED
 
@@ -76,10 +76,21 @@ class StorageSCP:
             fsync=archive.durability == "full",
             writeback=archive.durability == "full",
             journal=getattr(archive, "journal", None),
-            placer=getattr(archive, "placer", None),
+            placer=self._placer(),
         )
         self._configs.append(config)
         services.add_storage(config, self)
+
+    def _placer(self) -> Optional[_core.Placer]:
+        """The archive's placer, which lets the data path place a new instance of a known series without calling
+        :meth:`prepare`; None when this handler's or the archive's ``prepare`` is not the stock one (a subclass
+        or a replacement that decides for itself must see every instance)."""
+        archive = self.archive
+        if type(self).prepare is not StorageSCP.prepare or not isinstance(archive, Archive):
+            return None
+        if getattr(archive.prepare, "__func__", None) is not Archive.prepare:
+            return None
+        return archive.placer
 
     def flush(self) -> None:
         """Waits until :meth:`stored` has run for every instance answered so far (after an early reply it runs
