@@ -288,3 +288,37 @@ def test_a_handler_or_archive_with_its_own_prepare_sees_every_instance(tmp_path)
     finally:
         server.shutdown()
         archive.close()
+
+
+def test_an_instance_that_cannot_be_indexed_does_not_hold_its_uid(tmp_path, monkeypatch):
+    """An exception while building the index row (after an early Success) frees the UID: a resend is stored,
+    not left waiting for a row that will never come; the archive asks for its full scan at the next open."""
+    files = _series(tmp_path / "in", 2)
+    archive = Archive(tmp_path / "arc", durability="none")
+    _filter_ready(archive)
+    scp = CountingSCP(archive)
+    server = _serve(archive, scp)
+    try:
+        assert _send(server.port, files[:1]) == [0]
+        archive.flush()
+
+        def broken(*args, **kwargs):
+            raise ValueError("broken index row")
+
+        monkeypatch.setattr(archive.schema, "build_row", broken)
+        assert _send(server.port, files[1:]) == [0]  # answered once the file was in place
+        archive.flush()
+        monkeypatch.undo()
+        assert scp.placed_here == 1 and len(archive.placer) == 0
+        statuses: list[int] = []
+        sender = threading.Thread(target=lambda: statuses.extend(_send(server.port, files[1:])), daemon=True)
+        sender.start()
+        sender.join(30)
+        assert statuses == [0]
+        assert archive.count() == 2
+    finally:
+        server.shutdown()
+        archive.close()
+    with Archive(tmp_path / "arc", durability="none") as again:
+        assert again.last_recovery["full_scan"] == 1
+        assert again.count() == 2

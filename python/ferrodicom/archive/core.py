@@ -557,17 +557,26 @@ class Archive:
     def complete(self, plan: Plan, inst: StoredInstance) -> tuple[int, Optional[str]]:
         """Second half of :meth:`ingest`: the file is at ``plan.final``; indexes it (and with durability
         full waits until file, directory entry and index row are durable)."""
-        keys = plan.keys
-        if inst.parse_error is None and _needs_decoding(keys):
-            keys = _keys_from_file(plan.final, keys, self.schema.keywords)
-        row = self.schema.build_row(
-            keys,
-            plan.sop_uid,
-            plan.sop_class,
-            plan.study_uid,
-            plan.series_uid,
-            (inst.transfer_syntax_uid, inst.size, plan.rel, time.time(), inst.calling_ae, inst.called_ae),
-        )
+        try:
+            keys = plan.keys
+            if inst.parse_error is None and _needs_decoding(keys):
+                keys = _keys_from_file(plan.final, keys, self.schema.keywords)
+            row = self.schema.build_row(
+                keys,
+                plan.sop_uid,
+                plan.sop_class,
+                plan.study_uid,
+                plan.series_uid,
+                (inst.transfer_syntax_uid, inst.size, plan.rel, time.time(), inst.calling_ae, inst.called_ae),
+            )
+        except Exception:
+            # No row will come: the UID must not stay reserved (the next ingest of it would wait forever),
+            # and the file in place (perhaps answered already) is indexed by the next open's full scan.
+            self._dirty = True
+            _unlink(str(self.root / CLEAN_MARKER))
+            log.exception("cannot index %s; the next open indexes it", plan.final)
+            self.abandon(plan)
+            raise
         final, backup = plan.final, plan.backup
         journaled = inst.journal_seq is not None
         try:
