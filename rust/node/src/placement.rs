@@ -43,6 +43,10 @@ pub fn clean_uid(value: &str) -> &str {
     value.trim_end_matches(['\0', ' ']).trim_start_matches(' ')
 }
 
+/// How many series directories are remembered before the set starts again (memory stays bounded;
+/// a forgotten directory is only checked again by the archive, which finds it made).
+const MAX_DIRS: usize = 100_000;
+
 const PROBES: u64 = 4;
 const BITS_PER_UID: u64 = 8;
 const MIN_UIDS: u64 = 1 << 20;
@@ -260,7 +264,11 @@ impl Placer {
         self.dirs.read().contains(dir)
     }
     pub fn add_dir(&self, dir: &str) {
-        self.dirs.write().insert(dir.to_owned());
+        let mut dirs = self.dirs.write();
+        if dirs.len() >= MAX_DIRS {
+            dirs.clear();
+        }
+        dirs.insert(dir.to_owned());
     }
     /// The directory must be checked (made) again before it is used.
     pub fn forget_dir(&self, dir: &str) {
@@ -353,6 +361,16 @@ mod tests {
         assert!(placer
             .try_place(CT, "1.2.3.7", keys("1.2.3.7", "1.2", "1.2.3"))
             .is_none());
+    }
+
+    #[test]
+    fn the_directories_remembered_are_bounded() {
+        let (placer, _) = ready_placer();
+        for i in 0..MAX_DIRS + 10 {
+            placer.add_dir(&format!("1.2/{i}"));
+        }
+        assert!(placer.dirs.read().len() <= MAX_DIRS);
+        assert!(placer.has_dir(&format!("1.2/{}", MAX_DIRS + 9)));
     }
 
     #[test]
