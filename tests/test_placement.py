@@ -5,26 +5,20 @@ leave every other case (duplicates, remarks, failures) to the archive."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, generate_uid
 from test_archive import make_ds, write_part
 from test_storage import assert_same, make_instance
-from test_storage_faults import (
-    dataset_bytes,
-    inside_pixel_data,
-    leftovers,
-    pdata,
-    raw_associate,
-    store_rq,
-    wait_until_idle,
-)
+from test_storage_faults import abort_inside_pixel_data, leftovers
+from test_storage_finisher import _serve
 
-from ferrodicom import AE
 from ferrodicom.archive import Archive
 from ferrodicom.archive import status as st
 from ferrodicom.services.storage import StorageSCP, store
@@ -61,12 +55,18 @@ class CountingSCP(StorageSCP):
         return super().placed(request, received)
 
 
-def _serve(archive: Archive, scp: StorageSCP):
-    ae = AE("FERRO")
-    ae.add_service(scp)
-    server = ae.start_server(("127.0.0.1", 0), block=False)
-    assert server is not None
-    return server
+@contextmanager
+def _node(root: Path, scp_class: type[StorageSCP] = CountingSCP, **archive_options) -> Iterator[tuple]:
+    """A running storage SCP into a fresh archive whose UID filter is filled: (archive, handler, server)."""
+    archive = Archive(root, **{"durability": "none", **archive_options})
+    _filter_ready(archive)
+    scp = scp_class(archive)
+    server = _serve(archive, scp)
+    try:
+        yield archive, scp, server
+    finally:
+        server.shutdown()
+        archive.close()
 
 
 def _send(port: int, files: list[Path]) -> list[int]:
@@ -76,44 +76,30 @@ def _send(port: int, files: list[Path]) -> list[int]:
 @pytest.mark.parametrize("durability", ["none", "full"])
 def test_a_series_after_its_first_instance_is_placed_by_the_data_path(tmp_path, durability):
     files = _series(tmp_path / "in", 12)
-    archive = Archive(tmp_path / "arc", durability=durability)
-    _filter_ready(archive)
-    scp = CountingSCP(archive)
-    server = _serve(archive, scp)
-    try:
+    with _node(tmp_path / "arc", durability=durability) as (archive, scp, server):
         assert _send(server.port, files) == [0] * 12
         assert archive.count() == 12  # after the queued ``placed`` calls
         assert scp.placed_here == 11  # the first one went through prepare, which made the series directory
         assert len(archive.placer) == 0  # every reservation released once its row was committed
-        for f in (files[0], files[-1]):
-            row = archive.query("instance", SOPInstanceUID=str(make_ds_uid(f)))
-            assert len(row) == 1
-        rel = {p.relative_to(archive.root).parts[:2] for p in archive.root.rglob("*.dcm")}
-        assert len(rel) == 1  # <study>/<series>, as the archive files them
+        stored = list(archive.root.rglob("*.dcm"))
+        assert len({p.relative_to(archive.root).parts[:2] for p in stored}) == 1  # <study>/<series>
         for f in files:
-            assert_same(f, next(archive.root.rglob(f"{make_ds_uid(f)}.dcm")))
-    finally:
-        server.shutdown()
-        archive.close()
+            uid = _sop_uid(f)
+            assert len(archive.query("instance", SOPInstanceUID=uid)) == 1
+            assert_same(f, next(p for p in stored if p.name == f"{uid}.dcm"))
     with Archive(tmp_path / "arc", durability=durability) as again:
         assert again.last_recovery["full_scan"] == 0
         assert again.count() == 12
 
 
-def make_ds_uid(path: Path) -> str:
-    import pydicom
-
+def _sop_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
 @pytest.mark.parametrize("policy", ["keep-first", "reject"])
 def test_a_series_sent_again_goes_to_the_archive_duplicate_policy(tmp_path, policy):
     files = _series(tmp_path / "in", 8)
-    archive = Archive(tmp_path / "arc", durability="none", duplicates=policy)
-    _filter_ready(archive)
-    scp = CountingSCP(archive)
-    server = _serve(archive, scp)
-    try:
+    with _node(tmp_path / "arc", duplicates=policy) as (archive, scp, server):
         assert _send(server.port, files) == [0] * 8
         archive.flush()
         assert scp.placed_here == 7
@@ -121,17 +107,11 @@ def test_a_series_sent_again_goes_to_the_archive_duplicate_policy(tmp_path, poli
         assert again == [0 if policy == "keep-first" else st.DUPLICATE_REJECTED] * 8
         assert scp.placed_here == 7  # every one went to the archive's prepare: the UID filter said "maybe"
         assert archive.count() == 8
-    finally:
-        server.shutdown()
-        archive.close()
 
 
 def test_the_same_instances_from_two_associations_at_once_are_stored_once(tmp_path):
     files = _series(tmp_path / "in", 30)
-    archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
-    server = _serve(archive, StorageSCP(archive))
-    try:
+    with _node(tmp_path / "arc") as (archive, _, server):
         assert _send(server.port, files[:1]) == [0]
         results: list[list[int]] = []
         threads = [threading.Thread(target=lambda: results.append(_send(server.port, files[1:]))) for _ in range(2)]
@@ -142,44 +122,24 @@ def test_the_same_instances_from_two_associations_at_once_are_stored_once(tmp_pa
         assert results == [[0] * 29] * 2  # keep-first: the second copy is answered Success and not kept
         assert archive.count() == 30
         assert len(list(archive.root.rglob("*.dcm"))) == 30
-    finally:
-        server.shutdown()
-        archive.close()
 
 
 def test_an_abort_inside_a_placed_instance_releases_it(tmp_path):
     files = _series(tmp_path / "in", 2)
-    archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
-    scp = CountingSCP(archive)
-    server = _serve(archive, scp)
-    try:
+    with _node(tmp_path / "arc") as (archive, _, server):
         assert _send(server.port, files[:1]) == [0]
-        ds, data = dataset_bytes(files[1])
-        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
-            ctx_id = raw_associate(s)
-            cut = inside_pixel_data(data)
-            s.sendall(pdata(ctx_id, 0x03, store_rq(ds.SOPInstanceUID)) + pdata(ctx_id, 0x00, data[:cut]))
-            time.sleep(0.2)
-            s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
-        wait_until_idle(server)
-        assert len(archive.placer) == 0  # the aborted one (placed by the data path: a known series) released
+        abort_inside_pixel_data(server, files[1])  # placed by the data path: a known series
+        assert len(archive.placer) == 0
         assert archive.count() == 1
         assert leftovers(archive) == []
         assert _send(server.port, files[1:]) == [0]  # not held up by the aborted one's reservation
         assert archive.count() == 2
-    finally:
-        server.shutdown()
-        archive.close()
 
 
 def test_a_series_directory_removed_at_run_time_is_made_again(tmp_path):
     """The data path's rename fails (A7xx), the directory is forgotten, and the next instance makes it again."""
     files = _series(tmp_path / "in", 3)
-    archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
-    server = _serve(archive, StorageSCP(archive))
-    try:
+    with _node(tmp_path / "arc") as (archive, _, server):
         assert _send(server.port, files[:1]) == [0]
         archive.flush()
         stored = next(archive.root.rglob("*.dcm"))
@@ -192,9 +152,6 @@ def test_a_series_directory_removed_at_run_time_is_made_again(tmp_path):
         assert len(archive.placer) == 0
         assert archive.count() == 2
         assert leftovers(archive) == []
-    finally:
-        server.shutdown()
-        archive.close()
 
 
 def test_the_placer_follows_the_archive(tmp_path):
@@ -261,44 +218,32 @@ def test_a_handler_or_archive_with_its_own_prepare_sees_every_instance(tmp_path)
             seen.append(keys["SOPInstanceUID"])
             return super().prepare(request, keys)
 
-    archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
-    server = _serve(archive, Deciding(archive))
-    try:
+    with _node(tmp_path / "arc", Deciding) as (_, _, server):
         assert _send(server.port, files) == [0] * 6
         assert len(seen) == 6
-    finally:
-        server.shutdown()
-        archive.close()
 
-    archive = Archive(tmp_path / "arc2", durability="none")
-    _filter_ready(archive)
-    stock_prepare = archive.prepare
-    asked: list[str] = []
+    class ReplacedArchivePrepare(StorageSCP):
+        def __init__(self, archive: Archive) -> None:
+            stock = archive.prepare
 
-    def prepare(sop_class_uid, sop_instance_uid, keys):
-        asked.append(sop_instance_uid)
-        return stock_prepare(sop_class_uid, sop_instance_uid, keys)
+            def prepare(sop_class_uid, sop_instance_uid, keys):
+                seen.append(sop_instance_uid)
+                return stock(sop_class_uid, sop_instance_uid, keys)
 
-    archive.prepare = prepare  # type: ignore[method-assign]
-    server = _serve(archive, StorageSCP(archive))
-    try:
+            archive.prepare = prepare  # type: ignore[method-assign]
+            super().__init__(archive)
+
+    seen.clear()
+    with _node(tmp_path / "arc2", ReplacedArchivePrepare) as (_, _, server):
         assert _send(server.port, files) == [0] * 6
-        assert len(asked) == 6
-    finally:
-        server.shutdown()
-        archive.close()
+        assert len(seen) == 6
 
 
 def test_an_instance_that_cannot_be_indexed_does_not_hold_its_uid(tmp_path, monkeypatch):
     """An exception while building the index row (after an early Success) frees the UID: a resend is stored,
     not left waiting for a row that will never come; the archive asks for its full scan at the next open."""
     files = _series(tmp_path / "in", 2)
-    archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
-    scp = CountingSCP(archive)
-    server = _serve(archive, scp)
-    try:
+    with _node(tmp_path / "arc") as (archive, scp, server):
         assert _send(server.port, files[:1]) == [0]
         archive.flush()
 
@@ -316,9 +261,6 @@ def test_an_instance_that_cannot_be_indexed_does_not_hold_its_uid(tmp_path, monk
         sender.join(30)
         assert statuses == [0]
         assert archive.count() == 2
-    finally:
-        server.shutdown()
-        archive.close()
     with Archive(tmp_path / "arc", durability="none") as again:
         assert again.last_recovery["full_scan"] == 1
         assert again.count() == 2

@@ -127,9 +127,10 @@ def test_hostile_command_uid_from_a_raw_peer(archive_node, tmp_path):
     assert not Path("/tmp/x").exists()
 
 
-def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
-    server, archive = archive_node
-    ds, data = dataset_bytes(make_instance(tmp_path / "a.dcm") and tmp_path / "a.dcm")
+def abort_inside_pixel_data(server, path: Path) -> None:
+    """Sends the instance at ``path`` up to 100 bytes into its Pixel Data (its place decided by then), then an
+    A-ABORT (PS3.8 9.3.8); returns once the server has no association left."""
+    ds, data = dataset_bytes(path)
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
         ctx_id = raw_associate(s)
         cut = inside_pixel_data(data)
@@ -137,6 +138,12 @@ def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
         time.sleep(0.2)
         s.sendall(bytes.fromhex("07000000000400000000"))  # A-ABORT
     wait_until_idle(server)
+
+
+def test_abort_mid_transfer_leaves_nothing(archive_node, tmp_path):
+    server, archive = archive_node
+    make_instance(tmp_path / "a.dcm")
+    abort_inside_pixel_data(server, tmp_path / "a.dcm")
     assert archive.count() == 0
     assert leftovers(archive) == []
     # The same instance again: not held up by the aborted one's reservation.

@@ -472,14 +472,7 @@ fn call_placed(
 ) -> Reply {
     let r = (|| -> PyResult<Reply> {
         let request = parts.request(py)?;
-        let keys = key_dict(py, names, &received.keys)?.unbind();
-        let received = Py::new(
-            py,
-            PyReceived {
-                inner: received,
-                keys,
-            },
-        )?;
+        let received = received_object(py, names, received)?;
         let out = handler.call_method1(py, pyo3::intern!(py, "placed"), (request, received))?;
         extract_reply(out.bind(py))
     })();
@@ -561,6 +554,22 @@ fn key_dict<'py>(
     Ok(d)
 }
 
+/// The outcome as the handler sees it, its keys by keyword.
+fn received_object(
+    py: Python<'_>,
+    names: &HashMap<u32, String>,
+    received: Received,
+) -> PyResult<Py<PyReceived>> {
+    let keys = key_dict(py, names, &received.keys)?.unbind();
+    Py::new(
+        py,
+        PyReceived {
+            inner: received,
+            keys,
+        },
+    )
+}
+
 /// Calls `handler.stored(request, received, state)`: the reply, or 0110 when it raised.
 fn call_stored(
     py: Python<'_>,
@@ -571,14 +580,7 @@ fn call_stored(
     state: Py<PyAny>,
 ) -> Reply {
     let r = (|| -> PyResult<Reply> {
-        let keys = key_dict(py, names, &received.keys)?.unbind();
-        let received = Py::new(
-            py,
-            PyReceived {
-                inner: received,
-                keys,
-            },
-        )?;
+        let received = received_object(py, names, received)?;
         let out =
             handler.call_method1(py, pyo3::intern!(py, "stored"), (request, received, state))?;
         extract_reply(out.bind(py))
