@@ -484,19 +484,7 @@ fn call_placed(
 
 impl PyStoreHandler {
     fn request(&self, py: Python<'_>, rq: &StoreRequest<'_>) -> PyResult<Py<PyStoreRequest>> {
-        Py::new(
-            py,
-            PyStoreRequest {
-                association: Py::new(py, PyAssociation::new(py, rq.link.handle(), false)?)?,
-                context: Py::new(py, PyPresentationContext::from(rq.context))?,
-                command: Py::new(
-                    py,
-                    PyCommand {
-                        inner: rq.command.clone(),
-                    },
-                )?,
-            },
-        )
+        RequestParts::of(rq).request(py)
     }
     /// The placer's placement did not happen (failed write, aborted association): its UID is
     /// free again and its directory is checked again next time (as `Archive.abandon` does).
