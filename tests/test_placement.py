@@ -6,7 +6,6 @@ leave every other case (duplicates, remarks, failures) to the archive."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from test_archive import make_ds, write_part
 from test_storage import assert_same, make_instance
 from test_storage_faults import abort_inside_pixel_data, leftovers
 from test_storage_finisher import _serve
+from test_uid_filter import wait_for_filter
 
 from ferrodicom.archive import Archive
 from ferrodicom.archive import status as st
@@ -36,13 +36,6 @@ def _series(folder: Path, n: int) -> list[Path]:
     return files
 
 
-def _filter_ready(archive: Archive) -> None:
-    deadline = time.monotonic() + 10
-    while not archive.index.uid_filter.ready:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the UID filter was never filled"
-        time.sleep(0.01)
-
-
 class CountingSCP(StorageSCP):
     """Counts the instances the data path placed itself (the others went through ``prepare``)."""
 
@@ -59,7 +52,7 @@ class CountingSCP(StorageSCP):
 def _node(root: Path, scp_class: type[StorageSCP] = CountingSCP, **archive_options) -> Iterator[tuple]:
     """A running storage SCP into a fresh archive whose UID filter is filled: (archive, handler, server)."""
     archive = Archive(root, **{"durability": "none", **archive_options})
-    _filter_ready(archive)
+    wait_for_filter(archive)
     scp = scp_class(archive)
     server = _serve(archive, scp)
     try:
@@ -157,7 +150,7 @@ def test_a_series_directory_removed_at_run_time_is_made_again(tmp_path):
 def test_the_placer_follows_the_archive(tmp_path):
     """What the data path would decide, asked from Python, as the archive's state changes."""
     archive = Archive(tmp_path / "arc", durability="none")
-    _filter_ready(archive)
+    wait_for_filter(archive)
     ds = make_ds()
     keys = {
         "SOPInstanceUID": str(ds.SOPInstanceUID),
@@ -194,7 +187,7 @@ def test_the_placer_follows_the_archive(tmp_path):
 def test_no_placement_without_an_early_answer(tmp_path):
     """Durability full without a journal answers only once indexed: the archive keeps every decision."""
     with Archive(tmp_path / "arc", durability="full", journal=0) as archive:
-        _filter_ready(archive)
+        wait_for_filter(archive)
         ds = make_ds()
         assert archive.ingest(write_part(archive, ds))[0] == st.SUCCESS
         uid = generate_uid()

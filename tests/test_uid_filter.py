@@ -18,9 +18,10 @@ def _uids(n: int, prefix: str = "1.2.826.0.1.3680043.10.") -> list[str]:
     return [f"{prefix}{i}.{i * 7919 % 100_003}" for i in range(n)]
 
 
-def _ready(archive: Archive, timeout: float = 10.0) -> None:
+def wait_for_filter(archive: Archive, timeout: float = 10.0) -> None:
+    """Waits until the index's UID filter holds every row of the open (filled by a background thread)."""
     deadline = time.monotonic() + timeout
-    while not archive.index._uids.ready:  # type: ignore[attr-defined]
+    while not archive.index.uid_filter.ready:  # type: ignore[attr-defined]
         assert time.monotonic() < deadline, "the UID filter was never filled"
         time.sleep(0.01)
 
@@ -65,7 +66,7 @@ def test_instances_indexed_before_open_are_duplicates(tmp_path: Path) -> None:
         for ds in stored:
             assert archive.ingest(write_part(archive, ds))[0] == st.SUCCESS
     with Archive(root, duplicates="reject") as archive:
-        _ready(archive)
+        wait_for_filter(archive)
         for ds in stored:
             assert archive.ingest(write_part(archive, ds))[0] == st.DUPLICATE_REJECTED
         assert archive.ingest(write_part(archive, make_ds()))[0] == st.SUCCESS
@@ -73,7 +74,7 @@ def test_instances_indexed_before_open_are_duplicates(tmp_path: Path) -> None:
 
 def test_instances_stored_in_this_run_are_duplicates(tmp_path: Path) -> None:
     with Archive(tmp_path / "arc", duplicates="reject") as archive:
-        _ready(archive)
+        wait_for_filter(archive)
         ds = make_ds()
         assert archive.ingest(write_part(archive, ds))[0] == st.SUCCESS
         assert archive.ingest(write_part(archive, ds))[0] == st.DUPLICATE_REJECTED
@@ -87,7 +88,7 @@ def test_rows_written_around_the_filter_still_count_as_duplicates(tmp_path: Path
         assert archive.ingest(write_part(archive, ds))[0] == st.SUCCESS
         rel = archive.query(SOPInstanceUID=ds.SOPInstanceUID)[0]["path"]
     with Archive(tmp_path / "arc", duplicates="reject") as archive:
-        _ready(archive)
+        wait_for_filter(archive)
         # A complete file the index does not know (as a crash leaves one), indexed by an on-demand scan.
         (archive.root / rel).parent.mkdir(parents=True)
         shutil.copy(elsewhere / rel, archive.root / rel)
@@ -99,7 +100,7 @@ def test_bulk_loaded_rows_are_duplicates(tmp_path: Path) -> None:
     from qr_corpus import synthetic_rows
 
     with Archive(tmp_path / "arc", duplicates="reject") as archive:
-        _ready(archive)
+        wait_for_filter(archive)
         rows = list(synthetic_rows(archive.schema, 1, 1, 1, 3, prefix="9"))
         archive.index.bulk_load(iter(rows))
         uid = rows[0][3][0]
