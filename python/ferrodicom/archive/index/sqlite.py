@@ -490,9 +490,8 @@ class SqliteIndex(Index):
         self._committer: Optional[Committer] = None
         #: The UIDs of the rows (see :mod:`.uid_filter`): only while this object is the index's one writer.
         self.uid_filter: Optional[UidFilter] = None
-        self._uids: Optional[UidFilter] = None
         if writer:
-            self._uids = self.uid_filter = UidFilter(self._max_rowid())
+            self.uid_filter = UidFilter(self._max_rowid())
             self._committer = Committer(
                 db_path,
                 synchronous,
@@ -500,9 +499,9 @@ class SqliteIndex(Index):
                 on_done or (lambda b: None),
                 linger,
                 self.statements,
-                self._uids,
+                self.uid_filter,
             )
-            filler = threading.Thread(target=self._fill_uids, args=(self._uids,), name="ferrodicom-uid-filter")
+            filler = threading.Thread(target=self._fill_uids, args=(self.uid_filter,), name="ferrodicom-uid-filter")
             filler.daemon = True
             filler.start()
 
@@ -525,9 +524,8 @@ class SqliteIndex(Index):
     def rows_written_elsewhere(self) -> None:
         """Rows were written by another connection (recovery, :meth:`apply`, :meth:`bulk_load`): the UID filter
         no longer knows every row, so duplicate checks ask SQLite from now on."""
-        if self._uids is not None:
-            self._uids.disable()  # for the archive's placer too
-        self._uids = None
+        if self.uid_filter is not None:
+            self.uid_filter.disable()  # every answer "maybe", for the archive's placer too
 
     @staticmethod
     def create(db_path: str, synchronous: str, schema: Schema = DEFAULT_SCHEMA) -> None:
@@ -620,7 +618,7 @@ class SqliteIndex(Index):
             self._readers.put(conn)
 
     def lookup(self, sop_instance_uid: str) -> Optional[str]:
-        uids = self._uids
+        uids = self.uid_filter
         if uids is not None and sop_instance_uid not in uids:
             return None  # never added: certainly not a row
         rows = self._read(SQL_LOOKUP, (sop_instance_uid,))
