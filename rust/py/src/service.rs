@@ -413,6 +413,28 @@ struct PyState {
 /// reserved until the handler's `placed` indexes it (or it is released here).
 struct Placed(Placement);
 
+/// A C-STORE's state as `prepare` left it, taken back from the data path.
+enum Carried {
+    /// Python's `prepare` ran: its request and state.
+    Python(PyState),
+    /// The placer placed the instance.
+    Placed(Placement),
+    /// Nothing was decided mid-stream.
+    Nothing,
+}
+
+impl Carried {
+    fn of(state: Option<StoreState>) -> Carried {
+        match state.map(|s| s.downcast::<Placed>()) {
+            Some(Ok(placed)) => Carried::Placed(placed.0),
+            Some(Err(other)) => other
+                .downcast::<PyState>()
+                .map_or(Carried::Nothing, |s| Carried::Python(*s)),
+            None => Carried::Nothing,
+        }
+    }
+}
+
 /// What a Python `StoreRequest` is made of, taken from the association's thread for later.
 struct RequestParts {
     link: Arc<Link>,
@@ -518,9 +540,9 @@ impl PyStoreHandler {
         &self,
         py: Python<'_>,
         rq: &StoreRequest<'_>,
-        state: Option<StoreState>,
+        state: Option<PyState>,
     ) -> PyResult<(Py<PyStoreRequest>, Py<PyAny>)> {
-        match state.and_then(|s| s.downcast::<PyState>().ok()) {
+        match state {
             Some(s) => Ok((s.request, s.state.unwrap_or_else(|| py.None()))),
             None => Ok((self.request(py, rq)?, py.None())),
         }
@@ -665,10 +687,10 @@ impl StoreHandler for PyStoreHandler {
         received: Received,
         state: Option<StoreState>,
     ) -> Reply {
-        let state = match state.map(|s| s.downcast::<Placed>()) {
-            Some(Ok(placed)) => return self.stored_placed(rq, received, placed.0),
-            Some(Err(other)) => Some(other),
-            None => None,
+        let state = match Carried::of(state) {
+            Carried::Placed(p) => return self.stored_placed(rq, received, p),
+            Carried::Python(s) => Some(s),
+            Carried::Nothing => None,
         };
         Python::try_attach(|py| match self.carried(py, rq, state) {
             Ok((request, state)) => {
@@ -685,37 +707,34 @@ impl StoreHandler for PyStoreHandler {
     fn answered(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>) {
         // With the request `prepare` was given, `stored` needs nothing of the association's
         // thread: it runs later, on the finisher's (its reply is not sent: the early one was).
-        let carried = match state {
-            Some(s) if s.is::<PyState>() => s.downcast::<PyState>().expect("checked above"),
-            Some(s) if s.is::<Placed>() => {
-                let (handler, names) = (Arc::clone(&self.handler), Arc::clone(&self.key_names));
+        let (handler, names) = (Arc::clone(&self.handler), Arc::clone(&self.key_names));
+        let job: crate::finisher::Job = match Carried::of(state) {
+            Carried::Python(PyState { state, request }) => Box::new(move |py| {
+                let state = state.unwrap_or_else(|| py.None());
+                call_stored(py, &handler, &names, request, received, state);
+            }),
+            Carried::Placed(_) => {
                 let parts = RequestParts::of(rq);
-                self.finisher.push(Box::new(move |py| {
+                Box::new(move |py| {
                     call_placed(py, &handler, &names, parts, received);
-                }));
-                return;
+                })
             }
-            other => {
-                self.stored(rq, received, other);
+            Carried::Nothing => {
+                self.stored(rq, received, None);
                 return;
             }
         };
-        let (handler, names) = (Arc::clone(&self.handler), Arc::clone(&self.key_names));
-        self.finisher.push(Box::new(move |py| {
-            let PyState { state, request } = *carried;
-            let state = state.unwrap_or_else(|| py.None());
-            call_stored(py, &handler, &names, request, received, state);
-        }));
+        self.finisher.push(job);
     }
 
     fn abandoned(&self, rq: &StoreRequest<'_>, state: Option<StoreState>) {
-        let state = match state.map(|s| s.downcast::<Placed>()) {
-            Some(Ok(placed)) => {
-                self.unplace(&placed.0);
+        let state = match Carried::of(state) {
+            Carried::Placed(p) => {
+                self.unplace(&p);
                 return;
             }
-            Some(Err(other)) => Some(other),
-            None => None,
+            Carried::Python(s) => Some(s),
+            Carried::Nothing => None,
         };
         let _ = Python::try_attach(|py| {
             let r = self.carried(py, rq, state).and_then(|(request, state)| {
