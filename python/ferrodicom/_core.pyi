@@ -581,6 +581,10 @@ class Journal:
     @property
     def max_record(self) -> int: ...
     @property
+    def writes_direct(self) -> bool:
+        """Records written with direct I/O through io_uring (else through the page cache: a filesystem
+        without direct I/O, or a kernel without io_uring)."""
+    @property
     def stats(self) -> dict[str, int]:
         """appended, full (appends refused: ring full), syncs, checkpoints."""
     def wait_ready(self, timeout: float) -> bool: ...

@@ -271,6 +271,8 @@ def _serve(cfg: NodeConfig, verbose: bool) -> None:
     try:
         if archive.journal is not None and not archive.journal.wait_ready(60.0):
             log.warning("journal not ready: instances are fsynced one by one until it is")
+        if archive.journal is not None and archive.journal.ready and not archive.journal.writes_direct:
+            log.info("journal written through the page cache (no direct I/O or io_uring here)")
         if cfg.durability == "none":
             log.warning("durability none: flushing to disk is left to the operating system (as DCMTK's storescp)")
 

@@ -23,8 +23,8 @@ pub const PIECE: usize = 1 << 20;
 /// Buffers per data set: one filling, up to two written.
 const BUFFERS: usize = 3;
 
-/// A zero-initialised buffer aligned to [`ALIGN`].
-struct AlignedBuf {
+/// A zero-initialised buffer aligned to [`ALIGN`] (also the journal's direct records).
+pub(crate) struct AlignedBuf {
     ptr: *mut u8,
     cap: usize,
     len: usize,
@@ -34,7 +34,7 @@ struct AlignedBuf {
 unsafe impl Send for AlignedBuf {}
 
 impl AlignedBuf {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         let layout = Self::layout(cap);
         // SAFETY: the layout has a non-zero size; a null result is handled.
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -46,6 +46,26 @@ impl AlignedBuf {
 
     fn layout(cap: usize) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(cap, ALIGN as usize).expect("valid layout")
+    }
+
+    /// Copies `data` to offset `at` (which must leave room for it), touching no other byte:
+    /// the kernel may be writing other parts of the buffer meanwhile.
+    pub(crate) fn put_at(&mut self, at: usize, data: &[u8]) {
+        assert!(at + data.len() <= self.cap, "write past the aligned buffer");
+        // SAFETY: in bounds (checked above); the source is a distinct slice.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(at), data.len()) };
+    }
+
+    /// Zeroes `len` bytes from offset `at`, touching no other byte.
+    pub(crate) fn zero_at(&mut self, at: usize, len: usize) {
+        assert!(at + len <= self.cap, "write past the aligned buffer");
+        // SAFETY: in bounds (checked above).
+        unsafe { std::ptr::write_bytes(self.ptr.add(at), 0, len) };
+    }
+
+    /// The first byte, for writes the kernel makes from this buffer.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.ptr
     }
 
     fn filled(&self) -> &[u8] {

@@ -5,16 +5,25 @@
 //! flushes: ~0.8 ms for a 512 KiB file on the reference disk, which bounds a synchronous sender
 //! (PS3.7 §9.1.1: one C-STORE-RSP per C-STORE-RQ). Overwriting blocks of a file that already exists
 //! and is fully written changes no metadata, so `fdatasync` costs one data write and one flush. So
-//! while an instance streams in, its bytes are written to a slot of this journal only (the slot's
-//! write-out to disk starts as the data arrives); at the end the slot's header (archive path,
-//! length, CRC) is written, one `fdatasync` (shared by concurrent associations) makes the record
-//! durable while the journal's copier thread copies the data into the `.part` file
-//! (`copy_file_range`, page cache to page cache), and the C-STORE is answered once both are done.
-//! An instance that outgrows the slot, or is not to be journaled, is spilled: what the slot holds
-//! is copied into the `.part` file, which takes the rest. The archive file and its index row are
-//! made durable later, many at a time (a checkpoint: `syncfs`), after which their slots are reused
-//! and their pages leave the page cache (`POSIX_FADV_DONTNEED`: ingest keeps writing into recently
-//! freed memory instead of growing the cache).
+//! while an instance streams in, its bytes are also written to a slot of this journal; at the end
+//! the slot's header (archive path, length, CRC) is written, one `fdatasync` (shared by concurrent
+//! associations) makes the record durable, and the C-STORE is answered.
+//!
+//! Two ways to write a record:
+//! * direct (where the filesystem takes `O_DIRECT` and the kernel has io_uring; see
+//!   [`DirectRecord`]): the association thread writes the `.part` file through the page cache as
+//!   the bytes arrive, and copies them into an aligned image of the slot from which io_uring writes
+//!   them to the journal in 128 KiB pieces. No page cache for the journal, no copy at commit;
+//! * buffered: the bytes go to the slot only, through the page cache (write-out started every
+//!   128 KiB); at the commit the journal's copier thread copies the data into the `.part` file
+//!   (`copy_file_range`) while the `fdatasync` runs. An instance that outgrows the slot, or is not
+//!   to be journaled, is spilled: what the slot holds is copied into the `.part` file, which takes
+//!   the rest.
+//!
+//! The archive file and its index row are made durable later, many at a time (a checkpoint:
+//! `syncfs`), after which their slots are reused and their pages leave the page cache
+//! (`POSIX_FADV_DONTNEED`: ingest keeps writing into recently freed memory instead of growing the
+//! cache).
 //! At open, the records not yet checkpointed are replayed: their files are written again.
 //!
 //! Layout of `<archive>/.journal`: a 4 KiB block with two header copies (offsets 0 and 2048,
@@ -25,10 +34,13 @@
 //! sequence number is not below the header's checkpoint, and its data CRC is right. Replay applies
 //! the valid records in sequence order. Fixed slots let records complete in any order: a record
 //! that was never finished (association aborted, crash) simply is not valid.
+use crate::direct::AlignedBuf;
+use crate::uring::WriteRing;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -187,6 +199,8 @@ struct Pending {
 
 struct State {
     file: Option<Arc<File>>,
+    /// The same file opened with `O_DIRECT`, when records are written directly (see [`DirectRecord`]).
+    direct: Option<Arc<File>>,
     header: Header,
     free: Vec<u64>,
     next_seq: u64,
@@ -219,7 +233,14 @@ struct Inner {
     written_out: Mutex<Vec<File>>,
     /// Work for the copier thread (see [`Slot::commit`]); `None` once closing.
     copier: Mutex<Option<mpsc::Sender<CopyJob>>>,
+    /// Write records directly where the filesystem and the kernel allow it.
+    want_direct: bool,
+    /// Rings and buffers of finished direct records, for the next ones.
+    idle_records: Mutex<Vec<(WriteRing, AlignedBuf)>>,
 }
+
+/// Idle direct-record buffers kept (each one slot); more are freed.
+const IDLE_RECORDS: usize = 16;
 
 /// A record's data to copy into its `.part` file while the commit's `fdatasync` runs.
 struct CopyJob {
@@ -251,6 +272,8 @@ pub struct Slot {
     tail: Vec<u8>,
     kicked: u64,
     crc: crc32fast::Hasher,
+    /// Written with direct I/O (the caller writes the part file itself: [`Slot::tees`]).
+    direct: Option<DirectRecord>,
     /// The data outgrew the slot: the record cannot be committed, what it holds can be spilled.
     full: bool,
     /// A write failed: the record can neither be committed nor spilled.
@@ -264,11 +287,35 @@ impl Journal {
     /// slots of `slot_data` bytes is created and zero-filled by a background thread ([`Journal::begin`]
     /// returns `None` until it is ready: the caller fsyncs its files meanwhile). A checkpoint runs
     /// when half the slots are in use, or every `interval` while committed records wait.
+    ///
+    /// Records are written with direct I/O (see [`DirectRecord`]) where the filesystem and the
+    /// kernel allow it; [`Journal::open_buffered`] writes them through the page cache.
     pub fn open(
         root: &Path,
         slot_data: u64,
         slots: u64,
         interval: Duration,
+    ) -> io::Result<Journal> {
+        Self::open_with(root, slot_data, slots, interval, true)
+    }
+
+    /// [`Journal::open`], records always written through the page cache (and copied into their
+    /// part files by the journal).
+    pub fn open_buffered(
+        root: &Path,
+        slot_data: u64,
+        slots: u64,
+        interval: Duration,
+    ) -> io::Result<Journal> {
+        Self::open_with(root, slot_data, slots, interval, false)
+    }
+
+    fn open_with(
+        root: &Path,
+        slot_data: u64,
+        slots: u64,
+        interval: Duration,
+        want_direct: bool,
     ) -> io::Result<Journal> {
         let path = root.join(JOURNAL_FILE);
         let mut replayed = Vec::new();
@@ -284,7 +331,17 @@ impl Journal {
             Ok(f) => {
                 let old = match read_header(&f) {
                     Ok(h) => h,
-                    Err(e) => return Self::set_aside(root, &path, e, slot_data, slots, interval),
+                    Err(e) => {
+                        return Self::set_aside(
+                            root,
+                            &path,
+                            e,
+                            slot_data,
+                            slots,
+                            interval,
+                            want_direct,
+                        )
+                    }
                 };
                 replayed = replay(&f, &old, root)?;
                 if !replayed.is_empty() {
@@ -302,8 +359,14 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        let mut idle_records = Vec::new();
+        let direct = match &file {
+            Some(_) if want_direct => open_direct(&path, &header, &mut idle_records),
+            _ => None,
+        };
         let state = State {
             file,
+            direct,
             header,
             free: (0..header.slots).rev().collect(),
             next_seq: 1,
@@ -326,6 +389,8 @@ impl Journal {
             writeout_cv: Condvar::new(),
             written_out: Mutex::new(Vec::new()),
             copier: Mutex::new(None),
+            want_direct,
+            idle_records: Mutex::new(idle_records),
         });
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -333,24 +398,18 @@ impl Journal {
         };
         if inner.lock().file.is_none() {
             let me = Arc::clone(&inner);
-            threads.push(spawn(
-                "ferrodicom-journal-create",
-                Box::new(move || me.create()),
-            )?);
+            threads.push(spawn("fd-journal-make", Box::new(move || me.create()))?);
         }
         let me = Arc::clone(&inner);
         threads.push(spawn(
-            "ferrodicom-journal-checkpoint",
+            "fd-journal-ckpt",
             Box::new(move || me.checkpointer()),
         )?);
         let me = Arc::clone(&inner);
-        threads.push(spawn(
-            "ferrodicom-journal-writeout",
-            Box::new(move || me.writer()),
-        )?);
+        threads.push(spawn("fd-journal-wout", Box::new(move || me.writer()))?);
         let (tx, rx) = mpsc::channel::<CopyJob>();
         threads.push(spawn(
-            "ferrodicom-journal-copy",
+            "fd-journal-copy",
             Box::new(move || {
                 for job in rx {
                     let _ = job
@@ -378,13 +437,14 @@ impl Journal {
         slot_data: u64,
         slots: u64,
         interval: Duration,
+        want_direct: bool,
     ) -> io::Result<Journal> {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let aside = root.join(format!("{JOURNAL_FILE}.damaged-{secs}"));
         std::fs::rename(path, &aside)?;
-        let mut j = Journal::open(root, slot_data, slots, interval)?;
+        let mut j = Journal::open_with(root, slot_data, slots, interval, want_direct)?;
         j.damaged = Some(format!("{why}; kept as {}", aside.display()));
         Ok(j)
     }
@@ -433,6 +493,11 @@ impl Journal {
         self.inner.lock().stats
     }
 
+    /// Whether records are written with direct I/O (see [`DirectRecord`]).
+    pub fn writes_direct(&self) -> bool {
+        self.inner.lock().direct.is_some()
+    }
+
     /// Takes a free slot for a record that will be written as the data arrives; `None` when the
     /// journal is not ready or every slot is in use (the caller makes its file durable itself).
     pub fn begin(&self) -> Option<Slot> {
@@ -457,6 +522,27 @@ impl Journal {
             },
         );
         let h = st.header;
+        let direct_file = st.direct.clone();
+        drop(st);
+        let direct = direct_file.and_then(|file| {
+            let idle = inner
+                .idle_records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let (ring, buf) = match idle {
+                Some(parts) => parts,
+                None => (
+                    WriteRing::new().ok()?,
+                    AlignedBuf::new((BLOCK + h.slot_data) as usize),
+                ),
+            };
+            Some(DirectRecord {
+                file,
+                parts: Some((ring, buf)),
+                submitted: 0,
+            })
+        });
         Some(Slot {
             inner: Arc::clone(inner),
             file,
@@ -468,6 +554,7 @@ impl Journal {
             tail: Vec::with_capacity(BLOCK as usize),
             kicked: 0,
             crc: crc32fast::Hasher::new(),
+            direct,
             full: false,
             spoiled: false,
             finished: false,
@@ -602,6 +689,17 @@ impl Slot {
             return Ok(false);
         }
         self.crc.update(data);
+        if let Some(d) = &mut self.direct {
+            let at = self.written;
+            self.written += len;
+            if d.take(self.base, at, data).is_err() {
+                // The part file has every byte (the caller tees): it is made durable without
+                // the journal.
+                self.full = true;
+                return Ok(false);
+            }
+            return Ok(true);
+        }
         self.written += len;
         // Only whole pages are written (the last one at commit, zero-padded): a partial-page
         // write into a page no longer cached would first read it from disk.
@@ -654,6 +752,13 @@ impl Slot {
         }
     }
 
+    /// Whether the caller must also write every byte it gives this record to its part file
+    /// (a direct record: its data is never copied there by the journal). [`Slot::spill`] and
+    /// [`Slot::commit`] then write nothing to the part file.
+    pub fn tees(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// Data bytes taken so far.
     pub fn len(&self) -> u64 {
         self.written
@@ -673,6 +778,10 @@ impl Slot {
     /// Writes the data taken so far to `to` at its position: the pages already in the journal
     /// (copied in the kernel), then the bytes still waiting for a whole page.
     fn write_data_to(&self, to: &File) -> io::Result<()> {
+        if self.direct.is_some() {
+            // The caller wrote the part file itself.
+            return Ok(());
+        }
         if self.spoiled {
             return Err(io::Error::other(
                 "journal record unusable after a write error",
@@ -706,6 +815,9 @@ impl Slot {
         let declined = self.full || self.spoiled || len != self.written || !safe_rel(rel);
         let inner = Arc::clone(&self.inner);
         let failed = inner.lock().failed;
+        if self.direct.is_some() {
+            return self.commit_direct(rel, declined || failed);
+        }
         if !declined && !failed && !self.tail.is_empty() {
             // The last page, zero-padded (`flushed` then runs past `written`).
             let mut page = std::mem::take(&mut self.tail);
@@ -755,6 +867,33 @@ impl Slot {
             // The file is complete but the record may not be durable: the caller fsyncs.
             (Err(_), Ok(())) if copy_to.is_some() => Ok(None),
             (Err(e), Ok(())) => Err(e),
+        }
+    }
+
+    /// [`Slot::commit`] of a direct record: the last piece and the header go with the pieces
+    /// still in flight; once all are written, the shared sync makes the record durable. Any
+    /// failure declines the record (`Ok(None)`): the part file, which the caller wrote, is then
+    /// fsynced instead.
+    fn commit_direct(&mut self, rel: &str, declined: bool) -> io::Result<Option<u64>> {
+        if declined {
+            return Ok(None);
+        }
+        let header = RecHeader {
+            kind: KIND_INSTANCE,
+            epoch: self.inner.lock().header.epoch,
+            seq: self.seq,
+            data_len: self.written,
+            data_crc: self.crc.clone().finalize(),
+        };
+        let record = encode_record(&header, rel.as_bytes());
+        let d = self.direct.as_mut().expect("a direct record");
+        if d.finish(self.base, self.written, &record).is_err() {
+            return Ok(None);
+        }
+        self.finished = true;
+        match self.sync(rel) {
+            Ok(()) => Ok(Some(self.seq)),
+            Err(_) => Ok(None),
         }
     }
 
@@ -834,6 +973,112 @@ impl CopyJob {
     }
 }
 
+/// A record written with `O_DIRECT` (issue 26): its bytes are copied into an aligned image of the
+/// slot (header block, then data) and written from there by io_uring from the association thread,
+/// in pieces of [`KICK_STEP`] as they arrive. The commit starts the last (zero-padded) piece and the
+/// header block and waits for all, then the shared `fdatasync` flushes the device's cache. No page
+/// cache, no write-back, no other thread; the caller writes the part file itself as the bytes
+/// arrive (the journal copies nothing into it).
+struct DirectRecord {
+    file: Arc<File>,
+    /// The ring and the slot's image; `None` once given back (or leaked after a ring failure).
+    parts: Option<(WriteRing, AlignedBuf)>,
+    /// Data bytes whose write has been started (whole blocks).
+    submitted: u64,
+}
+
+impl DirectRecord {
+    /// Copies `data`, the record's bytes from data offset `at`, into the image, and starts writing
+    /// the whole blocks now complete once a piece's worth has gathered.
+    fn take(&mut self, base: u64, at: u64, data: &[u8]) -> io::Result<()> {
+        let (_, buf) = self.parts.as_mut().ok_or_else(released)?;
+        buf.put_at((BLOCK + at) as usize, data);
+        let whole = (at + data.len() as u64) / BLOCK * BLOCK;
+        if whole - self.submitted >= KICK_STEP {
+            self.start(base, BLOCK + self.submitted, BLOCK + whole)?;
+            self.submitted = whole;
+        }
+        Ok(())
+    }
+
+    /// Starts writing the image's bytes `from..to` (offsets in the slot, whole blocks).
+    fn start(&mut self, base: u64, from: u64, to: u64) -> io::Result<()> {
+        let (ring, buf) = self.parts.as_mut().ok_or_else(released)?;
+        // SAFETY: the bytes are in the image, which is neither changed in this range nor freed
+        // before the ring is idle again (`finish`, `release`); `file` outlives the ring's use.
+        unsafe {
+            ring.write(
+                self.file.as_raw_fd(),
+                buf.as_ptr().add(from as usize),
+                (to - from) as u32,
+                base + from,
+            )?
+        };
+        Ok(())
+    }
+
+    /// Writes the rest of `written` data bytes and the header block holding `record`, and
+    /// waits until every write of the record has completed.
+    fn finish(&mut self, base: u64, written: u64, record: &[u8]) -> io::Result<()> {
+        let end = BLOCK + align(written);
+        let from = BLOCK + self.submitted;
+        {
+            let (_, buf) = self.parts.as_mut().ok_or_else(released)?;
+            buf.zero_at((BLOCK + written) as usize, (end - BLOCK - written) as usize);
+            buf.zero_at(0, BLOCK as usize);
+            buf.put_at(0, record);
+        }
+        if self.submitted == 0 {
+            // Nothing started yet (a small record): header and data in one write.
+            self.start(base, 0, end)?;
+        } else {
+            if end > from {
+                self.start(base, from, end)?;
+            }
+            self.start(base, 0, BLOCK)?;
+        }
+        self.submitted = end - BLOCK;
+        let (ring, _) = self.parts.as_mut().ok_or_else(released)?;
+        ring.wait_all()
+    }
+
+    /// Waits for the writes in flight and gives back the ring and the image for another record;
+    /// `None` if the ring failed with writes in flight (both are then leaked: the kernel may
+    /// still read the image).
+    fn release(&mut self) -> Option<(WriteRing, AlignedBuf)> {
+        let (mut ring, buf) = self.parts.take()?;
+        let _ = ring.wait_all();
+        if ring.idle() {
+            Some((ring, buf))
+        } else {
+            std::mem::forget(buf);
+            std::mem::forget(ring);
+            None
+        }
+    }
+}
+
+fn released() -> io::Error {
+    io::Error::other("journal record already released")
+}
+
+/// The journal opened again with `O_DIRECT` for [`DirectRecord`]s, if the filesystem takes direct
+/// I/O and the kernel io_uring; the ring and image made to check are kept in `idle`.
+fn open_direct(
+    path: &Path,
+    h: &Header,
+    idle: &mut Vec<(WriteRing, AlignedBuf)>,
+) -> Option<Arc<File>> {
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()?;
+    let ring = WriteRing::new().ok()?;
+    idle.push((ring, AlignedBuf::new((BLOCK + h.slot_data) as usize)));
+    Some(Arc::new(file))
+}
+
 /// Copies `len` bytes of `from` starting at `offset` to `to` at its position (which advances):
 /// in the kernel with `copy_file_range` where it can, else through a buffer.
 fn copy_range(from: &File, offset: u64, to: &File, len: u64) -> io::Result<()> {
@@ -879,6 +1124,18 @@ fn copy_range(from: &File, offset: u64, to: &File, len: u64) -> io::Result<()> {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(d) = &mut self.direct {
+            if let Some(parts) = d.release() {
+                let mut idle = self
+                    .inner
+                    .idle_records
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if idle.len() < IDLE_RECORDS {
+                    idle.push(parts);
+                }
+            }
+        }
         if !self.finished {
             // Never committed: nothing valid was written, the slot is free again.
             let mut st = self.inner.lock();
@@ -962,6 +1219,10 @@ impl Inner {
             Ok(Some(file)) if !st.closing => {
                 st.header = header;
                 st.file = Some(Arc::new(file));
+                if self.want_direct {
+                    let mut idle = self.idle_records.lock().unwrap_or_else(|e| e.into_inner());
+                    st.direct = open_direct(&self.root.join(JOURNAL_FILE), &header, &mut idle);
+                }
             }
             Ok(_) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -1243,9 +1504,16 @@ mod tests {
         File::open(&p).unwrap()
     }
 
-    /// 8 slots of 32 KiB.
+    /// 8 slots of 32 KiB (written directly where the folder's filesystem allows it).
     fn open(dir: &Path) -> Journal {
         let j = Journal::open(dir, 32 * 1024, 8, Duration::from_secs(3600)).unwrap();
+        assert!(j.wait_ready(Duration::from_secs(30)));
+        j
+    }
+
+    /// [`open`], records written through the page cache.
+    fn open_buffered(dir: &Path) -> Journal {
+        let j = Journal::open_buffered(dir, 32 * 1024, 8, Duration::from_secs(3600)).unwrap();
         assert!(j.wait_ready(Duration::from_secs(30)));
         j
     }
@@ -1395,29 +1663,104 @@ mod tests {
         assert!(!dir.join("t/u/1.dcm").exists());
     }
 
+    /// A folder on a disk filesystem (tmpfs has no direct I/O, and its pages cannot be dropped):
+    /// under the build's target directory.
+    fn diskdir(name: &str) -> PathBuf {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target")
+            .join(format!("fd-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join(".incoming")).unwrap();
+        d
+    }
+
     #[test]
-    fn data_streamed_in_odd_pieces_is_replayed_exactly() {
-        let dir = tmpdir("pieces");
-        let j = open(&dir);
-        let data: Vec<u8> = (0..30_001u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut slot = j.begin().unwrap();
-        let mut at = 0;
-        for n in [1, 4095, 3, 5000, 4096, 12_000].into_iter().cycle() {
-            let end = (at + n).min(data.len());
-            assert!(slot.write(&data[at..end]).unwrap());
-            at = end;
-            if at == data.len() {
-                break;
+    fn data_streamed_in_odd_pieces_is_replayed_exactly_direct_or_buffered() {
+        for direct in [true, false] {
+            let dir = diskdir(if direct {
+                "pieces-direct"
+            } else {
+                "pieces-buffered"
+            });
+            let open = || {
+                let j = Journal::open_with(&dir, 1 << 20, 4, Duration::from_secs(3600), direct)
+                    .unwrap();
+                assert!(j.wait_ready(Duration::from_secs(30)));
+                j
+            };
+            let j = open();
+            assert_eq!(j.writes_direct(), direct);
+            // One record smaller than a write piece (header and data in one direct write), one
+            // of several pieces, the last one partial.
+            let small: Vec<u8> = (0..30_001u32).map(|i| (i * 7 % 251) as u8).collect();
+            let large: Vec<u8> = (0..300_001u32).map(|i| (i * 11 % 253) as u8).collect();
+            for (rel, data) in [("p/q/1.dcm", &small), ("p/q/2.dcm", &large)] {
+                let mut slot = j.begin().unwrap();
+                assert_eq!(slot.tees(), direct);
+                let mut at = 0;
+                for n in [1, 4095, 3, 5000, 4096, 12_000, 70_000].into_iter().cycle() {
+                    let end = (at + n).min(data.len());
+                    assert!(slot.write(&data[at..end]).unwrap());
+                    at = end;
+                    if at == data.len() {
+                        break;
+                    }
+                }
+                assert!(slot.commit(rel, data.len() as u64, None).unwrap().is_some());
             }
+            crash(j);
+            let j = open();
+            assert_eq!(j.replayed(), ["p/q/1.dcm", "p/q/2.dcm"]);
+            assert_eq!(std::fs::read(dir.join("p/q/1.dcm")).unwrap(), small);
+            assert_eq!(std::fs::read(dir.join("p/q/2.dcm")).unwrap(), large);
+            drop(j);
+            let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn a_direct_record_leaves_the_part_file_to_its_caller() {
+        let dir = diskdir("tee");
+        let j = open(&dir);
+        assert!(j.writes_direct());
+        let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
+        // Committed or declined, the journal writes nothing into the part file.
+        let (p1, f1) = part(&dir, "1.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
         assert_eq!(
-            slot.commit("p/q/1.dcm", data.len() as u64, None).unwrap(),
+            slot.commit("c/d/1.dcm", data.len() as u64, Some(&f1))
+                .unwrap(),
             Some(1)
         );
+        let (p2, f2) = part(&dir, "2.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
+        assert_eq!(
+            slot.commit("../2.dcm", data.len() as u64, Some(&f2))
+                .unwrap(),
+            None
+        );
+        let (p3, f3) = part(&dir, "3.part");
+        let mut slot = j.begin().unwrap();
+        stream(&mut slot, &data);
+        assert!(!slot.write(&data).unwrap());
+        slot.spill(&f3).unwrap();
+        for p in [p1, p2, p3] {
+            assert_eq!(std::fs::metadata(p).unwrap().len(), 0);
+        }
+        // The declined and spilled records' slots are free again, their buffers kept for reuse.
+        let taken: Vec<Slot> = std::iter::from_fn(|| j.begin()).take(8).collect();
+        assert_eq!(taken.len(), 7);
+        assert!(taken.iter().all(Slot::tees));
+        drop(taken);
+        assert!(!j.inner.idle_records.lock().unwrap().is_empty());
         crash(j);
         let j = open(&dir);
-        assert_eq!(j.replayed(), ["p/q/1.dcm"]);
-        assert_eq!(std::fs::read(dir.join("p/q/1.dcm")).unwrap(), data);
+        assert_eq!(j.replayed(), ["c/d/1.dcm"]);
+        assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An empty `.part` file to receive a record's data.
@@ -1465,7 +1808,7 @@ mod tests {
             .join(format!("fd-journal-dontneed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join(".incoming")).unwrap();
-        let j = open(&dir);
+        let j = open_buffered(&dir);
         let data: Vec<u8> = (0..30_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (p1, f1) = part(&dir, "1.part");
         let mut slot = j.begin().unwrap();
@@ -1497,9 +1840,9 @@ mod tests {
     }
 
     #[test]
-    fn the_part_file_receives_the_data_by_commit_or_by_spill() {
+    fn a_buffered_record_gives_the_part_file_its_data_by_commit_or_by_spill() {
         let dir = tmpdir("copy");
-        let j = open(&dir);
+        let j = open_buffered(&dir);
         let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
         // Committed: durable, and copied into the part file while the sync ran.
         let (p1, f1) = part(&dir, "1.part");
@@ -1532,7 +1875,7 @@ mod tests {
         assert_eq!(taken.len(), 7);
         drop(taken);
         crash(j);
-        let j = open(&dir);
+        let j = open_buffered(&dir);
         assert_eq!(j.replayed(), ["c/d/1.dcm"]);
         assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
     }

@@ -3,7 +3,7 @@
 //! journal. Knows associations (ul) and data sets (codec); knows nothing of Python.
 //!
 //! Modules depend downwards only: `server` → `services` → `link`; `storage` → `services`,
-//! `link`, `journal`, `direct`, `writeback`; `journal` → `writeback`; `placement` stands alone.
+//! `link`, `journal`, `direct`, `writeback`; `journal` → `uring`, `direct`, `writeback`; `placement` stands alone.
 pub mod direct;
 pub mod journal;
 pub mod link;
@@ -12,6 +12,7 @@ pub mod placement;
 pub mod server;
 pub mod services;
 pub mod storage;
+mod uring;
 pub mod writeback;
 
 pub use journal::{Journal, JournalStats};

@@ -60,6 +60,12 @@ impl PyJournal {
     fn max_record(&self) -> u64 {
         self.inner.max_record()
     }
+    /// Whether records are written with direct I/O through io_uring (else through the page cache:
+    /// a filesystem without direct I/O, or a kernel without io_uring).
+    #[getter]
+    fn writes_direct(&self) -> bool {
+        self.inner.writes_direct()
+    }
     /// Waits up to `timeout` seconds for the journal file to be ready (a new one is zero-filled).
     fn wait_ready(&self, py: Python<'_>, timeout: f64) -> bool {
         let inner = Arc::clone(&self.inner);

@@ -272,10 +272,11 @@ fn io_failure(e: &io::Error) -> (u16, String) {
 /// 1,201-1,344 MB/s through the page cache with rounds up to 3x slower, and ~25% less CPU.
 const DIRECT_FROM: u64 = 4 << 20;
 
-/// Where a data set's bytes go: the part file, or (durability full with a journal) a journal
-/// slot first. The slot's bytes reach the part file when the record is committed (copied while
-/// the commit's sync runs), or are spilled into it when the instance outgrows the slot or is not
-/// to be journaled; the part file then takes the rest. Past [`DIRECT_FROM`] bytes, the rest of
+/// Where a data set's bytes go: the part file, and (durability full with a journal) a journal
+/// slot. A direct record ([`Slot::tees`]) takes a copy of each byte the part file takes. A
+/// buffered one takes them first, alone: its bytes reach the part file when the record is
+/// committed (copied while the commit's sync runs), or are spilled into it when the instance
+/// outgrows the slot or is not to be journaled; the part file then takes the rest. Past [`DIRECT_FROM`] bytes, the rest of
 /// the file is written with direct I/O where the filesystem has it (with fsync only).
 struct Sink {
     file: File,
@@ -302,11 +303,12 @@ impl Sink {
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(slot) = &mut self.slot {
-            if slot.write(buf)? {
+            if !slot.write(buf)? {
+                self.spill()?;
+            } else if !slot.tees() {
                 self.len += buf.len() as u64;
                 return Ok(buf.len());
             }
-            self.spill()?;
         }
         let mut rest = buf;
         if self.direct.is_none() && self.direct_allowed && self.len >= DIRECT_FROM {
