@@ -442,13 +442,73 @@ fn part_pool_hands_out_fresh_files_and_removes_the_rest_on_close() {
 }
 
 #[test]
-fn prepare_places_discards_or_defers_once_the_keys_are_known() {
-    let dir = tempdir("prepare");
-    std::fs::create_dir_all(dir.join("placed")).unwrap();
-    // With fsync, an early reply may go only once the file is durable: here through the journal.
+fn prepare_places_discards_or_defers_once_the_keys_are_known_direct_journal() {
+    // On a disk filesystem (the build's target directory): direct I/O is there.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!(
+            "ferrodicom-node-prepare-direct-{}",
+            std::process::id()
+        ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     let journal =
         Arc::new(node::Journal::open(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap());
     assert!(journal.wait_ready(Duration::from_secs(30)));
+    assert!(journal.writes_direct());
+    prepare_places_discards_or_defers(&dir, journal);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn prepare_places_discards_or_defers_once_the_keys_are_known_buffered_journal() {
+    let dir = tempdir("prepare-buffered");
+    let journal = Arc::new(
+        node::Journal::open_buffered(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap(),
+    );
+    assert!(journal.wait_ready(Duration::from_secs(30)));
+    assert!(!journal.writes_direct());
+    prepare_places_discards_or_defers(&dir, journal);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_instance_outgrowing_its_direct_record_is_stored_whole_and_fsynced() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("ferrodicom-node-outgrow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("placed")).unwrap();
+    // Slots of 64 KiB: the 200 KB data set outgrows its record after two direct pieces.
+    let journal =
+        Arc::new(node::Journal::open(&dir, 64 << 10, 4, Duration::from_secs(3600)).unwrap());
+    assert!(journal.wait_ready(Duration::from_secs(30)));
+    assert!(journal.writes_direct());
+    let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
+    let pixels: Vec<u16> = (0..100_000u32).map(|i| (i * 7) as u16).collect();
+    let assoc = connect(server.local_addr().port(), ELE, 16_384);
+    let placed = data_set("9.9.1.3", &pixels, false);
+    // Not journaled, so no early reply: stored() answers once the file is fsynced.
+    assert_eq!(send(&assoc, "9.9.1.3", ELE, &placed), 0);
+    assoc.release().unwrap();
+    server.shutdown();
+    assert_eq!(journal.stats().appended, 0);
+    journal.close();
+    let seen = seen.lock().unwrap();
+    let file = std::fs::read(seen.stored[0].placed.as_ref().unwrap()).unwrap();
+    // Preamble, "DICM", File Meta group (its length at 140), then the data set as sent.
+    assert_eq!(&file[128..132], b"DICM");
+    let meta = 144 + u32::from_le_bytes(file[140..144].try_into().unwrap()) as usize;
+    assert_eq!(file.len(), meta + placed.len());
+    assert_eq!(&file[meta..], &placed[..]);
+    drop(seen);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With fsync, an early reply may go only once the file is durable: here through `journal`.
+fn prepare_places_discards_or_defers(dir: &Path, journal: Arc<node::Journal>) {
+    let dir = dir.to_path_buf();
+    std::fs::create_dir_all(dir.join("placed")).unwrap();
     let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| i as u16).collect();
     let assoc = connect(server.local_addr().port(), ELE, 16_384);
