@@ -1001,19 +1001,27 @@ impl DirectRecord {
         Ok(())
     }
 
-    /// Starts writing the image's bytes `from..to` (offsets in the slot, whole blocks).
+    /// Starts writing the image's bytes `from..to` (offsets in the slot, whole blocks), in writes
+    /// of at most 1 GiB (a slot may be configured larger than one write can take).
     fn start(&mut self, base: u64, from: u64, to: u64) -> io::Result<()> {
+        const MAX_WRITE: u64 = 1 << 30;
         let (ring, buf) = self.parts.as_mut().ok_or_else(released)?;
-        // SAFETY: the bytes are in the image, which is neither changed in this range nor freed
-        // before the ring is idle again (`finish`, `release`); `file` outlives the ring's use.
-        unsafe {
-            ring.write(
-                self.file.as_raw_fd(),
-                buf.as_ptr().add(from as usize),
-                (to - from) as u32,
-                base + from,
-            )?
-        };
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(MAX_WRITE);
+            // SAFETY: the bytes are in the image, which is neither changed in this range nor
+            // freed before the ring is idle again (`finish`, `release`); `file` outlives the
+            // ring's use.
+            unsafe {
+                ring.write(
+                    self.file.as_raw_fd(),
+                    buf.as_ptr().add(at as usize),
+                    n as u32,
+                    base + at,
+                )?
+            };
+            at += n;
+        }
         Ok(())
     }
 
@@ -1663,8 +1671,8 @@ mod tests {
         assert!(!dir.join("t/u/1.dcm").exists());
     }
 
-    /// A folder on a disk filesystem (tmpfs has no direct I/O, and its pages cannot be dropped):
-    /// under the build's target directory.
+    /// A folder on a disk filesystem (where direct I/O is certain: tmpfs takes it only on recent
+    /// kernels): under the build's target directory.
     fn diskdir(name: &str) -> PathBuf {
         let d = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../target")
