@@ -1682,22 +1682,21 @@ mod tests {
         d
     }
 
+    /// A journal of `slots` slots of `slot_data` bytes, its records written directly or not.
+    fn open_as(dir: &Path, slot_data: u64, slots: u64, direct: bool) -> Journal {
+        let j =
+            Journal::open_with(dir, slot_data, slots, Duration::from_secs(3600), direct).unwrap();
+        assert!(j.wait_ready(Duration::from_secs(30)));
+        assert_eq!(j.writes_direct(), direct);
+        j
+    }
+
     #[test]
     fn data_streamed_in_odd_pieces_is_replayed_exactly_direct_or_buffered() {
         for direct in [true, false] {
-            let dir = diskdir(if direct {
-                "pieces-direct"
-            } else {
-                "pieces-buffered"
-            });
-            let open = || {
-                let j = Journal::open_with(&dir, 1 << 20, 4, Duration::from_secs(3600), direct)
-                    .unwrap();
-                assert!(j.wait_ready(Duration::from_secs(30)));
-                j
-            };
+            let dir = diskdir(&format!("pieces-{direct}"));
+            let open = || open_as(&dir, 1 << 20, 4, direct);
             let j = open();
-            assert_eq!(j.writes_direct(), direct);
             // One record smaller than a write piece (header and data in one direct write), one
             // of several pieces, the last one partial.
             let small: Vec<u8> = (0..30_001u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -1724,51 +1723,6 @@ mod tests {
             drop(j);
             let _ = std::fs::remove_dir_all(&dir);
         }
-    }
-
-    #[test]
-    fn a_direct_record_leaves_the_part_file_to_its_caller() {
-        let dir = diskdir("tee");
-        let j = open(&dir);
-        assert!(j.writes_direct());
-        let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
-        // Committed or declined, the journal writes nothing into the part file.
-        let (p1, f1) = part(&dir, "1.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &data);
-        assert_eq!(
-            slot.commit("c/d/1.dcm", data.len() as u64, Some(&f1))
-                .unwrap(),
-            Some(1)
-        );
-        let (p2, f2) = part(&dir, "2.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &data);
-        assert_eq!(
-            slot.commit("../2.dcm", data.len() as u64, Some(&f2))
-                .unwrap(),
-            None
-        );
-        let (p3, f3) = part(&dir, "3.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &data);
-        assert!(!slot.write(&data).unwrap());
-        slot.spill(&f3).unwrap();
-        for p in [p1, p2, p3] {
-            assert_eq!(std::fs::metadata(p).unwrap().len(), 0);
-        }
-        // The declined and spilled records' slots are free again, their buffers kept for reuse.
-        let taken: Vec<Slot> = std::iter::from_fn(|| j.begin()).take(8).collect();
-        assert_eq!(taken.len(), 7);
-        assert!(taken.iter().all(Slot::tees));
-        drop(taken);
-        assert!(!j.inner.idle_records.lock().unwrap().is_empty());
-        crash(j);
-        let j = open(&dir);
-        assert_eq!(j.replayed(), ["c/d/1.dcm"]);
-        assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
-        drop(j);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An empty `.part` file to receive a record's data.
@@ -1848,44 +1802,59 @@ mod tests {
     }
 
     #[test]
-    fn a_buffered_record_gives_the_part_file_its_data_by_commit_or_by_spill() {
-        let dir = tmpdir("copy");
-        let j = open_buffered(&dir);
-        let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
-        // Committed: durable, and copied into the part file while the sync ran.
-        let (p1, f1) = part(&dir, "1.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &data);
-        let seq = slot.commit("c/d/1.dcm", data.len() as u64, Some(&f1));
-        assert_eq!(seq.unwrap(), Some(1));
-        assert_eq!(std::fs::read(&p1).unwrap(), data);
-        // Declined (hostile path): not a record, but the part file still gets the data.
-        let (p2, f2) = part(&dir, "2.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &data);
-        assert_eq!(
-            slot.commit("../2.dcm", data.len() as u64, Some(&f2))
-                .unwrap(),
-            None
-        );
-        assert_eq!(std::fs::read(&p2).unwrap(), data);
-        // Outgrowing the 32 KiB slot: what it holds is spilled, the file takes the rest.
-        let big: Vec<u8> = data.iter().chain(data.iter()).copied().collect();
-        let (p3, f3) = part(&dir, "3.part");
-        let mut slot = j.begin().unwrap();
-        stream(&mut slot, &big[..30_000]);
-        assert!(!slot.write(&big[30_000..]).unwrap());
-        slot.spill(&f3).unwrap();
-        (&f3).write_all(&big[30_000..]).unwrap();
-        assert_eq!(std::fs::read(&p3).unwrap(), big);
-        // Declined and spilled slots are free again: 7 of 8 can still be taken.
-        let taken: Vec<Slot> = std::iter::from_fn(|| j.begin()).take(8).collect();
-        assert_eq!(taken.len(), 7);
-        drop(taken);
-        crash(j);
-        let j = open_buffered(&dir);
-        assert_eq!(j.replayed(), ["c/d/1.dcm"]);
-        assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
+    fn the_part_file_gets_a_buffered_records_data_by_commit_or_spill_and_nothing_from_a_direct_one()
+    {
+        for direct in [true, false] {
+            let dir = diskdir(&format!("part-{direct}"));
+            let open = || open_as(&dir, 32 * 1024, 8, direct);
+            let j = open();
+            // What the journal itself puts into a part file: a direct record's caller writes it.
+            let from_journal = |bytes: &[u8]| if direct { Vec::new() } else { bytes.to_vec() };
+            let data: Vec<u8> = (0..20_011u32).map(|i| (i * 13 % 241) as u8).collect();
+            // Committed: durable (and, buffered, copied into the part file while the sync ran).
+            let (p1, f1) = part(&dir, "1.part");
+            let mut slot = j.begin().unwrap();
+            assert_eq!(slot.tees(), direct);
+            stream(&mut slot, &data);
+            let seq = slot.commit("c/d/1.dcm", data.len() as u64, Some(&f1));
+            assert_eq!(seq.unwrap(), Some(1));
+            assert_eq!(std::fs::read(&p1).unwrap(), from_journal(&data));
+            // Declined (hostile path): not a record.
+            let (p2, f2) = part(&dir, "2.part");
+            let mut slot = j.begin().unwrap();
+            stream(&mut slot, &data);
+            assert_eq!(
+                slot.commit("../2.dcm", data.len() as u64, Some(&f2))
+                    .unwrap(),
+                None
+            );
+            assert_eq!(std::fs::read(&p2).unwrap(), from_journal(&data));
+            // Outgrowing the 32 KiB slot: spilled, the file takes the rest.
+            let big: Vec<u8> = data.iter().chain(data.iter()).copied().collect();
+            let (p3, f3) = part(&dir, "3.part");
+            let mut slot = j.begin().unwrap();
+            stream(&mut slot, &big[..30_000]);
+            assert!(!slot.write(&big[30_000..]).unwrap());
+            slot.spill(&f3).unwrap();
+            (&f3).write_all(&big[30_000..]).unwrap();
+            let mut expected = from_journal(&big[..30_000]);
+            expected.extend_from_slice(&big[30_000..]);
+            assert_eq!(std::fs::read(&p3).unwrap(), expected);
+            // Declined and spilled slots are free again: 7 of 8 can still be taken.
+            let taken: Vec<Slot> = std::iter::from_fn(|| j.begin()).take(8).collect();
+            assert_eq!(taken.len(), 7);
+            drop(taken);
+            if direct {
+                // Their images are kept for the next records.
+                assert!(!j.inner.idle_records.lock().unwrap().is_empty());
+            }
+            crash(j);
+            let j = open();
+            assert_eq!(j.replayed(), ["c/d/1.dcm"]);
+            assert_eq!(std::fs::read(dir.join("c/d/1.dcm")).unwrap(), data);
+            drop(j);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
