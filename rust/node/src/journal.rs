@@ -1687,7 +1687,11 @@ mod tests {
         let j =
             Journal::open_with(dir, slot_data, slots, Duration::from_secs(3600), direct).unwrap();
         assert!(j.wait_ready(Duration::from_secs(30)));
-        assert_eq!(j.writes_direct(), direct);
+        assert_eq!(
+            j.writes_direct(),
+            direct,
+            "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
+        );
         j
     }
 

@@ -455,7 +455,10 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known_direct_journal() {
     let journal =
         Arc::new(node::Journal::open(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap());
     assert!(journal.wait_ready(Duration::from_secs(30)));
-    assert!(journal.writes_direct());
+    assert!(
+        journal.writes_direct(),
+        "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
+    );
     prepare_places_discards_or_defers(&dir, journal);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -483,7 +486,10 @@ fn an_instance_outgrowing_its_direct_record_is_stored_whole_and_fsynced() {
     let journal =
         Arc::new(node::Journal::open(&dir, 64 << 10, 4, Duration::from_secs(3600)).unwrap());
     assert!(journal.wait_ready(Duration::from_secs(30)));
-    assert!(journal.writes_direct());
+    assert!(
+        journal.writes_direct(),
+        "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
+    );
     let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| (i * 7) as u16).collect();
     let assoc = connect(server.local_addr().port(), ELE, 16_384);
