@@ -90,6 +90,15 @@ impl Drop for AlignedBuf {
     }
 }
 
+/// Opens `path` (existing) again for writing with `O_DIRECT`; `Err` where the filesystem has no
+/// direct I/O.
+pub(crate) fn open_direct(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
 /// Writes a file's bytes from an aligned offset on, with `O_DIRECT`, overlapping each write with
 /// the arrival of the next bytes.
 pub struct DirectWriter {
@@ -117,10 +126,7 @@ impl DirectWriter {
                 "direct I/O must start at an aligned offset",
             ));
         }
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)?;
+        let direct = open_direct(path)?;
         let (to_writer, jobs) = mpsc::channel::<(AlignedBuf, u64)>();
         let (done, back) = mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -361,7 +361,7 @@ impl Journal {
         }
         let mut idle_records = Vec::new();
         let direct = match &file {
-            Some(_) if want_direct => open_direct(&path, &header, &mut idle_records),
+            Some(_) if want_direct => open_direct_records(&path, &header, &mut idle_records),
             _ => None,
         };
         let state = State {
@@ -1072,16 +1072,12 @@ fn released() -> io::Error {
 
 /// The journal opened again with `O_DIRECT` for [`DirectRecord`]s, if the filesystem takes direct
 /// I/O and the kernel io_uring; the ring and image made to check are kept in `idle`.
-fn open_direct(
+fn open_direct_records(
     path: &Path,
     h: &Header,
     idle: &mut Vec<(WriteRing, AlignedBuf)>,
 ) -> Option<Arc<File>> {
-    let file = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .ok()?;
+    let file = crate::direct::open_direct(path).ok()?;
     let ring = WriteRing::new().ok()?;
     idle.push((ring, AlignedBuf::new((BLOCK + h.slot_data) as usize)));
     Some(Arc::new(file))
@@ -1229,7 +1225,8 @@ impl Inner {
                 st.file = Some(Arc::new(file));
                 if self.want_direct {
                     let mut idle = self.idle_records.lock().unwrap_or_else(|e| e.into_inner());
-                    st.direct = open_direct(&self.root.join(JOURNAL_FILE), &header, &mut idle);
+                    st.direct =
+                        open_direct_records(&self.root.join(JOURNAL_FILE), &header, &mut idle);
                 }
             }
             Ok(_) => {
