@@ -498,10 +498,7 @@ fn call_placed(
         let out = handler.call_method1(py, pyo3::intern!(py, "placed"), (request, received))?;
         extract_reply(out.bind(py))
     })();
-    r.unwrap_or_else(|e| {
-        e.print(py);
-        Reply::with_comment(0x0110, "the storage handler raised an exception")
-    })
+    r.unwrap_or_else(|e| handler_raised(py, e))
 }
 
 impl PyStoreHandler {
@@ -524,7 +521,7 @@ impl PyStoreHandler {
             return Python::try_attach(|py| {
                 call_placed(py, &self.handler, &self.key_names, parts, received)
             })
-            .unwrap_or_else(|| Reply::with_comment(0x0110, "the node is shutting down"));
+            .unwrap_or_else(shutting_down);
         }
         // Failed, or the keys changed after the decision (elements out of order): the handler's
         // `stored` without state reports the failure or ingests the file from the start.
@@ -580,6 +577,18 @@ fn received_object(
     )
 }
 
+/// The reply when the storage handler raised `e` (printed): 0110, processing failure (PS3.7
+/// Annex C).
+fn handler_raised(py: Python<'_>, e: PyErr) -> Reply {
+    e.print(py);
+    Reply::with_comment(0x0110, "the storage handler raised an exception")
+}
+
+/// The reply when Python cannot be entered any more (the interpreter is finalizing): 0110.
+fn shutting_down() -> Reply {
+    Reply::with_comment(0x0110, "the node is shutting down")
+}
+
 /// Calls `handler.stored(request, received, state)`: the reply, or 0110 when it raised.
 fn call_stored(
     py: Python<'_>,
@@ -595,10 +604,7 @@ fn call_stored(
             handler.call_method1(py, pyo3::intern!(py, "stored"), (request, received, state))?;
         extract_reply(out.bind(py))
     })();
-    r.unwrap_or_else(|e| {
-        e.print(py);
-        Reply::with_comment(0x0110, "the storage handler raised an exception")
-    })
+    r.unwrap_or_else(|e| handler_raised(py, e))
 }
 
 /// `prepare`'s answer: None decides later; else (path | None, early reply | None, state).
@@ -696,12 +702,9 @@ impl StoreHandler for PyStoreHandler {
             Ok((request, state)) => {
                 call_stored(py, &self.handler, &self.key_names, request, received, state)
             }
-            Err(e) => {
-                e.print(py);
-                Reply::with_comment(0x0110, "the storage handler raised an exception")
-            }
+            Err(e) => handler_raised(py, e),
         })
-        .unwrap_or_else(|| Reply::with_comment(0x0110, "the node is shutting down"))
+        .unwrap_or_else(shutting_down)
     }
 
     fn answered(&self, rq: &StoreRequest<'_>, received: Received, state: Option<StoreState>) {
