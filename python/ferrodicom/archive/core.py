@@ -572,8 +572,7 @@ class Archive:
         except Exception:
             # No row will come: the UID must not stay reserved (the next ingest of it would wait forever),
             # and the file in place (perhaps answered already) is indexed by the next open's full scan.
-            self._dirty = True
-            _unlink(str(self.root / CLEAN_MARKER))
+            self._index_at_next_open()
             log.exception("cannot index %s; the next open indexes it", plan.final)
             self.abandon(plan)
             raise
@@ -585,8 +584,7 @@ class Archive:
             if (journaled or not self._full) and self.early_status(plan) is not None:
                 # The sender may already have its answer (early reply): keep the file, and make the next
                 # open run the full recovery scan, which indexes it.
-                self._dirty = True
-                _unlink(str(self.root / CLEAN_MARKER))
+                self._index_at_next_open()
                 log.error("archive closed before %s was indexed; the next open indexes it", final)
             else:
                 self._undo(final, backup)
@@ -703,6 +701,12 @@ class Archive:
             except OSError:
                 _unlink(backup)
         _unlink(final)
+
+    def _index_at_next_open(self) -> None:
+        """A file in place has no row coming: the next open runs the full recovery scan, which indexes it (no clean
+        shutdown is recorded now, and the marker of the last one goes)."""
+        self._dirty = True
+        _unlink(str(self.root / CLEAN_MARKER))
 
     def _after_replace(self, backup: Optional[str], old_other: Optional[str]) -> None:
         if backup is not None:
