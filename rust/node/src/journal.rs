@@ -1071,7 +1071,8 @@ fn released() -> io::Error {
 }
 
 /// The journal opened again with `O_DIRECT` for [`DirectRecord`]s, if the filesystem takes direct
-/// I/O and the kernel io_uring; the ring and image made to check are kept in `idle`.
+/// I/O and the kernel io_uring; the ring and image made to check are kept in `idle`, and the
+/// journal's clean pages leave the page cache.
 fn open_direct_records(
     path: &Path,
     h: &Header,
@@ -1080,6 +1081,8 @@ fn open_direct_records(
     let file = crate::direct::open_direct(path).ok()?;
     let ring = WriteRing::new().ok()?;
     idle.push((ring, AlignedBuf::new((BLOCK + h.slot_data) as usize)));
+    // What the zero fill or a replay left cached is never read again: records bypass the cache.
+    drop_cached(&file);
     Some(Arc::new(file))
 }
 
@@ -1689,6 +1692,10 @@ mod tests {
             direct,
             "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
         );
+        if direct {
+            // Made or replayed, the journal leaves the page cache (at most its header block stays).
+            assert!(cached_pages(&dir.join(JOURNAL_FILE)) <= 1);
+        }
         j
     }
 
