@@ -443,22 +443,7 @@ fn part_pool_hands_out_fresh_files_and_removes_the_rest_on_close() {
 
 #[test]
 fn prepare_places_discards_or_defers_once_the_keys_are_known_direct_journal() {
-    // On a disk filesystem (the build's target directory): direct I/O is there.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(format!(
-            "ferrodicom-node-prepare-direct-{}",
-            std::process::id()
-        ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal =
-        Arc::new(node::Journal::open(&dir, 1 << 20, 4, Duration::from_secs(3600)).unwrap());
-    assert!(journal.wait_ready(Duration::from_secs(30)));
-    assert!(
-        journal.writes_direct(),
-        "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
-    );
+    let (dir, journal) = direct_journal("prepare-direct", 1 << 20);
     prepare_places_discards_or_defers(&dir, journal);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -477,19 +462,9 @@ fn prepare_places_discards_or_defers_once_the_keys_are_known_buffered_journal() 
 
 #[test]
 fn an_instance_outgrowing_its_direct_record_is_stored_whole_and_fsynced() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(format!("ferrodicom-node-outgrow-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("placed")).unwrap();
     // Slots of 64 KiB: the 200 KB data set outgrows its record after two direct pieces.
-    let journal =
-        Arc::new(node::Journal::open(&dir, 64 << 10, 4, Duration::from_secs(3600)).unwrap());
-    assert!(journal.wait_ready(Duration::from_secs(30)));
-    assert!(
-        journal.writes_direct(),
-        "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
-    );
+    let (dir, journal) = direct_journal("outgrow", 64 << 10);
+    std::fs::create_dir_all(dir.join("placed")).unwrap();
     let (server, seen) = start_with(&dir, None, Some(journal.clone()), 4);
     let pixels: Vec<u16> = (0..100_000u32).map(|i| (i * 7) as u16).collect();
     let assoc = connect(server.local_addr().port(), ELE, 16_384);
@@ -509,6 +484,24 @@ fn an_instance_outgrowing_its_direct_record_is_stored_whole_and_fsynced() {
     assert_eq!(&file[meta..], &placed[..]);
     drop(seen);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A fresh folder on a disk filesystem (the build's target directory: tmpfs may refuse direct I/O)
+/// and a ready journal of 4 slots of `slot_data` bytes in it, asserted to write direct records.
+fn direct_journal(name: &str, slot_data: u64) -> (PathBuf, Arc<node::Journal>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(format!("ferrodicom-node-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal =
+        Arc::new(node::Journal::open(&dir, slot_data, 4, Duration::from_secs(3600)).unwrap());
+    assert!(journal.wait_ready(Duration::from_secs(30)));
+    assert!(
+        journal.writes_direct(),
+        "direct records need a filesystem that takes O_DIRECT and a kernel that allows io_uring: this machine refuses one"
+    );
+    (dir, journal)
 }
 
 /// With fsync, an early reply may go only once the file is durable: here through `journal`.
