@@ -276,8 +276,9 @@ const DIRECT_FROM: u64 = 4 << 20;
 /// slot. A direct record ([`Slot::tees`]) takes a copy of each byte the part file takes. A
 /// buffered one takes them first, alone: its bytes reach the part file when the record is
 /// committed (copied while the commit's sync runs), or are spilled into it when the instance
-/// outgrows the slot or is not to be journaled; the part file then takes the rest. Past [`DIRECT_FROM`] bytes, the rest of
-/// the file is written with direct I/O where the filesystem has it (with fsync only).
+/// outgrows the slot or is not to be journaled; the part file then takes the rest. Past
+/// [`DIRECT_FROM`] bytes, the rest of the file is written with direct I/O where the filesystem has
+/// it (with fsync only).
 struct Sink {
     file: File,
     slot: Option<Slot>,
